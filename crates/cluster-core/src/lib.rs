@@ -1,0 +1,28 @@
+//! Core of the cluster platform: domain types, errors, the pluggable traits (transport, KV store,
+//! election, lock, clock) and the platform/app runtime written only against those traits.
+//!
+//! This crate depends on no NATS, SQLite, HTTP or network crate (checked by `cargo xtask test`).
+//! Implementations live in other crates: `cluster-nats` (NATS/JetStream) and
+//! `cluster-testkit` (in-memory, for tests and dev mode).
+
+pub mod clock;
+pub mod election;
+pub mod epoch;
+pub mod error;
+pub mod id;
+pub mod kv;
+pub mod labels;
+pub mod lock;
+pub mod member;
+pub mod mode;
+pub mod transport;
+
+pub use clock::{Clock, TokioClock};
+pub use epoch::{Epoch, FencingToken};
+pub use error::{Error, Result};
+pub use id::{AppName, LockName, MethodName, NodeId, PlatformName, SubjectToken};
+pub use kv::{BucketConfig, KvBucket, KvEntry, KvStore, KvWatch, Revision, WatchEvent, WatchOp};
+pub use labels::Labels;
+pub use member::{Member, MemberApp};
+pub use mode::{Mode, Role};
+pub use transport::{Headers, Message, Subscription, Transport};

@@ -1,0 +1,51 @@
+//! Platform members.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{AppName, NodeId, PlatformName};
+use crate::labels::Labels;
+use crate::mode::Mode;
+
+/// One app running on a member, as advertised in the member's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberApp {
+    /// The app's name.
+    pub name: AppName,
+    /// The app's mode.
+    pub mode: Mode,
+}
+
+/// A live node of the platform, as seen in the membership view.
+///
+/// `joined_at` and `last_seen` are wall-clock times written by the member itself: they are for
+/// display only and no decision is ever based on them (see ARCHITECTURE.md, "Time").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's id.
+    pub node_id: NodeId,
+    /// The platform it belongs to.
+    pub platform: PlatformName,
+    /// A random id of the process incarnation (changes on every start).
+    pub instance: String,
+    /// The address other nodes and clients use to reach services on this node.
+    pub address: String,
+    /// The node's labels.
+    pub labels: Labels,
+    /// The apps registered on this node.
+    pub apps: Vec<MemberApp>,
+    /// Whether the node reports itself healthy.
+    pub healthy: bool,
+    /// When the node joined (member's wall clock; display only).
+    pub joined_at: SystemTime,
+    /// When the node last refreshed its record (member's wall clock; display only).
+    pub last_seen: SystemTime,
+}
+
+impl Member {
+    /// Whether the member runs an app of that name.
+    pub fn runs(&self, app: &AppName) -> bool {
+        self.apps.iter().any(|a| &a.name == app)
+    }
+}
