@@ -15,7 +15,9 @@ pub mod labels;
 pub mod lock;
 pub mod member;
 pub mod mode;
+pub mod runtime;
 pub mod transport;
+pub mod wire;
 
 pub use clock::{Clock, TokioClock};
 pub use epoch::{Epoch, FencingToken};
@@ -25,4 +27,5 @@ pub use kv::{BucketConfig, KvBucket, KvEntry, KvStore, KvWatch, Revision, WatchE
 pub use labels::Labels;
 pub use member::{Member, MemberApp};
 pub use mode::{Mode, Role};
+pub use runtime::{App, Platform, PlatformOptions};
 pub use transport::{Headers, Message, Subscription, Transport};
