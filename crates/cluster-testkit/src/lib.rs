@@ -9,6 +9,7 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod scenario;
 
 pub use memory::{
     MemoryBucket, MemoryKvStore, MemoryNetwork, MemoryTransport, NetworkConfig, NodeStats,
