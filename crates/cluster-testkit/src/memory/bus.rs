@@ -65,7 +65,8 @@ impl Bus {
     /// interested in it (0 means "no responders").
     ///
     /// Subscriptions of partitioned nodes count as disconnected: they have no interest and are
-    /// never picked as a queue group member. Each plain subscription gets the message; each queue
+    /// never picked as a queue group member. A cut link drops the message on the way to the
+    /// picked subscription (the server still sees the interest). Each plain subscription gets the message; each queue
     /// group (by name, as NATS groups them) gets it on exactly one member, chosen round-robin
     /// among the reachable members in subscription order. The publisher's and the receiver's
     /// delays add up; their drop rates are rolled (publisher first, once per message).
@@ -98,6 +99,10 @@ impl Bus {
             let Some(sub) = self.subs.get(&id) else {
                 continue;
             };
+            if faults.is_link_cut(from, &sub.node) {
+                faults.count_dropped(&sub.node);
+                continue;
+            }
             if faults.roll_drop(&sub.node) {
                 continue;
             }

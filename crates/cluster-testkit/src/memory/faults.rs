@@ -1,6 +1,6 @@
 //! Per-node fault state of the in-memory network: partitions, delays, drop rates, counters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -68,6 +68,8 @@ struct NodeState {
 pub(crate) struct Faults {
     seed: u64,
     nodes: Mutex<HashMap<String, NodeState>>,
+    /// Directed links `(from, to)` whose messages are dropped.
+    cut: Mutex<HashSet<(String, String)>>,
 }
 
 impl Faults {
@@ -75,6 +77,7 @@ impl Faults {
         Self {
             seed,
             nodes: Mutex::new(HashMap::new()),
+            cut: Mutex::new(HashSet::new()),
         }
     }
 
@@ -99,6 +102,21 @@ impl Faults {
 
     pub(crate) fn is_partitioned(&self, node: &str) -> bool {
         self.with(node, |s| *s.partitioned.borrow())
+    }
+
+    pub(crate) fn set_link_cut(&self, from: &str, to: &str, cut: bool) {
+        let link = (from.to_owned(), to.to_owned());
+        let mut links = lock(&self.cut);
+        if cut {
+            links.insert(link);
+        } else {
+            links.remove(&link);
+        }
+    }
+
+    pub(crate) fn is_link_cut(&self, from: &str, to: &str) -> bool {
+        let links = lock(&self.cut);
+        !links.is_empty() && links.contains(&(from.to_owned(), to.to_owned()))
     }
 
     pub(crate) fn set_delay(&self, node: &str, delay: Duration) {

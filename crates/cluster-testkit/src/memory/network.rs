@@ -70,6 +70,8 @@ impl Shared {
 ///   requests time out, its KV operations wait up to [`NetworkConfig::kv_op_timeout`] for the
 ///   heal and then fail with `Error::Unavailable`, and its KV watches hold their events until
 ///   [`heal`](Self::heal), then deliver them in order.
+/// * [`cut_link`](Self::cut_link): messages from one node to another are dropped (one
+///   direction), for asymmetric partitions.
 /// * [`set_delay`](Self::set_delay): every message from or to the node and every KV operation
 ///   and watch event of the node is delayed (order is kept).
 /// * [`set_drop_rate`](Self::set_drop_rate): messages from or to the node are dropped with that
@@ -149,6 +151,20 @@ impl MemoryNetwork {
     /// Whether `node` is partitioned.
     pub fn is_partitioned(&self, node: &str) -> bool {
         self.shared.faults.is_partitioned(node)
+    }
+
+    /// Drops every message from `from` to `to` (one direction; KV traffic is unaffected) until
+    /// [`restore_link`](Self::restore_link). Unlike a partition, `to`'s subscriptions keep their
+    /// interest: requests over a cut link time out instead of failing with `NoResponders`.
+    pub fn cut_link(&self, from: &str, to: &str) {
+        tracing::debug!(from, to, "cut link");
+        self.shared.faults.set_link_cut(from, to, true);
+    }
+
+    /// Restores the link from `from` to `to`.
+    pub fn restore_link(&self, from: &str, to: &str) {
+        tracing::debug!(from, to, "restore link");
+        self.shared.faults.set_link_cut(from, to, false);
     }
 
     /// Delays every message from or to `node` and each of its KV operations by `delay`
