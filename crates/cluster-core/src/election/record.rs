@@ -15,7 +15,7 @@ pub(crate) const LEASE_RECORD_VERSION: u32 = 1;
 /// is the revision at which the term began.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRecord {
-    /// Format version ([`LEASE_RECORD_VERSION`]).
+    /// Format version (currently 1).
     pub v: u32,
     /// The holder's node id.
     pub node: NodeId,
