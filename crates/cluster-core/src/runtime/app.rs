@@ -68,6 +68,7 @@ pub(crate) struct AppInner {
     pub(crate) leadership: Mutex<Option<mpsc::UnboundedSender<LeaderCommand>>>,
     pub(crate) notify: Mutex<Option<mpsc::UnboundedSender<Notification>>>,
     pub(crate) health: Mutex<HealthStatus>,
+    pub(crate) resources: RwLock<Vec<super::resource::Registered>>,
 }
 
 /// An app: an isolated component with its own KV, locks, events and RPC handlers.
@@ -141,6 +142,7 @@ impl App {
                 leadership: Mutex::new(None),
                 notify: Mutex::new(None),
                 health: Mutex::new(HealthStatus::Healthy),
+                resources: RwLock::new(Vec::new()),
             }),
         })
     }
@@ -267,6 +269,22 @@ impl App {
     {
         write(&self.inner.hooks).on_health_change = Some(boxed_hook_with(f));
         self
+    }
+
+    /// Adds a resource held while this instance is active (see
+    /// [`ActiveResource`](super::ActiveResource)): activated in the order added, before
+    /// `on_active` (Singleton) or at start (other modes), deactivated in reverse order.
+    pub fn add_resource(
+        &self,
+        resource: Arc<dyn super::resource::ActiveResource>,
+        policy: super::resource::RetryPolicy,
+    ) -> &Self {
+        write(&self.inner.resources).push(super::resource::Registered { resource, policy });
+        self
+    }
+
+    pub(crate) fn resources(&self) -> Vec<super::resource::Registered> {
+        read(&self.inner.resources).clone()
     }
 
     /// Registers the handler of `method`, replacing any previous one. Invalid method names are

@@ -16,6 +16,8 @@
 //!   epoch) cancels a running hook.
 //! * A failed or timed-out `on_active` runs `on_passive` to undo partial work, then resigns
 //!   (the node waits the election cooldown before campaigning again).
+//! * Resources (`ActiveResource`) are activated before `on_active` and deactivated after
+//!   `on_passive`; a resource that cannot be activated makes the node step down.
 //! * Step-down and hand-off run `on_passive` first and only then release the lease, so the next
 //!   leader starts after this one stopped.
 
@@ -28,6 +30,7 @@ use super::app::{App, locked, read};
 use super::hooks::run_hook;
 use super::notify::Notification;
 use super::options::HookKind;
+use super::resource;
 use crate::election::{Election, ElectionState};
 use crate::epoch::Epoch;
 use crate::error::Result;
@@ -165,6 +168,23 @@ impl Machine {
     async fn promote(&mut self, epoch: Epoch) {
         info!(app = %self.app.name(), %epoch, "promoting");
         let ctx = self.app.context(Some(epoch));
+        let resources = self.app.resources();
+        let activation = resource::activate_all(&resources, epoch);
+        match self.supervise(epoch, &ctx.cancel, activation).await {
+            HookEnd::Done(Ok(())) => {}
+            HookEnd::Done(Err(e)) => {
+                warn!(app = %self.app.name(), %epoch, error = %e,
+                    "a resource could not be activated; stepping down");
+                if let Err(e) = self.election.resign().await {
+                    warn!(app = %self.app.name(), error = %e, "resign failed");
+                }
+                return;
+            }
+            HookEnd::Superseded => {
+                resource::deactivate_all(&resources).await;
+                return;
+            }
+        }
         let hook = read(&self.app.inner.hooks).on_active.clone();
         let end = match hook {
             Some(hook) => {
@@ -240,6 +260,7 @@ impl Machine {
         self.run_passive().await;
     }
 
+    /// Runs `on_passive`, then deactivates the resources in reverse order.
     async fn run_passive(&mut self) {
         self.app.set_role(Role::Standby, None);
         let hook = read(&self.app.inner.hooks).on_passive.clone();
@@ -253,6 +274,7 @@ impl Machine {
             )
             .await;
         }
+        resource::deactivate_all(&self.app.resources()).await;
     }
 
     async fn step_down(&mut self, to: Option<NodeId>) -> Result<()> {

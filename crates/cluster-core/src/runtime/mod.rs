@@ -10,6 +10,7 @@ mod membership;
 mod notify;
 mod options;
 mod platform;
+mod resource;
 mod rpc;
 
 pub use app::{App, HealthStatus, RoleState};
@@ -19,4 +20,5 @@ pub use kv::AppKv;
 pub use locks::DistLock;
 pub use options::{AppOptions, HookKind, PlatformOptions};
 pub use platform::{Platform, PlatformBuilder, Stats};
+pub use resource::{ActiveResource, RetryPolicy};
 pub use rpc::{BroadcastReply, Next, Request, Routing, RpcClient, json_response};

@@ -549,6 +549,7 @@ impl Platform {
                 shared.track(leadership::spawn(app, e.clone()).abort_handle());
                 e.set_candidate(true).await?;
             } else {
+                super::resource::activate_all(&app.resources(), crate::epoch::Epoch::ZERO).await?;
                 app.set_role(Role::Active, None);
             }
         }
@@ -582,6 +583,9 @@ impl Platform {
                     )
                     .await;
                 }
+            }
+            if !app.mode().is_singleton() {
+                super::resource::deactivate_all(&app.resources()).await;
             }
             app.set_role(Role::Stopped, None);
             locked(&app.inner.election).take();
