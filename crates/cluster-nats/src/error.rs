@@ -57,6 +57,12 @@ pub(crate) fn map_publish_error(
     max_payload: usize,
 ) -> WriteFailure {
     let text = describe(err);
+    // A clustered stream also rejects a compare-and-set while another write to the same
+    // subject is in flight, with JetStream error code 10164 ("wrong last sequence" without
+    // a number), which async-nats reports as `Other`.
+    if text.contains("wrong last sequence") {
+        return WriteFailure::Conflict(wrong_last_sequence(&text));
+    }
     match err.kind() {
         PublishErrorKind::WrongLastSequence => WriteFailure::Conflict(wrong_last_sequence(&text)),
         PublishErrorKind::TimedOut => WriteFailure::Other(transient(what, true, text)),

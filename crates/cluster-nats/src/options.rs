@@ -236,7 +236,11 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(ConnectOptions::new(Vec::<String>::new()).validate().is_err());
+        assert!(
+            ConnectOptions::new(Vec::<String>::new())
+                .validate()
+                .is_err()
+        );
         let half_tls = ConnectOptions::new(["nats://x"]).tls(TlsOptions {
             client_cert: Some("c.pem".into()),
             ..TlsOptions::default()

@@ -57,7 +57,9 @@ pub(crate) fn to_header_map(headers: &Headers) -> Result<HeaderMap> {
                 .chars()
                 .any(|c| c == ':' || c.is_whitespace() || c.is_control())
         {
-            return Err(Error::InvalidArgument(format!("invalid header name {name:?}")));
+            return Err(Error::InvalidArgument(format!(
+                "invalid header name {name:?}"
+            )));
         }
         if value.contains(['\r', '\n']) {
             return Err(Error::InvalidArgument(format!(
@@ -75,7 +77,10 @@ pub(crate) fn from_header_map(map: Option<&HeaderMap>) -> Headers {
         let mut pairs: Vec<(String, String)> = map
             .iter()
             .map(|(name, values)| {
-                let value = values.first().map(|v| v.as_str().to_owned()).unwrap_or_default();
+                let value = values
+                    .first()
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
                 (AsRef::<str>::as_ref(name).to_owned(), value)
             })
             .collect();
@@ -99,7 +104,9 @@ fn to_message(msg: async_nats::Message) -> Message {
 
 fn validate_queue_group(group: &str) -> Result<()> {
     if group.is_empty() || group.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::InvalidArgument(format!("invalid queue group {group:?}")));
+        return Err(Error::InvalidArgument(format!(
+            "invalid queue group {group:?}"
+        )));
     }
     Ok(())
 }
@@ -228,7 +235,10 @@ mod tests {
     fn header_block_size() {
         assert_eq!(encoded_headers_len(&Headers::new()), 0);
         // "NATS/1.0\r\n" + "A: b\r\n" + "\r\n"
-        assert_eq!(encoded_headers_len(&Headers::new().with("A", "b")), 10 + 6 + 2);
+        assert_eq!(
+            encoded_headers_len(&Headers::new().with("A", "b")),
+            10 + 6 + 2
+        );
     }
 
     #[test]

@@ -10,7 +10,11 @@ pub fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
     let core = version.trim().trim_start_matches('v');
     let core = core.split(['-', '+']).next()?;
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 /// Accepts `version` if it is at least [`MIN_SERVER_VERSION`].

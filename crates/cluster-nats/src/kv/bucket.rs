@@ -74,7 +74,11 @@ impl NatsKvBucket {
         }
         let header_len: usize = headers
             .iter()
-            .map(|(n, vs)| vs.iter().map(|v| AsRef::<str>::as_ref(n).len() + v.as_str().len() + 4).sum::<usize>())
+            .map(|(n, vs)| {
+                vs.iter()
+                    .map(|v| AsRef::<str>::as_ref(n).len() + v.as_str().len() + 4)
+                    .sum::<usize>()
+            })
             .sum::<usize>()
             + 12;
         let max_payload = self.connection.client().server_info().max_payload;

@@ -86,10 +86,7 @@ impl KvStore for NatsKvStore {
                             config.name
                         ))
                     } else {
-                        Error::Unavailable(format!(
-                            "cannot create bucket {}: {text}",
-                            config.name
-                        ))
+                        Error::Unavailable(format!("cannot create bucket {}: {text}", config.name))
                     }
                 })?,
             },

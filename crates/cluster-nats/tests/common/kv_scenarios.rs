@@ -32,7 +32,10 @@ pub async fn put_get_and_revisions(store: &dyn KvStore) {
     let r3 = kv.put("b/c=d.e", b("3")).await.unwrap();
     assert!(r1 < r2 && r2 < r3, "{r1} {r2} {r3}");
     let e = kv.get("a").await.unwrap().unwrap();
-    assert_eq!((e.key.as_str(), e.value.clone(), e.revision), ("a", b("2"), r2));
+    assert_eq!(
+        (e.key.as_str(), e.value.clone(), e.revision),
+        ("a", b("2"), r2)
+    );
     // Opening the bucket again gives a handle to the same data.
     let again = store
         .bucket(BucketConfig::new(kv.name()).described("cluster-nats test"))
@@ -176,7 +179,10 @@ pub async fn watch_reports_changes_in_order(store: &dyn KvStore) {
     kv.delete("app.x", None).await.unwrap();
 
     let e = next_event(&mut all, EVENT).await;
-    assert_eq!((e.key.as_str(), e.op, e.revision), ("app.x", WatchOp::Put, r1));
+    assert_eq!(
+        (e.key.as_str(), e.op, e.revision),
+        ("app.x", WatchOp::Put, r1)
+    );
     assert_eq!(e.value, b("1"));
     let e = next_event(&mut all, EVENT).await;
     assert_eq!((e.key.as_str(), e.revision), ("users/1", r2));
@@ -219,7 +225,10 @@ pub async fn ttl_expiry_and_renewal(store: &dyn KvStore) {
     let e = next_event(&mut watch, EVENT).await;
     assert_eq!((e.key.as_str(), e.op), ("lease", WatchOp::Expired));
     assert!(e.revision > r1);
-    assert!(started.elapsed() >= Duration::from_millis(900), "expired early");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "expired early"
+    );
     assert_eq!(kv.get("lease").await.unwrap(), None);
     assert!(kv.keys("").await.unwrap().is_empty());
     // Expired: create works again.
@@ -249,7 +258,10 @@ pub async fn ttl_expiry_and_renewal(store: &dyn KvStore) {
         .create("lease", b("d"), Some(Duration::from_secs(1)))
         .await
         .unwrap();
-    match kv.update("lease", b("x"), r3, Some(Duration::from_secs(5))).await {
+    match kv
+        .update("lease", b("x"), r3, Some(Duration::from_secs(5)))
+        .await
+    {
         Err(Error::Conflict {
             current, expected, ..
         }) => {

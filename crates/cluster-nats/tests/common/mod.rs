@@ -58,7 +58,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < end, "condition not met within {deadline:?}");
+        assert!(
+            tokio::time::Instant::now() < end,
+            "condition not met within {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -52,8 +52,8 @@ impl NatsCluster {
         if n == 0 {
             return Err("a cluster needs at least one server".to_owned());
         }
-        let dir = ScratchDir::new("nats-cluster")
-            .map_err(|e| format!("cannot create temp dir: {e}"))?;
+        let dir =
+            ScratchDir::new("nats-cluster").map_err(|e| format!("cannot create temp dir: {e}"))?;
         let ports = free_ports(3 * n)?;
         let (client, rest) = ports.split_at(n);
         let (route, monitor) = rest.split_at(n);

@@ -23,7 +23,8 @@ pub(crate) struct ScratchDir {
 
 impl ScratchDir {
     pub(crate) fn new(tag: &str) -> std::io::Result<Self> {
-        let path = std::env::temp_dir().join(format!("cluster-testkit-{tag}-{}", uuid::Uuid::new_v4()));
+        let path =
+            std::env::temp_dir().join(format!("cluster-testkit-{tag}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&path)?;
         Ok(Self { path })
     }

@@ -148,7 +148,11 @@ fn is_closing(mode: Mode) -> bool {
     matches!(mode, Mode::Cut | Mode::Closed)
 }
 
-async fn run_connection(client: TcpStream, upstream: SocketAddr, mut state: watch::Receiver<State>) {
+async fn run_connection(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mut state: watch::Receiver<State>,
+) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };

@@ -92,8 +92,10 @@ impl NatsServer {
         let pid = process
             .pid()
             .ok_or_else(|| "nats-server has no pid".to_owned())?;
-        let (client_port, monitor_port) =
-            read_ports_file(&dir.path().join(format!("nats-server_{pid}.ports")), &mut process)?;
+        let (client_port, monitor_port) = read_ports_file(
+            &dir.path().join(format!("nats-server_{pid}.ports")),
+            &mut process,
+        )?;
         let mut server = Self {
             process,
             client_port,
@@ -199,10 +201,7 @@ impl NatsServer {
         // The port was just released by the old process; retry briefly if it lingers.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let result = self
-                .process
-                .spawn(&args)
-                .and_then(|()| self.wait_healthy());
+            let result = self.process.spawn(&args).and_then(|()| self.wait_healthy());
             match result {
                 Ok(()) => return,
                 Err(e) if Instant::now() > deadline => panic!("cannot restart nats-server: {e}"),
