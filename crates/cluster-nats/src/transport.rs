@@ -27,6 +27,34 @@ impl NatsTransport {
         Self { client }
     }
 
+    /// Returns once the server has processed everything this connection sent before.
+    ///
+    /// async-nats' `flush` only empties the socket buffer; the server handles one connection's
+    /// protocol in order, so a message to a private inbox coming back proves that earlier
+    /// `SUB`s and `PUB`s were processed. (In a cluster, interest still travels over the routes
+    /// asynchronously; that usually takes well under a millisecond.)
+    async fn barrier(&self) -> Result<()> {
+        let what = |e: &dyn std::fmt::Display| Error::Unavailable(format!("flush: {e}"));
+        let inbox = self.client.new_inbox();
+        let mut echo = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| what(&describe(&e)))?;
+        self.client
+            .publish(inbox, Bytes::new())
+            .await
+            .map_err(|e| what(&describe(&e)))?;
+        let timeout = self.client.timeout().unwrap_or(Duration::from_secs(5));
+        match tokio::time::timeout(timeout, echo.next()).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::Unavailable("flush: connection closed".to_owned())),
+            Err(_) => Err(Error::Timeout(format!(
+                "flush: no round trip to the server within {timeout:?}"
+            ))),
+        }
+    }
+
     fn check_size(&self, headers: &Headers, payload: &Bytes) -> Result<()> {
         let size = payload.len() + encoded_headers_len(headers);
         let max = self.max_payload();
@@ -166,6 +194,9 @@ impl Transport for NatsTransport {
             None => self.client.subscribe(subject.to_owned()).await,
         }
         .map_err(|e| Error::Unavailable(format!("subscribe {subject}: {}", describe(&e))))?;
+        // Round trip to the server, so the subscription is registered there before we return
+        // (the contract: everything published afterwards is delivered).
+        self.barrier().await?;
         // Dropping the async-nats Subscriber unsubscribes.
         Ok(Subscription::new(subscriber.map(to_message).boxed()))
     }
@@ -220,10 +251,7 @@ impl Transport for NatsTransport {
 
     async fn flush(&self) -> Result<()> {
         NatsConnection::ensure_connected(&self.client)?;
-        self.client
-            .flush()
-            .await
-            .map_err(|e| Error::Unavailable(format!("flush: {}", describe(&e))))
+        self.barrier().await
     }
 }
 

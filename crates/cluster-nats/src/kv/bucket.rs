@@ -20,6 +20,9 @@ use crate::error::{WriteFailure, conflict, describe, map_publish_error, transien
 /// marker that changes under it.
 const CREATE_ATTEMPTS: usize = 3;
 
+/// How many per-key reads `keys` keeps in flight.
+const KEYS_CONCURRENCY: usize = 32;
+
 /// A JetStream KV bucket (stream `KV_<name>`, subjects `$KV.<name>.<key>`).
 ///
 /// Revisions are stream sequences. Writes are JetStream publishes with
@@ -278,20 +281,50 @@ impl KvBucket for NatsKvBucket {
         validate_prefix(prefix)?;
         NatsConnection::ensure_connected(self.connection.client())?;
         let what = format!("list keys of bucket {}", self.store.name);
-        let mut stream = self
+        let bucket_prefix = wire::key_subject(&self.store.name, "");
+        let filter = if prefix.ends_with('.') {
+            format!("{bucket_prefix}{prefix}>")
+        } else {
+            format!("{bucket_prefix}>")
+        };
+        // The stream leader lists the subjects holding a message (consistent with acknowledged
+        // writes, unlike a consumer on a lagging replica); each subject's last message then
+        // tells whether it is a live value or a delete/expiry marker.
+        let subjects = self
             .store
-            .keys()
+            .stream
+            .info_with_subjects(&filter)
             .await
             .map_err(|e| transient(&what, describe(&e).contains("timed out"), describe(&e)))?;
-        let mut keys = Vec::new();
-        while let Some(key) = stream.next().await {
-            let key = key.map_err(|e| transient(&what, false, describe(&e)))?;
-            if key.starts_with(prefix) {
-                keys.push(key);
-            }
-        }
+        let candidates: Vec<String> = subjects
+            .filter_map(|item| {
+                futures::future::ready(match item {
+                    Ok((subject, _count)) => subject
+                        .strip_prefix(&bucket_prefix)
+                        .filter(|key| key.starts_with(prefix))
+                        .map(|key| Ok(key.to_owned())),
+                    Err(e) => Some(Err(transient(&what, false, describe(&e)))),
+                })
+            })
+            .collect::<Vec<Result<String>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        let checked: Vec<Result<Option<String>>> = futures::stream::iter(candidates)
+            .map(|key| async move {
+                Ok(match self.last(&key).await? {
+                    Some(last) if last.op == WatchOp::Put => Some(key),
+                    _ => None,
+                })
+            })
+            .buffer_unordered(KEYS_CONCURRENCY)
+            .collect()
+            .await;
+        let mut keys = checked
+            .into_iter()
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<_>>>()?;
         keys.sort();
-        keys.dedup();
         Ok(keys)
     }
 
