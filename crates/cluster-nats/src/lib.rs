@@ -1,0 +1,24 @@
+//! NATS/JetStream implementation of the cluster platform's transport and KV traits.
+//!
+//! * [`NatsConnection`]: connects with [`ConnectOptions`] (server list, creds file,
+//!   user/password, token, TLS, connection name, unlimited reconnects with backoff) and refuses
+//!   servers older than 2.11.
+//! * [`NatsTransport`]: `cluster_core::Transport` on core NATS (headers, request/reply, queue
+//!   groups).
+//! * [`NatsKvStore`] / [`NatsKvBucket`]: `cluster_core::KvStore` / `KvBucket` on JetStream KV
+//!   buckets with per-key TTLs and expiry events from server delete markers.
+//!
+//! The wire mapping (buckets, subjects, headers, markers) is in `docs/protocol/nats-mapping.md`.
+
+mod connection;
+mod error;
+mod kv;
+mod options;
+mod transport;
+mod version;
+
+pub use connection::NatsConnection;
+pub use kv::{NatsKvBucket, NatsKvStore};
+pub use options::{Auth, ConnectOptions, TlsOptions};
+pub use transport::NatsTransport;
+pub use version::{MIN_SERVER_VERSION, check_server_version, parse_version};
