@@ -81,7 +81,10 @@ impl SimCluster {
         let runner = platform.clone();
         let mut run = tokio::spawn(async move { runner.run().await });
         tokio::select! {
-            started = platform.wait_started() => started?,
+            started = platform.wait_started() => if let Err(e) = started {
+                // Prefer the error `run` returned (the reason start failed).
+                return Err(run.await.expect("platform task").err().unwrap_or(e));
+            },
             result = &mut run => {
                 return Err(result.expect("platform task").expect_err("run ended before start"));
             }

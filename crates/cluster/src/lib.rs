@@ -4,7 +4,7 @@
 //! a [`Platform`]:
 //!
 //! * [`dev`]: a whole platform in one process on the in-memory network (tests, dev mode);
-//! * NATS/JetStream (`cluster-nats`) once that adapter is wired here.
+//! * [`nats`]: NATS/JetStream (`cluster-nats`), the production wiring.
 //!
 //! ```
 //! # async fn demo() -> cluster::Result<()> {
@@ -52,5 +52,45 @@ pub mod dev {
         Ok(Platform::builder(name, node)
             .transport(network.transport(node))
             .kv_store(network.kv(node)))
+    }
+}
+
+/// NATS/JetStream wiring.
+///
+/// ```no_run
+/// # async fn demo() -> cluster::Result<()> {
+/// let conn = cluster::nats::connect(cluster::nats::ConnectOptions::new(["nats://127.0.0.1:4222"])).await?;
+/// let platform = cluster::nats::platform(&conn, "prod", "node-1", 1)?.build()?;
+/// # Ok(())
+/// # }
+/// ```
+pub mod nats {
+    use std::sync::Arc;
+
+    use cluster_core::runtime::PlatformBuilder;
+    use cluster_core::{Platform, PlatformOptions, Result};
+
+    pub use cluster_nats::{Auth, ConnectOptions, NatsConnection, TlsOptions};
+
+    /// Connects to NATS (refusing servers older than 2.11).
+    pub async fn connect(options: ConnectOptions) -> Result<NatsConnection> {
+        NatsConnection::connect(options).await
+    }
+
+    /// A builder for node `node` of platform `name` over `conn`, with buckets of `replicas`
+    /// replicas (1 on a single server, 3 on a cluster).
+    pub fn platform(
+        conn: &NatsConnection,
+        name: &str,
+        node: &str,
+        replicas: usize,
+    ) -> Result<PlatformBuilder> {
+        Ok(Platform::builder(name, node)
+            .options(PlatformOptions {
+                replicas,
+                ..PlatformOptions::default()
+            })
+            .transport(Arc::new(conn.transport()))
+            .kv_store(Arc::new(conn.kv_store(Some(replicas)))))
     }
 }
