@@ -35,7 +35,7 @@ impl AppPlacement {
 }
 
 /// A versioned placement of every app.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     /// Layout version of the JSON form ([`ASSIGNMENT_FORMAT`]).
     #[serde(default = "default_format")]
@@ -44,6 +44,16 @@ pub struct Assignment {
     pub version: u64,
     /// Placement per app. Pending apps are absent.
     pub apps: BTreeMap<AppName, AppPlacement>,
+}
+
+impl Default for Assignment {
+    fn default() -> Self {
+        Self {
+            format: ASSIGNMENT_FORMAT,
+            version: 0,
+            apps: BTreeMap::new(),
+        }
+    }
 }
 
 fn default_format() -> u32 {
@@ -57,7 +67,9 @@ pub enum AssignmentError {
     #[error("assignment JSON is malformed: {0}")]
     Json(#[from] serde_json::Error),
     /// Written by a newer layout this reader does not know.
-    #[error("assignment format {found} is not supported (this build reads format {ASSIGNMENT_FORMAT})")]
+    #[error(
+        "assignment format {found} is not supported (this build reads format {ASSIGNMENT_FORMAT})"
+    )]
     UnsupportedFormat {
         /// The format found.
         found: u32,
@@ -175,14 +187,19 @@ mod tests {
     fn rejects_unknown_format_bad_names_and_inconsistency() {
         let e = Assignment::from_json(br#"{"format":2,"version":1,"apps":{}}"#).unwrap_err();
         assert!(matches!(e, AssignmentError::UnsupportedFormat { found: 2 }));
-        assert!(Assignment::from_json(br#"{"format":1,"version":1,"apps":{"A":{"nodes":[]}}}"#).is_err());
+        assert!(
+            Assignment::from_json(br#"{"format":1,"version":1,"apps":{"A":{"nodes":[]}}}"#)
+                .is_err()
+        );
         let e = Assignment::from_json(
             br#"{"format":1,"version":1,"apps":{"a":{"nodes":["n1"],"partitions":["n2"]}}}"#,
         )
         .unwrap_err();
         assert!(e.to_string().contains("partition 0 is owned by n2"), "{e}");
-        let e = Assignment::from_json(br#"{"format":1,"version":1,"apps":{"a":{"nodes":["n1","n1"]}}}"#)
-            .unwrap_err();
+        let e = Assignment::from_json(
+            br#"{"format":1,"version":1,"apps":{"a":{"nodes":["n1","n1"]}}}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("twice"));
     }
 }

@@ -49,7 +49,13 @@ impl std::fmt::Display for Migration {
             MigrationKind::Leader => "leader".to_string(),
             MigrationKind::Partitions { partitions } => format!("{} partitions", partitions.len()),
         };
-        write!(f, "{} {kind} {} -> {}", self.app, node(&self.from), node(&self.to))
+        write!(
+            f,
+            "{} {kind} {} -> {}",
+            self.app,
+            node(&self.from),
+            node(&self.to)
+        )
     }
 }
 
@@ -94,21 +100,36 @@ fn diff_app(
                 out.push(m(Some(a), Some(b), MigrationKind::Leader));
             }
             out.extend(added.iter().map(|n| m(None, Some(n), MigrationKind::Start)));
-            out.extend(removed.iter().map(|n| m(Some(n), None, MigrationKind::Stop)));
+            out.extend(
+                removed
+                    .iter()
+                    .map(|n| m(Some(n), None, MigrationKind::Stop)),
+            );
         }
         Some(Mode::Replicas { .. }) | Some(Mode::Spread) => {
             let pairs = removed.len().min(added.len());
             for i in 0..pairs {
                 out.push(m(Some(removed[i]), Some(added[i]), MigrationKind::Move));
             }
-            out.extend(added[pairs..].iter().map(|n| m(None, Some(n), MigrationKind::Start)));
-            out.extend(removed[pairs..].iter().map(|n| m(Some(n), None, MigrationKind::Stop)));
+            out.extend(
+                added[pairs..]
+                    .iter()
+                    .map(|n| m(None, Some(n), MigrationKind::Start)),
+            );
+            out.extend(
+                removed[pairs..]
+                    .iter()
+                    .map(|n| m(Some(n), None, MigrationKind::Stop)),
+            );
         }
         Some(Mode::Ring { .. }) | None => {
             out.extend(added.iter().map(|n| m(None, Some(n), MigrationKind::Start)));
             let mut handoffs: BTreeMap<(Option<&NodeId>, &NodeId), Vec<u32>> = BTreeMap::new();
             if let Some(new_parts) = &new.partitions {
-                let old_parts = old.partitions.as_ref().filter(|o| o.len() == new_parts.len());
+                let old_parts = old
+                    .partitions
+                    .as_ref()
+                    .filter(|o| o.len() == new_parts.len());
                 for (p, to) in new_parts.iter().enumerate() {
                     let from = old_parts.map(|o| &o[p]);
                     if from != Some(to) {
@@ -119,7 +140,11 @@ fn diff_app(
             for ((from, to), partitions) in handoffs {
                 out.push(m(from, Some(to), MigrationKind::Partitions { partitions }));
             }
-            out.extend(removed.iter().map(|n| m(Some(n), None, MigrationKind::Stop)));
+            out.extend(
+                removed
+                    .iter()
+                    .map(|n| m(Some(n), None, MigrationKind::Stop)),
+            );
         }
     }
 }

@@ -26,7 +26,9 @@ pub struct ResourceError {
 ///
 /// A capacity of [`u64::MAX`] in a dimension means "not limited" ([`Resources::UNLIMITED`]);
 /// that is the default for nodes that do not declare their capacity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Resources {
     /// CPU in millicores.
     pub cpu_millis: u64,
@@ -77,13 +79,21 @@ impl Resources {
     /// `Labels{"cpu": "16", "memory": "64Gi"}`); a missing label means "not limited".
     pub fn from_labels(labels: &Labels) -> Result<Self, ResourceError> {
         Ok(Self {
-            cpu_millis: labels.get("cpu").map(parse_cpu).transpose()?.unwrap_or(u64::MAX),
+            cpu_millis: labels
+                .get("cpu")
+                .map(parse_cpu)
+                .transpose()?
+                .unwrap_or(u64::MAX),
             memory_bytes: labels
                 .get("memory")
                 .map(parse_memory)
                 .transpose()?
                 .unwrap_or(u64::MAX),
-            disk_bytes: labels.get("disk").map(parse_disk).transpose()?.unwrap_or(u64::MAX),
+            disk_bytes: labels
+                .get("disk")
+                .map(parse_disk)
+                .transpose()?
+                .unwrap_or(u64::MAX),
         })
     }
 
@@ -225,9 +235,7 @@ pub fn parse_disk(input: &str) -> Result<u64, ResourceError> {
 
 fn parse_bytes(what: &'static str, input: &str) -> Result<u64, ResourceError> {
     let s = input.trim();
-    let split = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
     let scale: u128 = match suffix {
         "" => 1,
@@ -328,11 +336,36 @@ mod tests {
         let e = parse_memory("4GB").unwrap_err();
         assert_eq!(e.what, "memory");
         assert!(e.to_string().contains("unknown suffix \"GB\""), "{e}");
-        assert!(parse_cpu("").unwrap_err().to_string().contains("missing number"));
-        assert!(parse_cpu("-1").unwrap_err().to_string().contains("non-negative"));
-        assert!(parse_cpu("0.0001").unwrap_err().to_string().contains("finer"));
-        assert!(parse_memory("0.5").unwrap_err().to_string().contains("finer"));
-        assert!(parse_memory("99999999Ei").unwrap_err().to_string().contains("too large"));
+        assert!(
+            parse_cpu("")
+                .unwrap_err()
+                .to_string()
+                .contains("missing number")
+        );
+        assert!(
+            parse_cpu("-1")
+                .unwrap_err()
+                .to_string()
+                .contains("non-negative")
+        );
+        assert!(
+            parse_cpu("0.0001")
+                .unwrap_err()
+                .to_string()
+                .contains("finer")
+        );
+        assert!(
+            parse_memory("0.5")
+                .unwrap_err()
+                .to_string()
+                .contains("finer")
+        );
+        assert!(
+            parse_memory("99999999Ei")
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
         assert!(parse_memory("1.2.3Gi").is_err());
     }
 
@@ -361,6 +394,9 @@ mod tests {
             need.shortfall(&free).unwrap(),
             "insufficient memory (need 4Gi, free 2Gi)"
         );
-        assert_eq!(need.utilisation_permille(&Resources::new(4000, 8 << 30, u64::MAX)), 500);
+        assert_eq!(
+            need.utilisation_permille(&Resources::new(4000, 8 << 30, u64::MAX)),
+            500
+        );
     }
 }

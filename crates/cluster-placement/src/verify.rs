@@ -94,7 +94,10 @@ fn check_ring(
         return;
     };
     if map.len() != partitions as usize {
-        out.push(format!("{app}: {} partitions, expected {partitions}", map.len()));
+        out.push(format!(
+            "{app}: {} partitions, expected {partitions}",
+            map.len()
+        ));
         return;
     }
     let mut counts: BTreeMap<&NodeId, usize> = placement.nodes.iter().map(|n| (n, 0)).collect();

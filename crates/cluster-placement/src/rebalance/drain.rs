@@ -85,7 +85,13 @@ fn drain_set(
     let on_drained = |app: &AppName| -> Vec<NodeId> {
         current
             .app(app)
-            .map(|p| p.nodes.iter().filter(|n| drained.contains(n)).cloned().collect())
+            .map(|p| {
+                p.nodes
+                    .iter()
+                    .filter(|n| drained.contains(n))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let reasons: BTreeMap<&AppName, &String> = r
@@ -101,7 +107,11 @@ fn drain_set(
             continue;
         }
         let list: Vec<&str> = lost.iter().map(NodeId::as_str).collect();
-        let what = if force { "stopped without replacement" } else { "stays" };
+        let what = if force {
+            "stopped without replacement"
+        } else {
+            "stays"
+        };
         stuck.push((
             app.clone(),
             format!("instance on {} {what}: {why}", list.join(", ")),

@@ -77,14 +77,19 @@ pub(super) fn plan(
             };
             let start = match strategy {
                 RebalanceStrategy::BinPack => true,
-                _ => before > policy.threshold || zone_key.is_some_and(|k| w.diversity_move(k).is_some()),
+                _ => {
+                    before > policy.threshold
+                        || zone_key.is_some_and(|k| w.diversity_move(k).is_some())
+                }
             };
             while start && migrations.len() < limit {
                 let next = match strategy {
                     RebalanceStrategy::BinPack => w.binpack_move(),
-                    _ => zone_key
-                        .and_then(|k| w.diversity_move(k))
-                        .or_else(|| (w.imbalance() > stop).then(|| w.spread_move(zone_key)).flatten()),
+                    _ => zone_key.and_then(|k| w.diversity_move(k)).or_else(|| {
+                        (w.imbalance() > stop)
+                            .then(|| w.spread_move(zone_key))
+                            .flatten()
+                    }),
                 };
                 let Some(mv) = next else { break };
                 migrations.push(w.apply(&mv));
@@ -130,7 +135,9 @@ impl<'a> Work<'a> {
         for (app, p) in &current.apps {
             let Some(spec) = specs.get(app) else { continue };
             for (pos, node) in p.nodes.iter().enumerate() {
-                let Some(i) = cluster.index(node) else { continue };
+                let Some(i) = cluster.index(node) else {
+                    continue;
+                };
                 ledger.add(i, spec.resources);
                 let active = spec.mode != Mode::Singleton || pos == 0;
                 if active && let Some(l) = load.get_mut(&i) {
@@ -204,7 +211,11 @@ impl<'a> Work<'a> {
         }
         let node = self.cluster.nodes[tgt];
         let hosts = |other: &AppName| self.assignment.app(other).map(|q| q.contains(tgt_id));
-        if let Some(c) = spec.constraints.iter().find(|c| !constraint_holds(c, node, hosts)) {
+        if let Some(c) = spec
+            .constraints
+            .iter()
+            .find(|c| !constraint_holds(c, node, hosts))
+        {
             return Err(format!("{c} does not hold on {tgt_id}"));
         }
         if let Some(s) = spec
@@ -214,7 +225,9 @@ impl<'a> Work<'a> {
             return Err(format!("{tgt_id}: {s}"));
         }
         for (other, q) in &self.assignment.apps {
-            let Some(os) = self.specs.get(other) else { continue };
+            let Some(os) = self.specs.get(other) else {
+                continue;
+            };
             for c in &os.constraints {
                 match c {
                     Constraint::WithApp { app: a } if a == app && q.contains(src_id) => {
@@ -240,12 +253,21 @@ impl<'a> Work<'a> {
     }
 
     fn zone(&self, i: usize, key: &str) -> String {
-        self.cluster.nodes[i].labels.get(key).unwrap_or("").to_string()
+        self.cluster.nodes[i]
+            .labels
+            .get(key)
+            .unwrap_or("")
+            .to_string()
     }
 
     fn app_zones(&self, app: &AppName, key: &str) -> BTreeMap<String, u32> {
         let mut zones = BTreeMap::new();
-        for n in self.assignment.app(app).map(|p| p.nodes.as_slice()).unwrap_or_default() {
+        for n in self
+            .assignment
+            .app(app)
+            .map(|p| p.nodes.as_slice())
+            .unwrap_or_default()
+        {
             if let Some(i) = self.cluster.index(n) {
                 *zones.entry(self.zone(i, key)).or_insert(0) += 1;
             }
@@ -272,7 +294,12 @@ impl<'a> Work<'a> {
                         }
                     }
                     if self.valid(&app, src, tgt, leader).is_ok() {
-                        return Some(Move { app, src, tgt, leader });
+                        return Some(Move {
+                            app,
+                            src,
+                            tgt,
+                            leader,
+                        });
                     }
                 }
             }
@@ -292,7 +319,12 @@ impl<'a> Work<'a> {
                         break;
                     }
                     if self.valid(&app, src, tgt, leader).is_ok() {
-                        return Some(Move { app, src, tgt, leader });
+                        return Some(Move {
+                            app,
+                            src,
+                            tgt,
+                            leader,
+                        });
                     }
                 }
             }
@@ -303,7 +335,9 @@ impl<'a> Work<'a> {
     fn diversity_move(&self, key: &str) -> Option<Move> {
         let targets = self.by_load(false);
         for app in self.assignment.apps.keys() {
-            let Some(spec) = self.specs.get(app) else { continue };
+            let Some(spec) = self.specs.get(app) else {
+                continue;
+            };
             if !matches!(spec.mode, Mode::Replicas { .. }) || !self.policy.may_move(spec) {
                 continue;
             }

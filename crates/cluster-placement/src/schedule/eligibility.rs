@@ -30,8 +30,7 @@ pub(crate) fn node_rejection(
     {
         return Some(c.to_string());
     }
-    spec.resources
-        .shortfall(&ledger.free(i, &node.capacity))
+    spec.resources.shortfall(&ledger.free(i, &node.capacity))
 }
 
 /// Whether `c` holds on `node`; `hosts(app)` says whether `app` runs on it (`None` when that

@@ -97,7 +97,7 @@ pub fn schedule(nodes: &[NodeInfo], apps: &[AppSpec], current: &Assignment) -> P
     let (order, blocked) = order::dependency_order(&specs);
     let mut placed: Placed = BTreeMap::new();
     let mut new = Assignment {
-        format: current.format.max(crate::assignment::ASSIGNMENT_FORMAT),
+        format: crate::assignment::ASSIGNMENT_FORMAT,
         version: current.version,
         apps: BTreeMap::new(),
     };
@@ -112,7 +112,15 @@ pub fn schedule(nodes: &[NodeInfo], apps: &[AppSpec], current: &Assignment) -> P
         let spec = specs[name];
         let cur_set = &current_sets[name];
         release(&mut ledger, cur_set, spec);
-        match place_app(&cluster, spec, current.app(name), cur_set, &ledger, &placed, &specs) {
+        match place_app(
+            &cluster,
+            spec,
+            current.app(name),
+            cur_set,
+            &ledger,
+            &placed,
+            &specs,
+        ) {
             Ok(p) => {
                 let mut set = vec![false; cluster.len()];
                 for node in &p.placement.nodes {
@@ -147,10 +155,8 @@ pub fn schedule(nodes: &[NodeInfo], apps: &[AppSpec], current: &Assignment) -> P
     }
 
     // 4. Diff and version.
-    let modes: BTreeMap<AppName, Mode> = specs
-        .iter()
-        .map(|(n, s)| ((*n).clone(), s.mode))
-        .collect();
+    let modes: BTreeMap<AppName, Mode> =
+        specs.iter().map(|(n, s)| ((*n).clone(), s.mode)).collect();
     result.migrations = diff(current, &new, &modes);
     if !new.same_placement(current) {
         new.version = current.version + 1;
@@ -219,8 +225,14 @@ fn place_app(
     let sticky: Vec<usize> = current
         .map(|p| p.nodes.iter().filter_map(pos_of).collect())
         .unwrap_or_default();
-    let ids = |pos: &[usize]| -> Vec<NodeId> { pos.iter().map(|&p| cands[p].node.id.clone()).collect() };
-    let all_sorted = || -> Vec<NodeId> { eligible.iter().map(|&i| cluster.nodes[i].id.clone()).collect() };
+    let ids =
+        |pos: &[usize]| -> Vec<NodeId> { pos.iter().map(|&p| cands[p].node.id.clone()).collect() };
+    let all_sorted = || -> Vec<NodeId> {
+        eligible
+            .iter()
+            .map(|&i| cluster.nodes[i].id.clone())
+            .collect()
+    };
 
     let mut degraded = None;
     let placement = match spec.mode {

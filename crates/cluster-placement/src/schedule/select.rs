@@ -8,7 +8,12 @@ use crate::strategy::{Candidate, StrategyKind};
 
 /// Picks up to `k` more candidates (positions into `cands`), best first, given the positions
 /// already `chosen` (which are never returned again).
-pub(crate) fn pick(spec: &AppSpec, cands: &[Candidate<'_>], chosen: &[usize], k: usize) -> Vec<usize> {
+pub(crate) fn pick(
+    spec: &AppSpec,
+    cands: &[Candidate<'_>],
+    chosen: &[usize],
+    k: usize,
+) -> Vec<usize> {
     let mut taken = vec![false; cands.len()];
     for &c in chosen {
         taken[c] = true;
@@ -18,7 +23,13 @@ pub(crate) fn pick(spec: &AppSpec, cands: &[Candidate<'_>], chosen: &[usize], k:
             (Reverse(c.preference), c.instances, util(c), 0u32, 0u64)
         }),
         StrategyKind::BinPack => static_order(cands, &taken, k, |c| {
-            (Reverse(c.preference), 0u32, Reverse(util(c)), Reverse(c.instances), 0u64)
+            (
+                Reverse(c.preference),
+                0u32,
+                Reverse(util(c)),
+                Reverse(c.instances),
+                0u64,
+            )
         }),
         StrategyKind::ZoneAware { key } => zone_order(cands, &mut taken, k, key),
         StrategyKind::Custom(s) => {
