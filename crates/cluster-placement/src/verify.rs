@@ -22,43 +22,61 @@ pub fn verify(
     assignment: &Assignment,
     current: Option<&Assignment>,
 ) -> Vec<String> {
+    verify_by_app(nodes, apps, assignment, current)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// As [`verify`], with the app each violation concerns (`None` for node-level ones).
+pub(crate) fn verify_by_app(
+    nodes: &[NodeInfo],
+    apps: &[AppSpec],
+    assignment: &Assignment,
+    current: Option<&Assignment>,
+) -> Vec<(Option<AppName>, String)> {
     let by_id: BTreeMap<&NodeId, &NodeInfo> = nodes.iter().map(|n| (&n.id, n)).collect();
     let specs: BTreeMap<&AppName, &AppSpec> = apps.iter().map(|a| (&a.name, a)).collect();
-    let mut out = Vec::new();
+    let mut out: Vec<(Option<AppName>, String)> = Vec::new();
     let mut used: BTreeMap<&NodeId, Resources> = BTreeMap::new();
     if let Err(e) = assignment.validate() {
-        out.push(e.to_string());
+        out.push((None, e.to_string()));
     }
     for (app, placement) in &assignment.apps {
+        let mut app_out = Vec::new();
+        let out_app = &mut app_out;
         let Some(spec) = specs.get(app) else {
-            out.push(format!("{app}: placed but not registered"));
+            out.push((
+                Some(app.clone()),
+                format!("{app}: placed but not registered"),
+            ));
             continue;
         };
         for node in &placement.nodes {
             let Some(info) = by_id.get(node) else {
-                out.push(format!("{app}: runs on unknown node {node}"));
+                out_app.push(format!("{app}: runs on unknown node {node}"));
                 continue;
             };
             if !info.healthy {
-                out.push(format!("{app}: runs on unhealthy node {node}"));
+                out_app.push(format!("{app}: runs on unhealthy node {node}"));
             }
             if info.cordoned
                 && let Some(cur) = current
                 && !cur.app(app).is_some_and(|p| p.contains(node))
             {
-                out.push(format!("{app}: newly placed on cordoned node {node}"));
+                out_app.push(format!("{app}: newly placed on cordoned node {node}"));
             }
             let hosts = |other: &AppName| assignment.app(other).map(|p| p.contains(node));
             for c in &spec.constraints {
                 if !constraint_holds(c, info, hosts) {
-                    out.push(format!("{app}: {c} violated on {node}"));
+                    out_app.push(format!("{app}: {c} violated on {node}"));
                 }
             }
             let u = used.entry(node).or_default();
             *u = u.saturating_add(spec.resources);
         }
         match spec.mode {
-            Mode::Replicas { n } if placement.nodes.len() > n as usize => out.push(format!(
+            Mode::Replicas { n } if placement.nodes.len() > n as usize => out_app.push(format!(
                 "{app}: {} nodes for replicas({n})",
                 placement.nodes.len()
             )),
@@ -67,17 +85,18 @@ pub fn verify(
                     .standbys
                     .is_some_and(|s| placement.nodes.len() > s as usize + 1) =>
             {
-                out.push(format!("{app}: more candidates than standbys + 1"));
+                out_app.push(format!("{app}: more candidates than standbys + 1"));
             }
-            Mode::Ring { partitions } => check_ring(app, placement, partitions, &mut out),
+            Mode::Ring { partitions } => check_ring(app, placement, partitions, out_app),
             _ => {}
         }
+        out.extend(app_out.into_iter().map(|v| (Some(app.clone()), v)));
     }
     for (node, u) in used {
         if let Some(info) = by_id.get(node)
             && let Some(s) = u.shortfall(&info.capacity)
         {
-            out.push(format!("node {node} overcommitted: {s}"));
+            out.push((None, format!("node {node} overcommitted: {s}")));
         }
     }
     out

@@ -80,7 +80,7 @@ fn drain_set(
         })
         .collect();
     let r = schedule(&without, apps, current);
-    let mut assignment = r.assignment;
+    let mut assignment = r.assignment.clone();
     let mut stuck = Vec::new();
     let on_drained = |app: &AppName| -> Vec<NodeId> {
         current
@@ -140,6 +140,16 @@ fn drain_set(
             }
         }
     }
+    if !force {
+        undo_invalid_restores(
+            nodes,
+            apps,
+            current,
+            &r.assignment,
+            &mut assignment,
+            &mut stuck,
+        );
+    }
     assignment.version = if assignment.same_placement(current) {
         current.version
     } else {
@@ -151,5 +161,40 @@ fn drain_set(
         assignment,
         migrations,
         stuck,
+    }
+}
+
+/// Keeping a stuck instance can break a constraint of the app that stays (its `WithApp`
+/// target may have moved off the drained node). Such instances are stopped after all, until
+/// the assignment verifies.
+fn undo_invalid_restores(
+    nodes: &[NodeInfo],
+    apps: &[AppSpec],
+    current: &Assignment,
+    scheduled: &Assignment,
+    assignment: &mut Assignment,
+    stuck: &mut [(AppName, String)],
+) {
+    loop {
+        let bad: BTreeSet<AppName> =
+            crate::verify::verify_by_app(nodes, apps, assignment, Some(current))
+                .into_iter()
+                .filter_map(|(app, _)| app)
+                .filter(|app| stuck.iter().any(|(s, _)| s == app))
+                .collect();
+        if bad.is_empty() {
+            return;
+        }
+        for app in bad {
+            match scheduled.app(&app) {
+                Some(p) => assignment.apps.insert(app.clone(), p.clone()),
+                None => assignment.apps.remove(&app),
+            };
+            for (s, why) in stuck.iter_mut() {
+                if *s == app {
+                    *why = format!("{why}; stopped after all: staying would break its constraints");
+                }
+            }
+        }
     }
 }
