@@ -198,6 +198,13 @@ fn place_app(
             }
         }
     }
+    if spec.mode == (Mode::Replicas { n: 0 }) {
+        return Ok(Placement {
+            placement: AppPlacement::default(),
+            reason: "replicas(0): scaled to zero".into(),
+            degraded: None,
+        });
+    }
     if let Mode::Ring { partitions: 0 } = spec.mode {
         return Err("ring(0) has no partitions to assign".into());
     }
@@ -290,7 +297,7 @@ fn place_app(
             }
         }
     };
-    if placement.nodes.is_empty() && spec.mode != (Mode::Replicas { n: 0 }) {
+    if placement.nodes.is_empty() {
         return Err(format!(
             "strategy {:?} chose no node among the eligible ones",
             spec.strategy
