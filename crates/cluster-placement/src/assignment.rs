@@ -136,12 +136,12 @@ impl Assignment {
             if set.len() != p.nodes.len() {
                 return Err(bad("a node is listed twice".into()));
             }
-            if let Some(parts) = &p.partitions {
-                if let Some((i, n)) = parts.iter().enumerate().find(|(_, n)| !set.contains(n)) {
-                    return Err(bad(format!(
-                        "partition {i} is owned by {n}, which does not run the app"
-                    )));
-                }
+            if let Some(parts) = &p.partitions
+                && let Some((i, n)) = parts.iter().enumerate().find(|(_, n)| !set.contains(n))
+            {
+                return Err(bad(format!(
+                    "partition {i} is owned by {n}, which does not run the app"
+                )));
             }
         }
         Ok(())

@@ -185,7 +185,7 @@ impl fmt::Display for Resources {
 pub fn fmt_cpu(millis: u64) -> String {
     if millis == u64::MAX {
         "unlimited".into()
-    } else if millis % 1000 == 0 {
+    } else if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -206,7 +206,7 @@ pub fn fmt_bytes(bytes: u64) -> String {
         ("Ki", 1 << 10),
     ];
     for (suffix, unit) in UNITS {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }

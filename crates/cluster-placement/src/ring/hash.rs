@@ -9,7 +9,7 @@
 use cluster_core::NodeId;
 use sha2::{Digest, Sha256};
 
-const SALT: u64 = 0x5eed_0f_c1u64;
+const SALT: u64 = 0x5eed_0fc1;
 
 /// First 8 bytes of `SHA-256(bytes)`, big-endian.
 pub fn sha256_u64(bytes: &[u8]) -> u64 {

@@ -72,31 +72,34 @@ fn static_order<K: Ord>(
 /// Greedy: each pick minimises (preference, instances of this app in the node's zone,
 /// instances on the node, utilisation, id); zone counts include `taken` nodes.
 fn zone_order(cands: &[Candidate<'_>], taken: &mut [bool], k: usize, key: &str) -> Vec<usize> {
-    let zone = |c: &Candidate<'_>| c.node.labels.get(key).unwrap_or("").to_string();
-    let mut in_zone: BTreeMap<String, u32> = BTreeMap::new();
-    for (i, c) in cands.iter().enumerate() {
+    let zones: Vec<&str> = cands
+        .iter()
+        .map(|c| c.node.labels.get(key).unwrap_or(""))
+        .collect();
+    let mut in_zone: BTreeMap<&str, u32> = BTreeMap::new();
+    for (i, z) in zones.iter().enumerate() {
         if taken[i] {
-            *in_zone.entry(zone(c)).or_default() += 1;
+            *in_zone.entry(z).or_default() += 1;
         }
     }
+    let utils: Vec<u64> = cands.iter().map(util).collect();
     let mut out = Vec::new();
     while out.len() < k {
-        let best = (0..cands.len()).filter(|&i| !taken[i]).min_by(|&a, &b| {
-            let ka = |c: &Candidate<'_>| {
-                (
-                    Reverse(c.preference),
-                    in_zone.get(&zone(c)).copied().unwrap_or(0),
-                    c.instances,
-                    util(c),
-                )
-            };
-            ka(&cands[a])
-                .cmp(&ka(&cands[b]))
-                .then_with(|| cands[a].node.id.cmp(&cands[b].node.id))
-        });
+        let key_of = |i: usize| {
+            (
+                Reverse(cands[i].preference),
+                in_zone.get(zones[i]).copied().unwrap_or(0),
+                cands[i].instances,
+                utils[i],
+                &cands[i].node.id,
+            )
+        };
+        let best = (0..cands.len())
+            .filter(|&i| !taken[i])
+            .min_by_key(|&i| key_of(i));
         let Some(b) = best else { break };
         taken[b] = true;
-        *in_zone.entry(zone(&cands[b])).or_default() += 1;
+        *in_zone.entry(zones[b]).or_default() += 1;
         out.push(b);
     }
     out
