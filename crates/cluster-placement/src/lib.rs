@@ -1,6 +1,6 @@
 //! Placement for the cluster platform: a pure, deterministic, synchronous library.
 //!
-//! - [`schedule`]: (nodes, app specs, current [`Assignment`]) → desired assignment, per-app
+//! - [`schedule()`]: (nodes, app specs, current [`Assignment`]) → desired assignment, per-app
 //!   reasons, pending apps and [`Migration`]s. Hard constraints always hold in the output.
 //! - [`ring`]: key → partition (`SHA-256`) and partition → node (bounded-load rendezvous with
 //!   stickiness), and the [`HashRing`] view nodes route with.
