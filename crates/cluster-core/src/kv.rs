@@ -240,7 +240,9 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     }
     let trimmed = prefix.trim_end_matches(['.', '/']);
     if trimmed.is_empty() {
-        return Err(Error::InvalidArgument(format!("invalid key prefix {prefix:?}")));
+        return Err(Error::InvalidArgument(format!(
+            "invalid key prefix {prefix:?}"
+        )));
     }
     validate_key(trimmed)
 }

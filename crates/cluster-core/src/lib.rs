@@ -15,6 +15,7 @@ pub mod labels;
 pub mod lock;
 pub mod member;
 pub mod mode;
+pub mod stream;
 pub mod transport;
 
 pub use clock::{Clock, TokioClock};

@@ -167,7 +167,11 @@ pub fn validate_subscribe_subject(subject: &str) -> Result<()> {
 
 fn validate_subject(subject: &str, wildcards: bool) -> Result<()> {
     use crate::error::Error;
-    let bad = |why: &str| Err(Error::InvalidArgument(format!("subject {subject:?}: {why}")));
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "subject {subject:?}: {why}"
+        )))
+    };
     if subject.is_empty() {
         return bad("must not be empty");
     }

@@ -2,10 +2,8 @@
 //!
 //! [`KvBucket`]: crate::kv::KvBucket
 
-
 mod record;
 mod timing;
-
 
 pub use record::LeaseRecord;
 pub use timing::ElectionTiming;
