@@ -82,6 +82,15 @@ impl MemoryLog {
         true
     }
 
+    /// First and last sequence, synchronously.
+    pub fn state_now(&self) -> LogState {
+        let g = self.lock();
+        LogState {
+            first_seq: g.first_seq,
+            last_seq: g.last_seq,
+        }
+    }
+
     fn check(&self) -> Result<()> {
         if self.available.load(Ordering::SeqCst) {
             Ok(())
