@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::id::NodeId;
 
 /// Version of the lease record format.
-pub const LEASE_RECORD_VERSION: u32 = 1;
+pub(crate) const LEASE_RECORD_VERSION: u32 = 1;
 
 /// The JSON value of a lease key (see `docs/PROTOCOL.md`).
 ///

@@ -1,0 +1,24 @@
+//! The conformance factories of the in-memory network: each connection is a new node.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cluster_core::{KvStore, Result, Transport};
+
+use super::network::MemoryNetwork;
+use crate::conformance::kv::KvFactory;
+use crate::conformance::transport::TransportFactory;
+
+#[async_trait]
+impl KvFactory for MemoryNetwork {
+    async fn connect(&self) -> Result<Arc<dyn KvStore>> {
+        Ok(self.kv(&self.shared().new_client_name()))
+    }
+}
+
+#[async_trait]
+impl TransportFactory for MemoryNetwork {
+    async fn connect(&self) -> Result<Arc<dyn Transport>> {
+        Ok(self.transport(&self.shared().new_client_name()))
+    }
+}
