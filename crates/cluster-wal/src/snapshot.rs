@@ -261,8 +261,11 @@ pub async fn fetch_latest(store: &dyn ObjectStore) -> Result<Option<Snapshot>> {
     Ok(Some(Snapshot { meta, image }))
 }
 
-/// Reads every page of a database at one consistent read snapshot.
-pub fn read_database(db: &Path) -> Result<(u32, Vec<(u32, Vec<u8>)>)> {
+/// Every page of a database: `(pgno, data)` ascending.
+pub type Pages = Vec<(u32, Vec<u8>)>;
+
+/// Reads every page of a database at one consistent read snapshot; returns the page size too.
+pub fn read_database(db: &Path) -> Result<(u32, Pages)> {
     let conn = Connection::open(db)?;
     conn.execute_batch("BEGIN")?;
     let pages = crate::sqlite::read_pages(&conn)?;

@@ -119,7 +119,7 @@ async fn step(leader: &cluster_wal::Leader, rng: &mut Rng) -> &'static str {
                     c.execute_batch(
                         "CREATE TABLE IF NOT EXISTS extra(a TEXT); INSERT INTO extra VALUES ('x');",
                     )?;
-                    if seed % 2 == 0 {
+                    if seed.is_multiple_of(2) {
                         c.execute_batch("DROP TABLE extra")?;
                     }
                     Ok(())
