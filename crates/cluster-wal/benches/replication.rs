@@ -36,7 +36,7 @@ async fn small_insert(leader: &Leader, i: i64, d: Durability) -> u64 {
         .1
 }
 
-async fn setup(dir: &std::path::Path) -> (Leader, Follower) {
+async fn setup(dir: &std::path::Path, durable: bool) -> (Leader, Follower) {
     let log = Arc::new(MemoryLog::new());
     let store = Arc::new(MemoryObjectStore::new());
     let leader = bootstrap(dir.join("leader.db"), "n1", 1, log.clone(), store.clone())
@@ -56,9 +56,9 @@ async fn setup(dir: &std::path::Path) -> (Leader, Follower) {
     (leader, follower)
 }
 
-async fn fixed_rate(secs: u64, rate: u64) {
+async fn fixed_rate(secs: u64, rate: u64, durable: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let (leader, follower) = setup(dir.path()).await;
+    let (leader, follower) = setup(dir.path(), durable).await;
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let n = secs * rate;
@@ -73,7 +73,7 @@ async fn fixed_rate(secs: u64, rate: u64) {
     let mut lags = follower.take_lag_samples();
     lags.sort_unstable();
     println!(
-        "fixed rate {rate} tx/s for {secs} s: achieved {:.0} tx/s, {} txns applied, lag p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        "fixed rate {rate} tx/s for {secs} s (standby fsync {durable}): achieved {:.0} tx/s, {} txns applied, lag p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
         n as f64 / elapsed.as_secs_f64(),
         lags.len(),
         pct(&lags, 0.50),
@@ -86,7 +86,7 @@ async fn fixed_rate(secs: u64, rate: u64) {
 
 async fn max_rate(secs: u64, d: Durability) {
     let dir = tempfile::tempdir().unwrap();
-    let (leader, follower) = setup(dir.path()).await;
+    let (leader, follower) = setup(dir.path(), false).await;
     let t0 = Instant::now();
     let mut n = 0u64;
     let mut last = 0;
@@ -123,7 +123,8 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        fixed_rate(secs, rate).await;
+        fixed_rate(secs, rate, false).await;
+        fixed_rate(secs, rate, true).await;
         max_rate(secs, Durability::Async).await;
         max_rate(secs, Durability::CommitWait).await;
     });

@@ -264,7 +264,7 @@ impl Worker {
         };
         let pos = standby.position();
         if !force_restore && standby.needs_recovery() && pos.lineage.is_some() {
-            match self.search_position(&mut standby, state.last_seq) {
+            match self.search_position(&mut standby, state.first_seq, state.last_seq) {
                 Ok(true) => return Ok(standby),
                 Ok(false) => {}
                 Err(e) => return Err((e, Some(standby))),
@@ -318,12 +318,18 @@ impl Worker {
         }
     }
 
-    /// Finds the entry whose post-checksum equals the database's checksum (restart after a
-    /// crash between the SQLite commit and the sidecar write).
-    fn search_position(&self, standby: &mut Standby, last_seq: u64) -> Result<bool> {
-        let pos = standby.position();
+    /// Finds the newest entry whose post-checksum equals the database's checksum (restart
+    /// after a crash between the SQLite commit and the sidecar write, or with a database behind
+    /// its sidecar after a power loss). Equal checksums mean equal pages, so any match is a
+    /// valid position.
+    fn search_position(
+        &self,
+        standby: &mut Standby,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<bool> {
         let want = format!("{:016x}", standby.checksum());
-        for seq in pos.stream_seq + 1..=last_seq {
+        for seq in (first_seq.max(1)..=last_seq).rev() {
             let Some(e) = self.handle.block_on(self.log.get(seq))? else {
                 continue;
             };

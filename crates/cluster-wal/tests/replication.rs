@@ -284,3 +284,33 @@ async fn a_restarted_standby_resumes_from_its_position() {
     leader.shutdown().await;
     assert_same_pages(&leader_db, &env.path("s.db"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_position_sidecar_is_recovered_by_checksum_search() {
+    let env = Env::new();
+    let leader_db = env.path("leader.db");
+    let leader = bootstrap(&leader_db, "n1", 1, env.log(), env.store())
+        .await
+        .unwrap();
+    exec(&leader, SCHEMA).await;
+    let f = env.follower("s.db");
+    for _ in 0..10 {
+        exec(&leader, "INSERT INTO t(n, v) VALUES (1, randomblob(100))").await;
+    }
+    converge(&leader, &f).await;
+    drop(f.stop().await.unwrap());
+    // Simulate a crash after SQLite committed but before the sidecar was written.
+    let path = env.path("s.db");
+    let mut pos = cluster_wal::position::load(&path).unwrap();
+    pos.txid -= 3;
+    pos.stream_seq -= 3;
+    pos.checksum ^= 0xdead;
+    cluster_wal::position::store(&path, &pos, false).unwrap();
+    exec(&leader, "INSERT INTO t(n, v) VALUES (2, randomblob(100))").await;
+    let f = env.follower("s.db");
+    converge(&leader, &f).await;
+    assert_eq!(f.progress().restores, 0, "recovered without a snapshot");
+    drop(f.stop().await.unwrap());
+    leader.shutdown().await;
+    assert_same_pages(&leader_db, &path);
+}
