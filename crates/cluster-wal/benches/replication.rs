@@ -48,8 +48,9 @@ async fn setup(dir: &std::path::Path, durable: bool) -> (Leader, Follower) {
         })
         .await
         .unwrap();
-    let follower =
-        Follower::start(FollowerConfig::new(dir.join("standby.db")), log, store).unwrap();
+    let mut cfg = FollowerConfig::new(dir.join("standby.db"));
+    cfg.options.fsync_position = durable;
+    let follower = Follower::start(cfg, log, store).unwrap();
     let txid = leader.progress().captured_txid;
     follower.wait_applied(txid).await.unwrap();
     follower.take_lag_samples();

@@ -15,7 +15,7 @@ use crate::record::{EpochStart, TxnChunk};
 use crate::sqlite::{check_dbpage, read_pages};
 
 /// Standby options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StandbyOptions {
     /// `true`: every applied transaction is fsynced (`synchronous=FULL` on the apply
     /// connection) and so is the position sidecar. `false` (default): `synchronous=NORMAL` and
@@ -23,14 +23,6 @@ pub struct StandbyOptions {
     /// transactions behind its sidecar, and the position is found again by the checksum search
     /// over the retained log (the log is the durable copy).
     pub fsync_position: bool,
-}
-
-impl Default for StandbyOptions {
-    fn default() -> Self {
-        Self {
-            fsync_position: false,
-        }
-    }
 }
 
 /// What applying one log entry did.
@@ -71,6 +63,8 @@ pub struct Standby {
     /// Schema cookie (page 1 bytes 40..44) last written; the apply connection is reopened when
     /// it changes.
     schema_cookie: Option<[u8; 4]>,
+    /// When the sidecar was last written (non-durable mode writes it at most every 100 ms).
+    last_store: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Standby {
@@ -139,6 +133,7 @@ impl Standby {
             opts,
             needs_recovery,
             schema_cookie: None,
+            last_store: None,
         })
     }
 
@@ -311,11 +306,24 @@ impl Standby {
             stream_seq: seq,
             ..Position::empty()
         };
-        position::store(&self.path, &self.pos, self.opts.fsync_position)?;
+        self.store_position(false)?;
         Ok(Applied::Txn {
             txid,
             commit_ts_us: ts,
         })
+    }
+
+    /// Writes the sidecar: always in durable mode or when `force`, otherwise at most every
+    /// 100 ms (a stale sidecar is corrected by the checksum search at the next start).
+    fn store_position(&mut self, force: bool) -> Result<()> {
+        let due = self
+            .last_store
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if force || self.opts.fsync_position || due {
+            position::store(&self.path, &self.pos, self.opts.fsync_position)?;
+            self.last_store = Some(std::time::Instant::now());
+        }
+        Ok(())
     }
 
     fn write_pages(&mut self, pages: &[(u32, Bytes)], commit_pages: u32) -> Result<()> {
@@ -387,10 +395,18 @@ impl Standby {
         Ok(Applied::Epoch(e.epoch))
     }
 
-    /// Closes the apply connection (for promotion or restore) and returns the path and
-    /// position.
+    /// Closes the apply connection (for promotion or restore), writes the sidecar and returns
+    /// the path and position.
     pub fn close(self) -> (PathBuf, Position) {
-        (self.path, self.pos)
+        (self.path.clone(), self.pos)
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        if let Err(e) = self.store_position(true) {
+            tracing::warn!(error = %e, "could not write the position sidecar");
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! Layers (see `docs/architecture/cluster-wal.md`):
 //! * pure: [`wal`] (WAL parsing), [`pagesum`] (rolling checksum), [`record`] (wire format);
 //! * blocking, one thread per database: [`capture`] (leader), [`apply`] (standby), [`snapshot`];
-//! * async runtimes: [`leader`], [`follower`], [`promote`];
+//! * async runtimes: [`leader`], [`follower`], [`mod@promote`];
 //! * [`memory`]: in-memory log and object store for tests, benchmarks and dev mode.
 
 pub mod apply;
