@@ -1,1 +1,162 @@
-fn main() {}
+//! Project automation. `cargo xtask <command>`:
+//!
+//! * `test`: install what the tests need (nats-server >= 2.11 into `.tools`), check that
+//!   `cluster-core` depends on no adapter crate, `cargo fmt --check`, `cargo clippy -D warnings`,
+//!   all tests, and `cargo doc` without warnings.
+//! * `deps-check`: only the `cluster-core` dependency check.
+//! * `tools`: only install the tools.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+mod tools;
+
+/// Crates `cluster-core` must never depend on, even transitively.
+const FORBIDDEN_IN_CORE: &[&str] = &[
+    "async-nats",
+    "nats",
+    "rusqlite",
+    "libsqlite3-sys",
+    "sqlx",
+    "sqlx-sqlite",
+    "hyper",
+    "axum",
+    "reqwest",
+    "bollard",
+    "rtnetlink",
+    "netlink-packet-route",
+    "zbus",
+    "mio",
+    "socket2",
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root, &args[1..]),
+        Some("deps-check") => deps_check(&root),
+        Some("tools") => tools::ensure_nats_server(&root).map(|p| {
+            println!("nats-server: {}", p.display());
+        }),
+        _ => {
+            eprintln!("usage: cargo xtask <test|deps-check|tools>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent()
+        .map(Path::to_path_buf)
+        .context("xtask must live one level below the workspace root")
+}
+
+fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    println!("==> {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let nats = tools::ensure_nats_server(root)?;
+    let nats = nats.to_string_lossy().to_string();
+    deps_check(root)?;
+    run(root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
+    run(
+        root,
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    let mut args = vec!["test", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    run(root, "cargo", &args, &[("NATS_SERVER_BIN", &nats)])?;
+    run(
+        root,
+        "cargo",
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    println!("==> all checks passed");
+    Ok(())
+}
+
+/// Fails if `cluster-core`'s normal dependency graph contains an adapter or network crate.
+fn deps_check(root: &Path) -> Result<()> {
+    println!("==> cluster-core dependency check");
+    let out = Command::new("cargo")
+        .args([
+            "tree",
+            "-p",
+            "cluster-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .current_dir(root)
+        .output()
+        .context("cannot run cargo tree")?;
+    if !out.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let offending = forbidden_in(&tree);
+    if !offending.is_empty() {
+        bail!(
+            "cluster-core must not depend on adapter or network crates, found: {}",
+            offending.join(", ")
+        );
+    }
+    println!("    ok: no adapter or network crate in cluster-core's graph");
+    Ok(())
+}
+
+/// The forbidden crate names in `cargo tree --prefix none --format {p}` output.
+fn forbidden_in(tree: &str) -> Vec<&str> {
+    let mut found: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| FORBIDDEN_IN_CORE.contains(name))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_forbidden_crates() {
+        let tree =
+            "cluster-core v0.1.0\ntokio v1.54.1\nmio v1.0.0\nasync-nats v0.51.0\nmio v1.0.0 (*)\n";
+        assert_eq!(forbidden_in(tree), vec!["async-nats", "mio"]);
+        assert!(forbidden_in("cluster-core v0.1.0\ntokio v1.54.1\n").is_empty());
+    }
+}

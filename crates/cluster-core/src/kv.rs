@@ -169,10 +169,14 @@ pub trait KvStore: Send + Sync + 'static {
 /// * **`get`** returns the latest live value; it may lag behind a write acknowledged on another
 ///   connection by a replication delay, so no leadership decision may rest on a `get` alone:
 ///   decide with `create`/`update`.
-/// * **`watch(prefix)`** delivers every change to keys starting with `prefix` committed after
-///   `watch` returned, in revision order, including `Expired`. Callers that need the current
-///   state call `watch` first and then `get`/`keys`, and drop events whose revision is not newer
-///   than what they read.
+/// * **`watch(prefix)`** delivers changes to keys starting with `prefix` committed after
+///   `watch` returned, in revision order, including `Expired`. While connected every change is
+///   delivered; across a reconnect an implementation may skip intermediate revisions of a key
+///   but always delivers its latest state. Callers that need the current state call `watch`
+///   first and then `get`/`keys`, and drop events whose revision is not newer than what they
+///   read.
+/// * A deleted or expired key has no live value: `update` and `delete(Some(_))` on it fail with
+///   `Conflict { current: None }`, whatever revision the caller passes.
 /// * Values larger than the bucket's `max_value_size` are rejected with `PayloadTooLarge`
 ///   before anything is written. Invalid keys are rejected with `InvalidArgument`.
 /// * Errors: `Unavailable`/`Timeout` when the store cannot be reached; the write may or may not

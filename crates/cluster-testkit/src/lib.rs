@@ -13,6 +13,7 @@
 pub mod conformance;
 pub mod memory;
 pub mod nats_server;
+pub mod scenario;
 
 pub use memory::{
     MemoryBucket, MemoryKvStore, MemoryNetwork, MemoryTransport, NetworkConfig, NodeStats,

@@ -1,1 +1,56 @@
-//! placeholder
+//! The cluster platform: a NATS-native toolkit for highly available services.
+//!
+//! This facade re-exports the runtime and types of `cluster-core` and wires implementations into
+//! a [`Platform`]:
+//!
+//! * [`dev`]: a whole platform in one process on the in-memory network (tests, dev mode);
+//! * NATS/JetStream (`cluster-nats`) once that adapter is wired here.
+//!
+//! ```
+//! # async fn demo() -> cluster::Result<()> {
+//! use cluster::{App, dev};
+//!
+//! let network = dev::Network::new();
+//! let app = App::singleton("scheduler")?;
+//! app.on_active(|ctx| async move {
+//!     println!("leading with fencing token {:?}", ctx.epoch);
+//!     Ok(())
+//! });
+//! let platform = dev::platform(&network, "prod", "node-1")?.build()?;
+//! platform.register(&app)?;
+//! let runner = platform.clone();
+//! let task = tokio::spawn(async move { runner.run().await });
+//! platform.wait_started().await?;
+//! platform.shutdown();
+//! task.await.expect("platform task")?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub use cluster_core::runtime::{
+    AppKv, BoxError, BroadcastReply, DistLock, Event, EventStream, EventSubscription, Events,
+    HealthStatus, HookContext, HookKind, Next, PlatformBuilder, Request, RoleState, Routing,
+    RpcClient, Stats, json_response,
+};
+pub use cluster_core::{
+    App, AppName, Clock, Election, Epoch, Error, FencingToken, Labels, Lock, LockName, Member,
+    MethodName, Mode, NodeId, Platform, PlatformName, PlatformOptions, Result, Role,
+};
+
+/// The core crate, for the traits and wire formats.
+pub use cluster_core as core;
+
+/// Dev mode: platforms on the in-memory network of `cluster-testkit`.
+pub mod dev {
+    use cluster_core::runtime::PlatformBuilder;
+    use cluster_core::{Platform, Result};
+
+    pub use cluster_testkit::MemoryNetwork as Network;
+
+    /// A builder for node `node` of platform `name`, wired to `network`.
+    pub fn platform(network: &Network, name: &str, node: &str) -> Result<PlatformBuilder> {
+        Ok(Platform::builder(name, node)
+            .transport(network.transport(node))
+            .kv_store(network.kv(node)))
+    }
+}

@@ -2,9 +2,11 @@
 //!
 //! [`KvBucket`]: crate::kv::KvBucket
 
+mod lease;
 mod record;
 mod timing;
 
+pub use lease::LeaseElection;
 pub use record::LeaseRecord;
 pub use timing::ElectionTiming;
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::id::NodeId;
 
 /// Version of the lease record format.
-pub const LEASE_RECORD_VERSION: u32 = 1;
+pub(crate) const LEASE_RECORD_VERSION: u32 = 1;
 
 /// The JSON value of a lease key (see `docs/PROTOCOL.md`).
 ///
@@ -15,7 +15,7 @@ pub const LEASE_RECORD_VERSION: u32 = 1;
 /// is the revision at which the term began.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRecord {
-    /// Format version ([`LEASE_RECORD_VERSION`]).
+    /// Format version (currently 1).
     pub v: u32,
     /// The holder's node id.
     pub node: NodeId,

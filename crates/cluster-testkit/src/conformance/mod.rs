@@ -18,7 +18,9 @@
 // Suites are test code: a failed expectation is reported by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod election;
 pub mod kv;
+pub mod lock;
 pub mod transport;
 
 use std::fmt::Debug;

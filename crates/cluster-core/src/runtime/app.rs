@@ -1,0 +1,478 @@
+//! Apps: isolated components with a mode, hooks, handlers and private data.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::events::Events;
+use super::hooks::{BoxError, Hook, HookContext, HookWith, boxed_hook, boxed_hook_with};
+use super::kv::AppKv;
+use super::leadership::LeaderCommand;
+use super::locks::DistLock;
+use super::notify::Notification;
+use super::options::{AppOptions, HookKind};
+use super::platform::Shared;
+use super::rpc::{Handler, Middleware, Request, RpcClient, boxed_handler, boxed_middleware};
+use crate::election::{Election, ElectionState};
+use crate::epoch::Epoch;
+use crate::error::{Error, Result};
+use crate::id::{AppName, LockName, MethodName, NodeId};
+use crate::member::Member;
+use crate::mode::{Mode, Role};
+use crate::wire::names::LockScope;
+
+/// The role of this instance and the epoch it acts under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleState {
+    /// The role.
+    pub role: Role,
+    /// The leadership epoch while [`Role::Leader`].
+    pub epoch: Option<Epoch>,
+}
+
+/// Health of an app instance on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// Healthy.
+    Healthy,
+    /// Unhealthy, with a reason.
+    Unhealthy(String),
+}
+
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub(crate) on_active: Option<Hook>,
+    pub(crate) on_passive: Option<Hook>,
+    pub(crate) on_start: Option<Hook>,
+    pub(crate) on_stop: Option<Hook>,
+    pub(crate) on_leader_change: Option<HookWith<Option<NodeId>>>,
+    pub(crate) on_member_join: Option<HookWith<Member>>,
+    pub(crate) on_member_leave: Option<HookWith<Member>>,
+    pub(crate) on_health_change: Option<HookWith<HealthStatus>>,
+}
+
+pub(crate) struct AppInner {
+    pub(crate) name: AppName,
+    pub(crate) mode: Mode,
+    pub(crate) options: RwLock<AppOptions>,
+    pub(crate) hooks: RwLock<Hooks>,
+    pub(crate) handlers: RwLock<BTreeMap<MethodName, Handler>>,
+    pub(crate) middleware: RwLock<Vec<Middleware>>,
+    pub(crate) platform: OnceLock<Weak<Shared>>,
+    pub(crate) role: watch::Sender<RoleState>,
+    pub(crate) election: Mutex<Option<Arc<dyn Election>>>,
+    pub(crate) leadership: Mutex<Option<mpsc::UnboundedSender<LeaderCommand>>>,
+    pub(crate) notify: Mutex<Option<mpsc::UnboundedSender<Notification>>>,
+    pub(crate) health: Mutex<HealthStatus>,
+    pub(crate) resources: RwLock<Vec<super::resource::Registered>>,
+}
+
+/// An app: an isolated component with its own KV, locks, events and RPC handlers.
+///
+/// Create it with [`App::new`], register hooks and handlers, then register it with a platform
+/// ([`Platform::register`](super::Platform::register)). The handle is cheap to clone and stays
+/// valid for the platform's lifetime; data accessors wait until the platform has started.
+///
+/// Isolation: an `App` handle reaches only its own KV bucket, its own locks, its own event
+/// namespace and its own handlers. Other apps are reachable only through
+/// [`Platform::api`](super::Platform::api).
+#[derive(Clone)]
+pub struct App {
+    pub(crate) inner: Arc<AppInner>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.inner.name)
+            .field("mode", &self.inner.mode)
+            .field("role", &*self.inner.role.borrow())
+            .finish()
+    }
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn locked<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl App {
+    /// A new app. `name` must be a valid [`AppName`]; `Replicas(0)` and `Ring(0)` are rejected.
+    pub fn new(name: impl AsRef<str>, mode: Mode) -> Result<Self> {
+        let name = AppName::new(name.as_ref())?;
+        match mode {
+            Mode::Replicas { n: 0 } => {
+                return Err(Error::InvalidArgument(format!(
+                    "app {name}: replicas must be at least 1"
+                )));
+            }
+            Mode::Ring { partitions: 0 } => {
+                return Err(Error::InvalidArgument(format!(
+                    "app {name}: ring partitions must be at least 1"
+                )));
+            }
+            _ => {}
+        }
+        let (role, _) = watch::channel(RoleState {
+            role: Role::Stopped,
+            epoch: None,
+        });
+        Ok(Self {
+            inner: Arc::new(AppInner {
+                name,
+                mode,
+                options: RwLock::new(AppOptions::default()),
+                hooks: RwLock::new(Hooks::default()),
+                handlers: RwLock::new(BTreeMap::new()),
+                middleware: RwLock::new(Vec::new()),
+                platform: OnceLock::new(),
+                role,
+                election: Mutex::new(None),
+                leadership: Mutex::new(None),
+                notify: Mutex::new(None),
+                health: Mutex::new(HealthStatus::Healthy),
+                resources: RwLock::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// A Singleton app (active/passive with leader election).
+    pub fn singleton(name: impl AsRef<str>) -> Result<Self> {
+        Self::new(name, Mode::Singleton)
+    }
+
+    /// A Spread (pool) app: active on every node.
+    pub fn spread(name: impl AsRef<str>) -> Result<Self> {
+        Self::new(name, Mode::Spread)
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &AppName {
+        &self.inner.name
+    }
+
+    /// The app's mode.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    /// Sets the default hook timeout.
+    pub fn set_hook_timeout(&self, timeout: Duration) -> &Self {
+        write(&self.inner.options).hook_timeout = timeout;
+        self
+    }
+
+    /// Sets the timeout of one hook.
+    pub fn set_timeout_of(&self, hook: HookKind, timeout: Duration) -> &Self {
+        write(&self.inner.options)
+            .hook_timeouts
+            .insert(hook, timeout);
+        self
+    }
+
+    pub(crate) fn timeout(&self, hook: HookKind) -> Duration {
+        read(&self.inner.options).timeout(hook)
+    }
+
+    /// Called when this instance becomes leader, with the term's epoch in the context.
+    /// `is_leader()` turns true only after it returned `Ok`. If it fails or times out, the node
+    /// runs `on_passive` to undo partial work, resigns and waits the cooldown before
+    /// campaigning again, so another node can take over.
+    pub fn on_active<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_active = Some(boxed_hook(f));
+        self
+    }
+
+    /// Called when this instance stops being leader (step-down, lost lease, shutdown), and to
+    /// undo a failed or superseded `on_active`.
+    pub fn on_passive<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_passive = Some(boxed_hook(f));
+        self
+    }
+
+    /// Called when the instance starts on this node (every mode; for Singleton apps before the
+    /// node campaigns). A failure aborts the platform's start.
+    pub fn on_start<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_start = Some(boxed_hook(f));
+        self
+    }
+
+    /// Called when the instance stops on this node (after `on_passive` for a leader).
+    pub fn on_stop<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_stop = Some(boxed_hook(f));
+        self
+    }
+
+    /// Called when the observed leader changes (`None`: no leader).
+    pub fn on_leader_change<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, Option<NodeId>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_leader_change = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Called when another node joins the platform.
+    pub fn on_member_join<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, Member) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_member_join = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Called when another node leaves the platform, gracefully or because its membership
+    /// lease expired.
+    pub fn on_member_leave<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, Member) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_member_leave = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Called when this instance's health changes.
+    pub fn on_health_change<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, HealthStatus) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_health_change = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Adds a resource held while this instance is active (see
+    /// [`ActiveResource`](super::ActiveResource)): activated in the order added, before
+    /// `on_active` (Singleton) or at start (other modes), deactivated in reverse order.
+    pub fn add_resource(
+        &self,
+        resource: Arc<dyn super::resource::ActiveResource>,
+        policy: super::resource::RetryPolicy,
+    ) -> &Self {
+        write(&self.inner.resources).push(super::resource::Registered { resource, policy });
+        self
+    }
+
+    pub(crate) fn resources(&self) -> Vec<super::resource::Registered> {
+        read(&self.inner.resources).clone()
+    }
+
+    /// Registers the handler of `method`, replacing any previous one. Invalid method names are
+    /// rejected.
+    pub fn handle<F, Fut>(&self, method: impl AsRef<str>, f: F) -> Result<&Self>
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, BoxError>> + Send + 'static,
+    {
+        let method = MethodName::new(method.as_ref())?;
+        write(&self.inner.handlers).insert(method, boxed_handler(f));
+        Ok(self)
+    }
+
+    /// Adds a middleware around every handler. The first added is the outermost:
+    /// `m1 → m2 → handler → m2 → m1`.
+    pub fn use_middleware<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(Request, super::rpc::Next) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, BoxError>> + Send + 'static,
+    {
+        write(&self.inner.middleware).push(boxed_middleware(f));
+        self
+    }
+
+    pub(crate) fn shared(&self) -> Result<Arc<Shared>> {
+        self.inner
+            .platform
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "app {} is not registered with a running platform",
+                    self.inner.name
+                ))
+            })
+    }
+
+    /// The current role on this node.
+    pub fn role(&self) -> Role {
+        self.inner.role.borrow().role
+    }
+
+    /// A watch of the role (for waiting on transitions).
+    pub fn role_watch(&self) -> watch::Receiver<RoleState> {
+        self.inner.role.subscribe()
+    }
+
+    /// Whether this instance is the leader: `on_active` completed for the current term and the
+    /// term's local deadline has not passed.
+    pub fn is_leader(&self) -> bool {
+        let state = *self.inner.role.borrow();
+        state.role == Role::Leader && state.epoch.is_some() && state.epoch == self.fencing_token()
+    }
+
+    /// The fencing token of the current term while this node holds the lease (also during
+    /// `on_active`); `None` otherwise.
+    pub fn fencing_token(&self) -> Option<Epoch> {
+        locked(&self.inner.election)
+            .as_ref()
+            .and_then(|e| e.fencing_token())
+    }
+
+    /// Fails with `Fenced` unless `token` is the current term's fencing token on this node.
+    pub fn check_epoch(&self, token: Epoch) -> Result<()> {
+        match self.fencing_token() {
+            Some(current) if current == token => Ok(()),
+            Some(current) => Err(Error::Fenced {
+                presented: token,
+                current,
+            }),
+            None => Err(self.not_leader()),
+        }
+    }
+
+    pub(crate) fn not_leader(&self) -> Error {
+        let leader = self.election_state().and_then(|s| s.leader);
+        Error::NotLeader {
+            epoch: leader.as_ref().map(|l| l.epoch),
+            leader: leader.map(|l| l.node),
+        }
+    }
+
+    /// The election state on this node (Singleton apps on a running platform).
+    pub fn election_state(&self) -> Option<ElectionState> {
+        locked(&self.inner.election)
+            .as_ref()
+            .map(|e| e.status().borrow().clone())
+    }
+
+    /// The current leader as observed by this node.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.election_state().and_then(|s| s.leader).map(|l| l.node)
+    }
+
+    /// Gracefully steps down: runs `on_passive`, then releases the lease so a standby takes
+    /// over at once. This node waits the cooldown before campaigning again. `NotLeader` when
+    /// this node is not the leader.
+    pub async fn step_down(&self) -> Result<()> {
+        self.leader_command(|reply| LeaderCommand::StepDown { reply })
+            .await
+    }
+
+    /// Hands leadership to `to` (a standby of this app): runs `on_passive`, then lets only `to`
+    /// claim the next term.
+    pub async fn hand_off(&self, to: &NodeId) -> Result<()> {
+        let to = to.clone();
+        self.leader_command(|reply| LeaderCommand::HandOff { to, reply })
+            .await
+    }
+
+    async fn leader_command(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<()>>) -> LeaderCommand,
+    ) -> Result<()> {
+        if !self.inner.mode.is_singleton() {
+            return Err(Error::InvalidArgument(format!(
+                "app {} is not a Singleton app",
+                self.inner.name
+            )));
+        }
+        let sender = locked(&self.inner.leadership).clone();
+        let Some(sender) = sender else {
+            return Err(self.not_leader());
+        };
+        let (tx, rx) = oneshot::channel();
+        sender.send(make(tx)).map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Reports this instance's health; `on_health_change` fires when it changes.
+    pub fn report_health(&self, status: HealthStatus) {
+        let changed = {
+            let mut health = locked(&self.inner.health);
+            let changed = *health != status;
+            *health = status.clone();
+            changed
+        };
+        if changed {
+            self.notify(Notification::Health(status));
+        }
+    }
+
+    /// This instance's health as last reported.
+    pub fn health(&self) -> HealthStatus {
+        locked(&self.inner.health).clone()
+    }
+
+    pub(crate) fn notify(&self, n: Notification) {
+        if let Some(tx) = locked(&self.inner.notify).as_ref() {
+            let _ = tx.send(n);
+        }
+    }
+
+    /// The app's private KV store.
+    pub fn kv(&self) -> AppKv {
+        AppKv::new(self.clone())
+    }
+
+    /// A lock private to this app. Invalid names are rejected.
+    pub fn lock(&self, name: impl AsRef<str>) -> Result<DistLock> {
+        let name = LockName::new(name.as_ref())?;
+        Ok(DistLock::new(
+            self.inner.platform.get().cloned().unwrap_or_default(),
+            LockScope::App(self.inner.name.clone()),
+            name,
+        ))
+    }
+
+    /// The app's event namespace.
+    pub fn events(&self) -> Events {
+        Events::for_app(self.clone())
+    }
+
+    /// RPC to instances of this app.
+    pub fn rpc(&self) -> RpcClient {
+        RpcClient::for_app(self.clone())
+    }
+
+    pub(crate) fn context(&self, epoch: Option<Epoch>) -> HookContext {
+        HookContext {
+            app: self.clone(),
+            epoch,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    pub(crate) fn set_role(&self, role: Role, epoch: Option<Epoch>) {
+        self.inner.role.send_replace(RoleState { role, epoch });
+    }
+}

@@ -1,0 +1,290 @@
+//! The leadership state machine of a Singleton app on one node.
+//!
+//! One task per app owns the role, so transitions never overlap:
+//!
+//! ```text
+//!             lease acquired (epoch e)                 on_active Ok
+//!   Standby ─────────────────────────▶ Promoting(e) ─────────────────▶ Leader(e)
+//!      ▲                                  │ lease lost / newer epoch       │ lease lost, deadline,
+//!      │                                  │ (hook cancelled)               │ step-down, hand-off
+//!      │          on_passive done         ▼                                ▼
+//!      └──────────────────────────── Demoting ◀────────────────────────────┘
+//! ```
+//!
+//! * `is_leader()` is true only in `Leader(e)` and while the election's fencing token is `e`.
+//! * Exactly one `on_active` per acquisition; a newer transition (the lease lost or a newer
+//!   epoch) cancels a running hook.
+//! * A failed or timed-out `on_active` runs `on_passive` to undo partial work, then resigns
+//!   (the node waits the election cooldown before campaigning again).
+//! * Resources (`ActiveResource`) are activated before `on_active` and deactivated after
+//!   `on_passive`; a resource that cannot be activated makes the node step down.
+//! * Step-down and hand-off run `on_passive` first and only then release the lease, so the next
+//!   leader starts after this one stopped.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use super::app::{App, locked, read};
+use super::hooks::run_hook;
+use super::notify::Notification;
+use super::options::HookKind;
+use super::resource;
+use crate::election::{Election, ElectionState};
+use crate::epoch::Epoch;
+use crate::error::Result;
+use crate::id::NodeId;
+use crate::mode::Role;
+
+/// Requests to the leadership machine.
+pub(crate) enum LeaderCommand {
+    StepDown {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    HandOff {
+        to: NodeId,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// How a hook run under supervision ended.
+enum HookEnd {
+    Done(Result<()>),
+    Superseded,
+}
+
+struct Machine {
+    app: App,
+    election: Arc<dyn Election>,
+    status: watch::Receiver<ElectionState>,
+    /// `Some(e)` while this node acts as leader for epoch `e`.
+    leading: Option<Epoch>,
+}
+
+/// Starts the machine; the app's `leadership` sender routes commands to it.
+pub(crate) fn spawn(app: &App, election: Arc<dyn Election>) -> tokio::task::JoinHandle<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    *locked(&app.inner.leadership) = Some(tx);
+    let machine = Machine {
+        app: app.clone(),
+        status: election.status(),
+        election,
+        leading: None,
+    };
+    app.set_role(Role::Standby, None);
+    tokio::spawn(machine.run(rx))
+}
+
+/// Starts the observer that turns leader changes into `on_leader_change` notifications.
+pub(crate) fn spawn_leader_observer(
+    app: &App,
+    election: &Arc<dyn Election>,
+) -> tokio::task::JoinHandle<()> {
+    let mut status = election.status();
+    let app = app.clone();
+    tokio::spawn(async move {
+        let mut last: Option<NodeId> = None;
+        loop {
+            let leader = status
+                .borrow_and_update()
+                .leader
+                .as_ref()
+                .map(|l| l.node.clone());
+            if leader != last {
+                last = leader.clone();
+                app.notify(Notification::LeaderChange(leader));
+            }
+            if status.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+impl Machine {
+    /// The epoch the election currently grants, if any.
+    fn granted(&self) -> Option<Epoch> {
+        self.election.fencing_token()
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<LeaderCommand>) {
+        loop {
+            match (self.leading, self.granted()) {
+                (None, Some(e)) => {
+                    self.promote(e).await;
+                    continue;
+                }
+                (Some(e), granted) if granted != Some(e) => {
+                    info!(app = %self.app.name(), epoch = %e, "leadership ended; demoting");
+                    self.demote().await;
+                    continue;
+                }
+                _ => {}
+            }
+            // Wake on a state change, a command, or the local deadline of the current term.
+            let deadline = self.status.borrow().leading.map(|l| l.deadline);
+            tokio::select! {
+                changed = self.status.changed() => {
+                    if changed.is_err() {
+                        self.demote().await;
+                        return;
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(LeaderCommand::StepDown { reply }) => {
+                        let r = self.step_down(None).await;
+                        let _ = reply.send(r);
+                    }
+                    Some(LeaderCommand::HandOff { to, reply }) => {
+                        let r = self.step_down(Some(to)).await;
+                        let _ = reply.send(r);
+                    }
+                    Some(LeaderCommand::Shutdown { reply }) => {
+                        self.demote().await;
+                        self.election.close().await;
+                        self.app.set_role(Role::Stopped, None);
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => {
+                        self.demote().await;
+                        return;
+                    }
+                },
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+    }
+
+    async fn promote(&mut self, epoch: Epoch) {
+        info!(app = %self.app.name(), %epoch, "promoting");
+        let ctx = self.app.context(Some(epoch));
+        let resources = self.app.resources();
+        let activation = resource::activate_all(&resources, epoch);
+        match self.supervise(epoch, &ctx.cancel, activation).await {
+            HookEnd::Done(Ok(())) => {}
+            HookEnd::Done(Err(e)) => {
+                warn!(app = %self.app.name(), %epoch, error = %e,
+                    "a resource could not be activated; stepping down");
+                if let Err(e) = self.election.resign().await {
+                    warn!(app = %self.app.name(), error = %e, "resign failed");
+                }
+                return;
+            }
+            HookEnd::Superseded => {
+                resource::deactivate_all(&resources).await;
+                return;
+            }
+        }
+        let hook = read(&self.app.inner.hooks).on_active.clone();
+        let end = match hook {
+            Some(hook) => {
+                let fut = run_hook(
+                    HookKind::OnActive,
+                    self.app.timeout(HookKind::OnActive),
+                    &ctx.cancel,
+                    hook(ctx.clone()),
+                );
+                self.supervise(epoch, &ctx.cancel, fut).await
+            }
+            None => HookEnd::Done(Ok(())),
+        };
+        match end {
+            HookEnd::Done(Ok(())) if self.granted() == Some(epoch) => {
+                self.leading = Some(epoch);
+                self.app.set_role(Role::Leader, Some(epoch));
+                info!(app = %self.app.name(), %epoch, "active");
+            }
+            HookEnd::Done(Ok(())) | HookEnd::Superseded => {
+                // The term ended while activating: undo.
+                self.run_passive().await;
+            }
+            HookEnd::Done(Err(e)) => {
+                warn!(app = %self.app.name(), %epoch, error = %e,
+                    "on_active failed; undoing and stepping down");
+                self.run_passive().await;
+                if let Err(e) = self.election.resign().await {
+                    warn!(app = %self.app.name(), error = %e, "resign after failed activation failed");
+                }
+            }
+        }
+    }
+
+    /// Runs `fut` until it completes or the term `epoch` ends (then cancels it).
+    async fn supervise(
+        &mut self,
+        epoch: Epoch,
+        cancel: &tokio_util::sync::CancellationToken,
+        fut: impl std::future::Future<Output = Result<()>>,
+    ) -> HookEnd {
+        tokio::pin!(fut);
+        loop {
+            let deadline = self.status.borrow().leading.map(|l| l.deadline);
+            tokio::select! {
+                r = &mut fut => return HookEnd::Done(r),
+                changed = self.status.changed() => {
+                    if changed.is_err() || self.granted() != Some(epoch) {
+                        cancel.cancel();
+                        return HookEnd::Superseded;
+                    }
+                }
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if self.granted() != Some(epoch) {
+                        cancel.cancel();
+                        return HookEnd::Superseded;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn demote(&mut self) {
+        if self.leading.take().is_none() {
+            return;
+        }
+        self.app.set_role(Role::Standby, None);
+        self.run_passive().await;
+    }
+
+    /// Runs `on_passive`, then deactivates the resources in reverse order.
+    async fn run_passive(&mut self) {
+        self.app.set_role(Role::Standby, None);
+        let hook = read(&self.app.inner.hooks).on_passive.clone();
+        if let Some(hook) = hook {
+            let ctx = self.app.context(None);
+            let _ = run_hook(
+                HookKind::OnPassive,
+                self.app.timeout(HookKind::OnPassive),
+                &ctx.cancel,
+                hook(ctx.clone()),
+            )
+            .await;
+        }
+        resource::deactivate_all(&self.app.resources()).await;
+    }
+
+    async fn step_down(&mut self, to: Option<NodeId>) -> Result<()> {
+        if self.leading.is_none() {
+            return Err(self.app.not_leader());
+        }
+        self.demote().await;
+        match to {
+            None => self.election.resign().await,
+            Some(to) => self.election.handoff(&to).await,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The platform/app runtime, written only against the core traits.
+
+mod app;
+mod events;
+mod hooks;
+mod kv;
+mod leadership;
+mod locks;
+mod membership;
+mod notify;
+mod options;
+mod platform;
+mod resource;
+mod rpc;
+
+pub use app::{App, HealthStatus, RoleState};
+pub use events::{Event, EventStream, EventSubscription, Events};
+pub use hooks::{BoxError, HookContext};
+pub use kv::AppKv;
+pub use locks::DistLock;
+pub use options::{AppOptions, HookKind, PlatformOptions};
+pub use platform::{Platform, PlatformBuilder, Stats};
+pub use resource::{ActiveResource, RetryPolicy};
+pub use rpc::{BroadcastReply, Next, Request, Routing, RpcClient, json_response};

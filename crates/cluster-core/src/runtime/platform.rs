@@ -1,0 +1,609 @@
+//! The platform: one node's runtime hosting registered apps.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::app::{App, locked, read};
+use super::events::Events;
+use super::hooks::run_hook;
+use super::leadership::{self, LeaderCommand};
+use super::locks::DistLock;
+use super::membership::{MemberMap, Presence, start_view};
+use super::notify::{Notification, spawn_dispatcher};
+use super::options::{HookKind, PlatformOptions};
+use super::rpc::{self, RpcClient, leader_from_record};
+use crate::clock::{Clock, TokioClock};
+use crate::election::{Election, LeaseElection};
+use crate::error::{Error, Result};
+use crate::id::{AppName, LockName, NodeId, PlatformName};
+use crate::kv::{BucketConfig, KvBucket, KvStore};
+use crate::labels::Labels;
+use crate::member::{Member, MemberApp};
+use crate::mode::{Mode, Role};
+use crate::transport::Transport;
+use crate::wire::names::Names;
+
+/// Counters of the platform (exported as metrics by the daemon).
+#[derive(Debug, Default)]
+pub struct Stats {
+    malformed: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn count_malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages on platform subjects or buckets that were rejected as malformed.
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
+    }
+}
+
+/// What exists once the platform has started.
+pub(crate) struct Started {
+    pub(crate) election: Arc<dyn KvBucket>,
+    pub(crate) locks: Arc<dyn KvBucket>,
+    pub(crate) app_buckets: BTreeMap<AppName, Arc<dyn KvBucket>>,
+    pub(crate) membership: watch::Receiver<MemberMap>,
+}
+
+/// State shared by the platform's tasks and handles.
+pub(crate) struct Shared {
+    pub(crate) names: Names,
+    pub(crate) node: NodeId,
+    pub(crate) instance: String,
+    pub(crate) labels: RwLock<Labels>,
+    pub(crate) options: PlatformOptions,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) apps: RwLock<BTreeMap<AppName, App>>,
+    pub(crate) started: watch::Sender<Option<Arc<Started>>>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) draining: AtomicBool,
+    pub(crate) running: AtomicBool,
+    pub(crate) stats: Stats,
+    pub(crate) tasks: Mutex<Vec<AbortHandle>>,
+    pub(crate) joined_at: std::time::SystemTime,
+}
+
+impl Shared {
+    pub(crate) async fn started(&self) -> Result<Arc<Started>> {
+        let mut rx = self.started.subscribe();
+        loop {
+            if let Some(s) = rx.borrow_and_update().clone() {
+                return Ok(s);
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return Err(Error::ShuttingDown) },
+                _ = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
+            }
+        }
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    fn track(&self, handle: AbortHandle) {
+        locked(&self.tasks).push(handle);
+    }
+
+    pub(crate) fn local_member(&self) -> Member {
+        let apps = read(&self.apps)
+            .values()
+            .map(|a| MemberApp {
+                name: a.name().clone(),
+                mode: a.mode(),
+            })
+            .collect();
+        let healthy = read(&self.apps)
+            .values()
+            .all(|a| a.health() == super::app::HealthStatus::Healthy);
+        Member {
+            node_id: self.node.clone(),
+            platform: self.names.platform().clone(),
+            instance: self.instance.clone(),
+            address: self.options.address.clone(),
+            labels: read(&self.labels).clone(),
+            apps,
+            healthy,
+            joined_at: self.joined_at,
+            last_seen: self.clock.wall(),
+        }
+    }
+
+    pub(crate) fn notify_apps(&self, about: &NodeId, n: Notification) {
+        if *about == self.node {
+            return;
+        }
+        for app in read(&self.apps).values() {
+            app.notify(n.clone());
+        }
+    }
+
+    fn members(&self) -> MemberMap {
+        self.started
+            .borrow()
+            .as_ref()
+            .map(|s| s.membership.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    /// Number of live members running `app`.
+    pub(crate) fn members_running(&self, app: &AppName) -> usize {
+        self.members().values().filter(|m| m.runs(app)).count()
+    }
+
+    /// The mode of `app` as registered here or advertised by any member.
+    pub(crate) fn app_mode(&self, app: &AppName) -> Option<Mode> {
+        if let Some(a) = read(&self.apps).get(app) {
+            return Some(a.mode());
+        }
+        self.members()
+            .values()
+            .flat_map(|m| m.apps.iter())
+            .find(|a| &a.name == app)
+            .map(|a| a.mode)
+    }
+
+    /// The current leader of `app`: from the local election if the app runs here, else from
+    /// its lease record.
+    pub(crate) async fn resolve_leader(&self, app: &AppName) -> Result<NodeId> {
+        let local = read(&self.apps).get(app).cloned();
+        if let Some(app) = local
+            && let Some(state) = app.election_state()
+        {
+            return state
+                .leader
+                .map(|l| l.node)
+                .ok_or_else(|| Error::NoLeader(format!("app {}", app.name())));
+        }
+        let started = self.started().await?;
+        let entry = started.election.get(&self.names.lease_key(app)).await?;
+        entry
+            .and_then(|e| leader_from_record(&e.value))
+            .ok_or_else(|| Error::NoLeader(format!("app {app}")))
+    }
+}
+
+/// Builds a [`Platform`].
+pub struct PlatformBuilder {
+    name: Result<PlatformName>,
+    node: Result<NodeId>,
+    labels: Labels,
+    options: PlatformOptions,
+    transport: Option<Arc<dyn Transport>>,
+    kv: Option<Arc<dyn KvStore>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for PlatformBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformBuilder").finish_non_exhaustive()
+    }
+}
+
+impl PlatformBuilder {
+    /// Sets the node's labels.
+    pub fn labels(mut self, labels: Labels) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Sets the options.
+    pub fn options(mut self, options: PlatformOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the transport implementation.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Sets the KV store implementation.
+    pub fn kv_store(mut self, kv: Arc<dyn KvStore>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
+    /// Sets the clock (default: [`TokioClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Validates everything and builds the platform (nothing is connected or started yet).
+    pub fn build(self) -> Result<Platform> {
+        let mut problems = Vec::new();
+        if let Err(e) = &self.name {
+            problems.push(e.to_string());
+        }
+        if let Err(e) = &self.node {
+            problems.push(e.to_string());
+        }
+        if let Err(e) = self.options.validate() {
+            problems.push(e.to_string());
+        }
+        if self.transport.is_none() {
+            problems.push("no transport configured".to_owned());
+        }
+        if self.kv.is_none() {
+            problems.push("no KV store configured".to_owned());
+        }
+        let (Ok(name), Ok(node), Some(transport), Some(kv), true) = (
+            self.name,
+            self.node,
+            self.transport,
+            self.kv,
+            problems.is_empty(),
+        ) else {
+            return Err(Error::InvalidArgument(problems.join("; ")));
+        };
+        let (started, _) = watch::channel(None);
+        Ok(Platform {
+            shared: Arc::new(Shared {
+                names: Names::new(name),
+                node,
+                instance: uuid::Uuid::new_v4().simple().to_string(),
+                labels: RwLock::new(self.labels),
+                options: self.options,
+                transport,
+                kv,
+                joined_at: self.clock.wall(),
+                clock: self.clock,
+                apps: RwLock::new(BTreeMap::new()),
+                started,
+                shutdown: CancellationToken::new(),
+                draining: AtomicBool::new(false),
+                running: AtomicBool::new(false),
+                stats: Stats::default(),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+}
+
+/// One node of a platform: hosts registered apps until shut down.
+///
+/// ```text
+/// run():      buckets → join membership → membership view → RPC subscriptions
+///             → on_start of every app → campaign (Singleton apps) → … until shutdown()
+/// shutdown:   refuse new RPCs → leaders run on_passive and release their lease
+///             → on_stop of every app → unsubscribe → leave membership
+/// ```
+#[derive(Clone)]
+pub struct Platform {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("platform", self.shared.names.platform())
+            .field("node", &self.shared.node)
+            .finish()
+    }
+}
+
+impl Platform {
+    /// Starts building a node `node` of platform `name`. Invalid names are reported by
+    /// [`PlatformBuilder::build`].
+    pub fn builder(name: impl AsRef<str>, node: impl AsRef<str>) -> PlatformBuilder {
+        PlatformBuilder {
+            name: PlatformName::new(name.as_ref()).map_err(Error::from),
+            node: NodeId::new(node.as_ref()).map_err(Error::from),
+            labels: Labels::new(),
+            options: PlatformOptions::default(),
+            transport: None,
+            kv: None,
+            clock: Arc::new(TokioClock),
+        }
+    }
+
+    /// The platform's name.
+    pub fn name(&self) -> &PlatformName {
+        self.shared.names.platform()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.shared.node
+    }
+
+    /// This process incarnation's id.
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
+    }
+
+    /// The options.
+    pub fn options(&self) -> &PlatformOptions {
+        &self.shared.options
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Registers an app (before [`Platform::run`]). Fails on a duplicate name or an app
+    /// already registered elsewhere; `Replicas` and `Ring` modes need the placement controller
+    /// and are refused until it lands.
+    pub fn register(&self, app: &App) -> Result<()> {
+        if self.shared.running.load(Ordering::SeqCst) {
+            return Err(Error::InvalidArgument(format!(
+                "app {}: register apps before the platform runs",
+                app.name()
+            )));
+        }
+        if matches!(app.mode(), Mode::Replicas { .. } | Mode::Ring { .. }) {
+            return Err(Error::Unsupported(format!(
+                "app {}: mode {} needs the placement controller, which is not available yet",
+                app.name(),
+                app.mode()
+            )));
+        }
+        let mut apps = self.shared.apps.write().unwrap_or_else(|p| p.into_inner());
+        if apps.contains_key(app.name()) {
+            return Err(Error::InvalidArgument(format!(
+                "an app named {} is already registered",
+                app.name()
+            )));
+        }
+        app.inner
+            .platform
+            .set(Arc::downgrade(&self.shared))
+            .map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "app {} is already registered with a platform",
+                    app.name()
+                ))
+            })?;
+        apps.insert(app.name().clone(), app.clone());
+        Ok(())
+    }
+
+    /// A registered app.
+    pub fn app(&self, name: &str) -> Option<App> {
+        let name = AppName::new(name).ok()?;
+        read(&self.shared.apps).get(&name).cloned()
+    }
+
+    /// Calls another app's handlers (`Platform.API("x").Call(...)` of the spec).
+    pub fn api(&self, app: impl AsRef<str>) -> Result<RpcClient> {
+        let app = AppName::new(app.as_ref())?;
+        Ok(RpcClient::cross_app(&self.shared, app))
+    }
+
+    /// A platform-wide lock.
+    pub fn lock(&self, name: impl AsRef<str>) -> Result<DistLock> {
+        Ok(self.shared.platform_lock(LockName::new(name.as_ref())?))
+    }
+
+    /// Platform-wide events.
+    pub fn events(&self) -> Events {
+        Events::for_platform(&self.shared)
+    }
+
+    /// The live members (empty before the platform started).
+    pub fn members(&self) -> Vec<Member> {
+        self.shared.members().into_values().collect()
+    }
+
+    /// A watch of the live members (after start).
+    pub async fn members_watch(&self) -> Result<watch::Receiver<BTreeMap<NodeId, Member>>> {
+        Ok(self.shared.started().await?.membership.clone())
+    }
+
+    /// Waits until the platform has started (or fails with `ShuttingDown`).
+    pub async fn wait_started(&self) -> Result<()> {
+        self.shared.started().await.map(|_| ())
+    }
+
+    /// Requests a graceful shutdown; [`Platform::run`] returns when it is done.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Stops every task of this node at once without releasing anything (no on_passive, no
+    /// lease release, no leave): what a crash looks like to the other nodes. For tests.
+    pub fn abort(&self) {
+        for handle in locked(&self.shared.tasks).drain(..) {
+            handle.abort();
+        }
+        for app in read(&self.shared.apps).values() {
+            locked(&app.inner.election).take();
+            locked(&app.inner.leadership).take();
+            locked(&app.inner.notify).take();
+            app.set_role(Role::Stopped, None);
+        }
+        self.shared.started.send_replace(None);
+        self.shared.shutdown.cancel();
+    }
+
+    /// Runs the node until [`Platform::shutdown`] (or a fatal error), then shuts down
+    /// gracefully. Start is all-or-nothing: on a failure everything started is torn down and
+    /// the error returned.
+    pub async fn run(&self) -> Result<()> {
+        if self.shared.running.swap(true, Ordering::SeqCst) {
+            return Err(Error::InvalidArgument(
+                "the platform is already running".into(),
+            ));
+        }
+        let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
+        let presence = match self.start(fatal_tx).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "start failed; tearing down");
+                self.teardown(None).await;
+                return Err(e);
+            }
+        };
+        info!(platform = %self.name(), node = %self.node_id(), "platform running");
+        let fatal = tokio::select! {
+            _ = self.shared.shutdown.cancelled() => None,
+            e = fatal_rx.recv() => e,
+        };
+        let timeout = self.shared.options.shutdown_timeout;
+        if tokio::time::timeout(timeout, self.teardown(Some(&presence)))
+            .await
+            .is_err()
+        {
+            warn!(
+                ?timeout,
+                "graceful shutdown did not finish in time; abandoning"
+            );
+            self.abort();
+        }
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn start(&self, fatal: mpsc::UnboundedSender<Error>) -> Result<Presence> {
+        let shared = &self.shared;
+        let names = &shared.names;
+        let replicas = shared.options.replicas;
+        let bucket = |name: String, ttl: bool, what: &str| {
+            let mut c = BucketConfig::new(name).described(what);
+            c.replicas = replicas;
+            if ttl {
+                c = c.with_per_key_ttl();
+            }
+            c
+        };
+        let members = shared
+            .kv
+            .bucket(bucket(names.members_bucket(), true, "cluster membership"))
+            .await?;
+        let election = shared
+            .kv
+            .bucket(bucket(
+                names.election_bucket(),
+                true,
+                "cluster election leases",
+            ))
+            .await?;
+        let locks = shared
+            .kv
+            .bucket(bucket(names.locks_bucket(), true, "cluster locks"))
+            .await?;
+        let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
+        let mut app_buckets = BTreeMap::new();
+        for app in &apps {
+            let b = shared
+                .kv
+                .bucket(bucket(names.app_bucket(app.name()), false, "app data"))
+                .await?;
+            app_buckets.insert(app.name().clone(), b);
+        }
+
+        let presence = Presence::join(shared, members.clone()).await?;
+        shared.track(presence.spawn_heartbeat(shared, fatal).abort_handle());
+        let (membership, view_task) = start_view(shared, members).await?;
+        shared.track(view_task.abort_handle());
+        shared.started.send_replace(Some(Arc::new(Started {
+            election: election.clone(),
+            locks,
+            app_buckets,
+            membership,
+        })));
+
+        for app in &apps {
+            shared.track(spawn_dispatcher(app).abort_handle());
+            for handle in rpc::serve(app, shared).await? {
+                shared.track(handle);
+            }
+            let on_start = read(&app.inner.hooks).on_start.clone();
+            if let Some(hook) = on_start {
+                let ctx = app.context(None);
+                run_hook(
+                    HookKind::OnStart,
+                    app.timeout(HookKind::OnStart),
+                    &ctx.cancel,
+                    hook(ctx.clone()),
+                )
+                .await?;
+            }
+            if app.mode().is_singleton() {
+                let e: Arc<dyn Election> = Arc::new(LeaseElection::start(
+                    election.clone(),
+                    names.lease_key(app.name()),
+                    shared.node.clone(),
+                    shared.instance.clone(),
+                    shared.options.election,
+                    shared.clock.clone(),
+                )?);
+                *locked(&app.inner.election) = Some(e.clone());
+                shared.track(leadership::spawn_leader_observer(app, &e).abort_handle());
+                shared.track(leadership::spawn(app, e.clone()).abort_handle());
+                e.set_candidate(true).await?;
+            } else {
+                super::resource::activate_all(&app.resources(), crate::epoch::Epoch::ZERO).await?;
+                app.set_role(Role::Active, None);
+            }
+        }
+        Ok(presence)
+    }
+
+    /// Graceful stop of whatever has started.
+    async fn teardown(&self, presence: Option<&Presence>) {
+        let shared = &self.shared;
+        shared.draining.store(true, Ordering::SeqCst);
+        shared.shutdown.cancel();
+        let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
+        // Leaders first: run on_passive and release the lease so standbys take over at once.
+        let stops = apps.iter().map(|app| async move {
+            let sender = locked(&app.inner.leadership).take();
+            if let Some(sender) = sender {
+                let (tx, rx) = oneshot::channel();
+                if sender.send(LeaderCommand::Shutdown { reply: tx }).is_ok() {
+                    let _ = rx.await;
+                }
+            }
+            if app.role() != Role::Stopped || !app.mode().is_singleton() {
+                let on_stop = read(&app.inner.hooks).on_stop.clone();
+                if let Some(hook) = on_stop {
+                    let ctx = app.context(None);
+                    let _ = run_hook(
+                        HookKind::OnStop,
+                        app.timeout(HookKind::OnStop),
+                        &ctx.cancel,
+                        hook(ctx.clone()),
+                    )
+                    .await;
+                }
+            }
+            if !app.mode().is_singleton() {
+                super::resource::deactivate_all(&app.resources()).await;
+            }
+            app.set_role(Role::Stopped, None);
+            locked(&app.inner.election).take();
+        });
+        futures::future::join_all(stops).await;
+        if let Some(presence) = presence
+            && let Err(e) = presence.leave().await
+        {
+            warn!(error = %e, "could not delete member record; it will expire");
+        }
+        for handle in locked(&shared.tasks).drain(..) {
+            handle.abort();
+        }
+        for app in &apps {
+            locked(&app.inner.notify).take();
+        }
+        shared.started.send_replace(None);
+        let _ = shared.transport.flush().await;
+        info!(node = %shared.node, "platform stopped");
+    }
+}
