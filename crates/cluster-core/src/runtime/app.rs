@@ -69,6 +69,9 @@ pub(crate) struct AppInner {
     pub(crate) notify: Mutex<Option<mpsc::UnboundedSender<Notification>>>,
     pub(crate) health: Mutex<HealthStatus>,
     pub(crate) resources: RwLock<Vec<super::resource::Registered>>,
+    pub(crate) running: std::sync::atomic::AtomicBool,
+    pub(crate) instance_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    pub(crate) placement: RwLock<Option<serde_json::Value>>,
 }
 
 /// An app: an isolated component with its own KV, locks, events and RPC handlers.
@@ -143,6 +146,9 @@ impl App {
                 notify: Mutex::new(None),
                 health: Mutex::new(HealthStatus::Healthy),
                 resources: RwLock::new(Vec::new()),
+                running: std::sync::atomic::AtomicBool::new(false),
+                instance_tasks: Mutex::new(Vec::new()),
+                placement: RwLock::new(None),
             }),
         })
     }
@@ -321,6 +327,27 @@ impl App {
                     self.inner.name
                 ))
             })
+    }
+
+    /// Sets the app's placement rules: a JSON document interpreted by the platform's planner
+    /// (see `cluster::placement` for the typed builder). Advertised to every node; when the
+    /// platform is running the controller re-evaluates placement.
+    pub fn set_placement(&self, spec: serde_json::Value) -> &Self {
+        *write(&self.inner.placement) = Some(spec);
+        if let Ok(shared) = self.shared() {
+            shared.refresh_presence();
+        }
+        self
+    }
+
+    /// The app's placement rules, if any.
+    pub fn placement(&self) -> Option<serde_json::Value> {
+        read(&self.inner.placement).clone()
+    }
+
+    /// Whether this node runs an instance of the app now.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The current role on this node.

@@ -3,6 +3,7 @@
 mod app;
 mod events;
 mod hooks;
+mod instance;
 mod kv;
 mod leadership;
 mod locks;

@@ -4,22 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::app::{App, locked, read};
 use super::events::Events;
-use super::hooks::run_hook;
-use super::leadership::{self, LeaderCommand};
 use super::locks::DistLock;
 use super::membership::{MemberMap, Presence, start_view};
 use super::notify::{Notification, spawn_dispatcher};
-use super::options::{HookKind, PlatformOptions};
-use super::rpc::{self, RpcClient, leader_from_record};
+use super::options::PlatformOptions;
+use super::rpc::{RpcClient, leader_from_record};
 use crate::clock::{Clock, TokioClock};
-use crate::election::{Election, LeaseElection};
 use crate::error::{Error, Result};
 use crate::id::{AppName, LockName, NodeId, PlatformName};
 use crate::kv::{BucketConfig, KvBucket, KvStore};
@@ -72,6 +69,7 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     pub(crate) tasks: Mutex<Vec<AbortHandle>>,
     pub(crate) joined_at: std::time::SystemTime,
+    pub(crate) presence_changed: Notify,
 }
 
 impl Shared {
@@ -88,6 +86,12 @@ impl Shared {
         }
     }
 
+    /// Asks the heartbeat to publish this node's member record now (apps started or stopped,
+    /// labels or placement rules changed).
+    pub(crate) fn refresh_presence(&self) {
+        self.presence_changed.notify_one();
+    }
+
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -102,6 +106,9 @@ impl Shared {
             .map(|a| MemberApp {
                 name: a.name().clone(),
                 mode: a.mode(),
+                running: a.is_running(),
+                role: a.role(),
+                placement: a.placement(),
             })
             .collect();
         let healthy = read(&self.apps)
@@ -268,6 +275,7 @@ impl PlatformBuilder {
                 running: AtomicBool::new(false),
                 stats: Stats::default(),
                 tasks: Mutex::new(Vec::new()),
+                presence_changed: Notify::new(),
             }),
         })
     }
@@ -521,37 +529,9 @@ impl Platform {
 
         for app in &apps {
             shared.track(spawn_dispatcher(app).abort_handle());
-            for handle in rpc::serve(app, shared).await? {
-                shared.track(handle);
-            }
-            let on_start = read(&app.inner.hooks).on_start.clone();
-            if let Some(hook) = on_start {
-                let ctx = app.context(None);
-                run_hook(
-                    HookKind::OnStart,
-                    app.timeout(HookKind::OnStart),
-                    &ctx.cancel,
-                    hook(ctx.clone()),
-                )
-                .await?;
-            }
-            if app.mode().is_singleton() {
-                let e: Arc<dyn Election> = Arc::new(LeaseElection::start(
-                    election.clone(),
-                    names.lease_key(app.name()),
-                    shared.node.clone(),
-                    shared.instance.clone(),
-                    shared.options.election,
-                    shared.clock.clone(),
-                )?);
-                *locked(&app.inner.election) = Some(e.clone());
-                shared.track(leadership::spawn_leader_observer(app, &e).abort_handle());
-                shared.track(leadership::spawn(app, e.clone()).abort_handle());
-                e.set_candidate(true).await?;
-            } else {
-                super::resource::activate_all(&app.resources(), crate::epoch::Epoch::ZERO).await?;
-                app.set_role(Role::Active, None);
-            }
+        }
+        for app in &apps {
+            super::instance::start(app, shared).await?;
         }
         Ok(presence)
     }
@@ -563,33 +543,7 @@ impl Platform {
         shared.shutdown.cancel();
         let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
         // Leaders first: run on_passive and release the lease so standbys take over at once.
-        let stops = apps.iter().map(|app| async move {
-            let sender = locked(&app.inner.leadership).take();
-            if let Some(sender) = sender {
-                let (tx, rx) = oneshot::channel();
-                if sender.send(LeaderCommand::Shutdown { reply: tx }).is_ok() {
-                    let _ = rx.await;
-                }
-            }
-            if app.role() != Role::Stopped || !app.mode().is_singleton() {
-                let on_stop = read(&app.inner.hooks).on_stop.clone();
-                if let Some(hook) = on_stop {
-                    let ctx = app.context(None);
-                    let _ = run_hook(
-                        HookKind::OnStop,
-                        app.timeout(HookKind::OnStop),
-                        &ctx.cancel,
-                        hook(ctx.clone()),
-                    )
-                    .await;
-                }
-            }
-            if !app.mode().is_singleton() {
-                super::resource::deactivate_all(&app.resources()).await;
-            }
-            app.set_role(Role::Stopped, None);
-            locked(&app.inner.election).take();
-        });
+        let stops = apps.iter().map(|app| super::instance::stop(app, shared));
         futures::future::join_all(stops).await;
         if let Some(presence) = presence
             && let Err(e) = presence.leave().await
