@@ -53,6 +53,11 @@ pub(crate) struct Hooks {
     pub(crate) on_member_join: Option<HookWith<Member>>,
     pub(crate) on_member_leave: Option<HookWith<Member>>,
     pub(crate) on_health_change: Option<HookWith<HealthStatus>>,
+    pub(crate) on_migration_start: Option<HookWith<(NodeId, NodeId)>>,
+    pub(crate) on_migration_complete: Option<HookWith<(NodeId, NodeId)>>,
+    pub(crate) on_placement_invalid: Option<HookWith<String>>,
+    pub(crate) on_own: Option<HookWith<Vec<u32>>>,
+    pub(crate) on_release: Option<HookWith<Vec<u32>>>,
 }
 
 pub(crate) struct AppInner {
@@ -72,6 +77,7 @@ pub(crate) struct AppInner {
     pub(crate) running: std::sync::atomic::AtomicBool,
     pub(crate) instance_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     pub(crate) placement: RwLock<Option<serde_json::Value>>,
+    pub(crate) ring_owned: Mutex<std::collections::BTreeSet<u32>>,
 }
 
 /// An app: an isolated component with its own KV, locks, events and RPC handlers.
@@ -149,6 +155,7 @@ impl App {
                 running: std::sync::atomic::AtomicBool::new(false),
                 instance_tasks: Mutex::new(Vec::new()),
                 placement: RwLock::new(None),
+                ring_owned: Mutex::new(std::collections::BTreeSet::new()),
             }),
         })
     }
@@ -291,6 +298,72 @@ impl App {
 
     pub(crate) fn resources(&self) -> Vec<super::resource::Registered> {
         read(&self.inner.resources).clone()
+    }
+
+    /// Called on the current leader before a migration of the app from `from` to `to`; an error
+    /// rejects the migration.
+    pub fn on_migration_start<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, (NodeId, NodeId)) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_migration_start = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Called on the new leader once a migration from `from` to `to` completed.
+    pub fn on_migration_complete<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, (NodeId, NodeId)) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_migration_complete = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Called on every node hosting the app when its placement rules cannot be satisfied, with
+    /// the reason (which constraint eliminated which nodes).
+    pub fn on_placement_invalid<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_placement_invalid = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Ring apps: called with the partitions this node now owns (after the previous owner
+    /// released them).
+    pub fn on_own<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, Vec<u32>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_own = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Ring apps: called with the partitions this node must give up, before any other node
+    /// owns them.
+    pub fn on_release<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, Vec<u32>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_release = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Ring apps: the partition map of the latest assignment seen by this node.
+    pub fn ring(&self) -> Option<super::RingView> {
+        let shared = self.shared().ok()?;
+        super::placement::ring_view(&shared, self.name())
+    }
+
+    /// Ring apps: the partitions this node owns now (its `on_own` completed, `on_release` not
+    /// yet called).
+    pub fn owned_partitions(&self) -> Vec<u32> {
+        locked(&self.inner.ring_owned).iter().copied().collect()
     }
 
     /// Registers the handler of `method`, replacing any previous one. Invalid method names are
