@@ -80,36 +80,6 @@ async fn sigstop_and_sigcont_of_a_server_resync_without_two_leaders() {
         never_two_leaders(&refs, Duration::from_secs(2)).await;
     }
     let (leader, _) = wait_leader(&refs, "db", Duration::from_secs(30)).await;
-    for _ in 0..30 {
-        let view: Vec<_> = refs
-            .iter()
-            .map(|n| {
-                (
-                    n.platform.node_id().to_string(),
-                    n.platform.members().len(),
-                    n.app("db").leader(),
-                )
-            })
-            .collect();
-        eprintln!(
-            "leader {leader}: {view:?} finished: {:?}",
-            refs.iter()
-                .map(|n| n.run.as_ref().unwrap().is_finished())
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let mut nodes = nodes;
-    for n in nodes.iter_mut() {
-        if n.run.as_ref().unwrap().is_finished() {
-            eprintln!(
-                "{} ended: {:?}",
-                n.platform.node_id(),
-                n.run.take().unwrap().await
-            );
-        }
-    }
-    let refs: Vec<&NatsNode> = nodes.iter().collect();
     common::wait_until(
         "members and leader resynced",
         Duration::from_secs(15),
