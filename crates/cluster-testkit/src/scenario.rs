@@ -42,6 +42,7 @@ pub struct SimCluster {
     pub network: MemoryNetwork,
     platform: String,
     options: PlatformOptions,
+    planner: Option<std::sync::Arc<dyn cluster_core::runtime::Planner>>,
     nodes: BTreeMap<String, SimNode>,
 }
 
@@ -52,8 +53,18 @@ impl SimCluster {
             network: MemoryNetwork::new(),
             platform: platform.to_owned(),
             options,
+            planner: None,
             nodes: BTreeMap::new(),
         }
+    }
+
+    /// Every node started afterwards enforces placement with `planner`.
+    pub fn with_planner(
+        mut self,
+        planner: std::sync::Arc<dyn cluster_core::runtime::Planner>,
+    ) -> Self {
+        self.planner = Some(planner);
+        self
     }
 
     /// Builds node `node` with `apps`, starts it and waits until it runs. Returns the error if
@@ -69,12 +80,15 @@ impl SimCluster {
         apps: Vec<App>,
         labels: Labels,
     ) -> Result<&SimNode> {
-        let platform = Platform::builder(&self.platform, node)
+        let mut builder = Platform::builder(&self.platform, node)
             .options(self.options.clone())
             .labels(labels)
             .transport(self.network.transport(node))
-            .kv_store(self.network.kv(node))
-            .build()?;
+            .kv_store(self.network.kv(node));
+        if let Some(planner) = &self.planner {
+            builder = builder.planner(planner.clone());
+        }
+        let platform = builder.build()?;
         for app in &apps {
             platform.register(app)?;
         }

@@ -37,6 +37,8 @@ pub use cluster_core::{
     MethodName, Mode, NodeId, Platform, PlatformName, PlatformOptions, Result, Role,
 };
 
+pub mod placement;
+
 /// The core crate, for the traits and wire formats.
 pub use cluster_core as core;
 

@@ -423,6 +423,11 @@ impl App {
         self.inner.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// The node this app runs on (once registered with a platform).
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.shared().ok().map(|s| s.node.clone())
+    }
+
     /// The current role on this node.
     pub fn role(&self) -> Role {
         self.inner.role.borrow().role

@@ -33,15 +33,19 @@ pub(crate) fn spawn(shared: &Arc<Shared>, bucket: Arc<dyn KvBucket>) -> AbortHan
     tokio::spawn(async move {
         let mut events = bucket.watch("").await.ok();
         let mut agent = Agent::default();
+        // One receiver for the whole loop, so `changed` reports only new changes.
+        let mut members = match weak.upgrade() {
+            Some(s) => s.started().await.ok().map(|st| st.membership.clone()),
+            None => return,
+        };
         loop {
             {
                 let Some(shared) = weak.upgrade() else { return };
+                if let Some(m) = members.as_mut() {
+                    m.borrow_and_update();
+                }
                 agent.round(&shared, &*bucket).await;
             }
-            let members = match weak.upgrade() {
-                Some(s) => s.started().await.ok().map(|st| st.membership.clone()),
-                None => return,
-            };
             tokio::select! {
                 ev = async {
                     match events.as_mut() {
@@ -50,8 +54,8 @@ pub(crate) fn spawn(shared: &Arc<Shared>, bucket: Arc<dyn KvBucket>) -> AbortHan
                     }
                 } => if ev.is_none() { events = bucket.watch("").await.ok(); },
                 _ = async {
-                    match members {
-                        Some(mut m) => { let _ = m.changed().await; }
+                    match members.as_mut() {
+                        Some(m) => { let _ = m.changed().await; }
                         None => std::future::pending().await,
                     }
                 } => {}

@@ -1,0 +1,384 @@
+//! Enforced placement: typed placement rules for apps and the planner that turns them into an
+//! assignment (`cluster-placement`), wired into the core controller.
+//!
+//! ```
+//! use cluster::App;
+//! use cluster::placement::AppPlacementExt;
+//!
+//! let app = App::new("worker", cluster::Mode::Replicas { n: 3 }).unwrap();
+//! app.on_label("tier", "compute").unwrap();
+//! app.away_from_app("convex").unwrap();
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use cluster_core::runtime::{AssignmentView, PlacementView, PlanOutcome, PlanRequest, Planner};
+use cluster_core::{App, AppName, Error, Labels, Mode, NodeId, Result};
+use serde::{Deserialize, Serialize};
+
+pub use cluster_placement::{
+    AppSpec, Assignment, Constraint, NodeInfo, Preference, Resources, Strategy, StrategyKind,
+};
+
+/// Version of the placement rules document.
+const SPEC_VERSION: u32 = 1;
+
+/// A named scheduling strategy (custom strategies are registered on the planner).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum NamedStrategy {
+    /// Fewest instances first (default).
+    #[default]
+    SpreadEvenly,
+    /// Fill nodes up.
+    BinPack,
+    /// Spread across zones first (label `key`).
+    ZoneAware {
+        /// The zone label.
+        key: String,
+    },
+}
+
+/// An app's placement rules, as advertised in its member record (JSON, `v` = 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementSpec {
+    /// Document version.
+    #[serde(default)]
+    pub v: u32,
+    /// Hard constraints.
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// Soft preferences.
+    #[serde(default)]
+    pub preferences: Vec<Preference>,
+    /// Resources one instance needs.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Ranking strategy.
+    #[serde(default)]
+    pub strategy: NamedStrategy,
+    /// Singleton apps: standby candidates besides the leader (`None` = every eligible node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standbys: Option<u32>,
+}
+
+impl PlacementSpec {
+    /// The rules currently set on `app`.
+    pub fn of(app: &App) -> Result<Self> {
+        match app.placement() {
+            Some(v) => Self::from_json(&v),
+            None => Ok(Self {
+                v: SPEC_VERSION,
+                ..Self::default()
+            }),
+        }
+    }
+
+    /// Decodes and checks a rules document.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let spec: PlacementSpec = serde_json::from_value(value.clone())
+            .map_err(|e| Error::Malformed(format!("placement rules: {e}")))?;
+        if spec.v != SPEC_VERSION {
+            return Err(Error::Malformed(format!(
+                "placement rules version {} (this node understands {SPEC_VERSION})",
+                spec.v
+            )));
+        }
+        Ok(spec)
+    }
+
+    fn to_json(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self).map_err(|e| Error::Internal(format!("placement rules: {e}")))
+    }
+}
+
+/// Typed placement rules on an [`App`] (the spec's `OnNodes`, `OnLabel`, ...). Rules added while
+/// the platform runs are re-evaluated by the controller at once.
+pub trait AppPlacementExt {
+    /// Edits the app's rules.
+    fn edit_placement(&self, edit: impl FnOnce(&mut PlacementSpec)) -> Result<&Self>;
+
+    /// Only on these nodes.
+    fn on_nodes<I, S>(&self, nodes: I) -> Result<&Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes = nodes
+            .into_iter()
+            .map(|n| NodeId::new(n.as_ref()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        self.edit_placement(|s| s.constraints.push(Constraint::OnNodes { nodes }))
+    }
+
+    /// Only on nodes labelled `key=value`.
+    fn on_label(&self, key: &str, value: &str) -> Result<&Self> {
+        let c = Constraint::OnLabel {
+            key: key.into(),
+            value: value.into(),
+        };
+        self.edit_placement(|s| s.constraints.push(c))
+    }
+
+    /// Never on nodes labelled `key=value`.
+    fn avoid_label(&self, key: &str, value: &str) -> Result<&Self> {
+        let c = Constraint::AvoidLabel {
+            key: key.into(),
+            value: value.into(),
+        };
+        self.edit_placement(|s| s.constraints.push(c))
+    }
+
+    /// Only on nodes running `app` (co-location).
+    fn with_app(&self, app: &str) -> Result<&Self> {
+        let app = AppName::new(app)?;
+        self.edit_placement(|s| s.constraints.push(Constraint::WithApp { app }))
+    }
+
+    /// Never on nodes running `app` (anti-affinity).
+    fn away_from_app(&self, app: &str) -> Result<&Self> {
+        let app = AppName::new(app)?;
+        self.edit_placement(|s| s.constraints.push(Constraint::AwayFromApp { app }))
+    }
+
+    /// Prefer nodes labelled `key=value`, by `weight`.
+    fn prefer_label(&self, key: &str, value: &str, weight: u32) -> Result<&Self> {
+        let p = Preference::PreferLabel {
+            key: key.into(),
+            value: value.into(),
+            weight,
+        };
+        self.edit_placement(|s| s.preferences.push(p))
+    }
+
+    /// Prefer `node`, by `weight`.
+    fn prefer_node(&self, node: &str, weight: u32) -> Result<&Self> {
+        let node = NodeId::new(node)?;
+        self.edit_placement(|s| s.preferences.push(Preference::PreferNode { node, weight }))
+    }
+
+    /// Resources one instance needs (`cpu` like `"2"`/`"500m"`, memory/disk like `"4Gi"`).
+    fn resources(&self, cpu: &str, memory: &str, disk: &str) -> Result<&Self> {
+        let r = Resources::parse(cpu, memory, disk)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        self.edit_placement(|s| s.resources = r)
+    }
+
+    /// The ranking strategy.
+    fn strategy(&self, strategy: NamedStrategy) -> Result<&Self> {
+        self.edit_placement(|s| s.strategy = strategy)
+    }
+}
+
+impl AppPlacementExt for App {
+    fn edit_placement(&self, edit: impl FnOnce(&mut PlacementSpec)) -> Result<&Self> {
+        let mut spec = PlacementSpec::of(self)?;
+        spec.v = SPEC_VERSION;
+        edit(&mut spec);
+        self.set_placement(spec.to_json()?);
+        Ok(self)
+    }
+}
+
+/// The planner of the platform: `cluster-placement`'s scheduler behind the core
+/// [`Planner`] trait, with moves, drains and make-before-break.
+#[derive(Default)]
+pub struct PlacementPlanner {
+    custom: BTreeMap<AppName, Arc<dyn Strategy>>,
+}
+
+impl std::fmt::Debug for PlacementPlanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlacementPlanner")
+            .field("custom", &self.custom.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A planner with the built-in strategies.
+pub fn planner() -> Arc<dyn Planner> {
+    Arc::new(PlacementPlanner::default())
+}
+
+impl PlacementPlanner {
+    /// Uses a custom ranking for `app` (a closure or [`Strategy`] object).
+    pub fn with_strategy(mut self, app: &str, strategy: Arc<dyn Strategy>) -> Result<Self> {
+        self.custom.insert(AppName::new(app)?, strategy);
+        Ok(self)
+    }
+
+    fn app_spec(
+        &self,
+        name: &AppName,
+        mode: Mode,
+        rules: Option<&serde_json::Value>,
+    ) -> Result<AppSpec> {
+        let rules = match rules {
+            Some(v) => PlacementSpec::from_json(v)?,
+            None => PlacementSpec::default(),
+        };
+        let mut spec = AppSpec::new(name.clone(), mode).with_resources(rules.resources);
+        spec.constraints = rules.constraints;
+        spec.preferences = rules.preferences;
+        spec.standbys = rules.standbys;
+        spec.strategy = match (self.custom.get(name), rules.strategy) {
+            (Some(custom), _) => StrategyKind::Custom(custom.clone()),
+            (None, NamedStrategy::SpreadEvenly) => StrategyKind::SpreadEvenly,
+            (None, NamedStrategy::BinPack) => StrategyKind::BinPack,
+            (None, NamedStrategy::ZoneAware { key }) => StrategyKind::ZoneAware { key },
+        };
+        Ok(spec)
+    }
+}
+
+fn to_assignment(view: &AssignmentView) -> Result<Assignment> {
+    serde_json::to_value(view)
+        .and_then(serde_json::from_value)
+        .map_err(|e| Error::Internal(format!("assignment conversion: {e}")))
+}
+
+fn to_view(assignment: &Assignment) -> Result<AssignmentView> {
+    serde_json::to_value(assignment)
+        .and_then(serde_json::from_value)
+        .map_err(|e| Error::Internal(format!("assignment conversion: {e}")))
+}
+
+impl Planner for PlacementPlanner {
+    fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome> {
+        let nodes: Vec<NodeInfo> = request
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut info = NodeInfo::new(n.id.clone(), n.labels.clone());
+                // A node without (or with unparsable) capacity labels is not limited.
+                if let Ok(capacity) = Resources::from_labels(&n.labels) {
+                    info = info.with_capacity(capacity);
+                }
+                info.cordoned = n.cordoned;
+                // A draining node runs nothing: everything is rescheduled elsewhere.
+                info.healthy = n.healthy && !n.draining;
+                info
+            })
+            .collect();
+        let all_nodes: Vec<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
+        let mut current = to_assignment(&request.current)?;
+        let mut pending = BTreeMap::new();
+        let mut specs = Vec::new();
+        for app in &request.apps {
+            match self.app_spec(&app.name, app.mode, app.placement.as_ref()) {
+                Ok(spec) => specs.push(spec),
+                Err(e) => {
+                    pending.insert(app.name.clone(), format!("invalid placement rules: {e}"));
+                }
+            }
+        }
+        // Moves: steer the sticky scheduler by editing the current placement.
+        for mv in &request.moves {
+            let Some(spec) = specs.iter_mut().find(|s| s.name == mv.app) else {
+                continue;
+            };
+            let Some(placed) = current.apps.get_mut(&mv.app) else {
+                continue;
+            };
+            match spec.mode {
+                Mode::Singleton => {
+                    if let Some(to) = &mv.to {
+                        placed.nodes.retain(|n| n != to);
+                        placed.nodes.insert(0, to.clone());
+                    }
+                }
+                Mode::Replicas { .. } => {
+                    placed.nodes.retain(|n| *n != mv.from);
+                    if let Some(to) = &mv.to
+                        && !placed.nodes.contains(to)
+                    {
+                        placed.nodes.push(to.clone());
+                    }
+                    // Keep the scheduler from placing it back on the source.
+                    let others: Vec<NodeId> = all_nodes
+                        .iter()
+                        .filter(|n| **n != mv.from)
+                        .cloned()
+                        .collect();
+                    spec.constraints.push(Constraint::OnNodes { nodes: others });
+                }
+                Mode::Spread | Mode::Ring { .. } => {}
+            }
+        }
+        let result = cluster_placement::schedule(&nodes, &specs, &current);
+        for (app, reason) in result.pending {
+            pending.insert(app, reason);
+        }
+        let mut assignment = result.assignment;
+        make_before_break(&mut assignment, &current, request);
+        Ok(PlanOutcome {
+            assignment: to_view(&assignment)?,
+            pending,
+        })
+    }
+}
+
+/// Keeps an instance that is being replaced on its old, still healthy node until the new node
+/// reports the instance running (Replicas apps).
+fn make_before_break(next: &mut Assignment, current: &Assignment, request: &PlanRequest) {
+    let usable: BTreeSet<&NodeId> = request
+        .nodes
+        .iter()
+        .filter(|n| n.healthy && !n.draining)
+        .map(|n| &n.id)
+        .collect();
+    let running = |node: &NodeId, app: &AppName| {
+        request
+            .nodes
+            .iter()
+            .any(|n| n.id == *node && n.running.contains(app))
+    };
+    let modes: BTreeMap<&AppName, Mode> = request.apps.iter().map(|a| (&a.name, a.mode)).collect();
+    for (app, placement) in next.apps.iter_mut() {
+        if !matches!(modes.get(app), Some(Mode::Replicas { .. })) {
+            continue;
+        }
+        let Some(before) = current.apps.get(app) else {
+            continue;
+        };
+        let added_not_ready = placement
+            .nodes
+            .iter()
+            .any(|n| !before.nodes.contains(n) && !running(n, app));
+        if !added_not_ready {
+            continue;
+        }
+        for old in &before.nodes {
+            if !placement.nodes.contains(old) && usable.contains(old) && running(old, app) {
+                placement.nodes.push(old.clone());
+            }
+        }
+    }
+}
+
+/// Builds a platform node with enforced placement on the in-memory network (dev mode).
+pub fn dev_platform(
+    network: &crate::dev::Network,
+    name: &str,
+    node: &str,
+) -> Result<cluster_core::runtime::PlatformBuilder> {
+    Ok(crate::dev::platform(network, name, node)?.planner(planner()))
+}
+
+/// A view of `assignment` for display: app → nodes.
+pub fn placements(assignment: &AssignmentView) -> BTreeMap<AppName, PlacementView> {
+    assignment.apps.clone()
+}
+
+/// Labels from `key=value` pairs (CLI and config helpers).
+pub fn labels_from_pairs<'a>(pairs: impl IntoIterator<Item = &'a str>) -> Result<Labels> {
+    let mut labels = Labels::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::InvalidArgument(format!("label {pair:?} is not key=value")))?;
+        labels.insert(k, v)?;
+    }
+    Ok(labels)
+}
