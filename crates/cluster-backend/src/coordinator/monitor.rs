@@ -43,7 +43,8 @@ async fn check_once(core: &Core) -> Check {
 pub(super) async fn start_until_healthy(core: &Core, epoch: Epoch) -> Result<()> {
     let o = &core.options;
     let what = core.backend.describe();
-    let deadline = Instant::now() + o.start_timeout;
+    let started = Instant::now();
+    let deadline = started + o.start_timeout;
     match tokio::time::timeout_at(deadline, core.backend.start(epoch)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
@@ -57,14 +58,16 @@ pub(super) async fn start_until_healthy(core: &Core, epoch: Epoch) -> Result<()>
     let mut delay = o.startup_backoff.max(Duration::from_millis(1));
     loop {
         let reason = match check_once(core).await {
-            Check::Healthy => return Ok(()),
-            Check::Down(reason) => {
-                let logs = core.backend.logs_tail(10).await;
-                return Err(Error::Unavailable(format!(
-                    "{what} stopped right after starting: {reason}{}",
-                    format_logs(&logs)
-                )));
+            Check::Healthy if started.elapsed() >= o.min_uptime => return Ok(()),
+            Check::Healthy => {
+                tokio::time::sleep_until(started + o.min_uptime).await;
+                match check_once(core).await {
+                    Check::Healthy => return Ok(()),
+                    Check::Down(reason) => down(core, &what, &reason).await?,
+                    Check::Unhealthy(reason) => reason,
+                }
             }
+            Check::Down(reason) => down(core, &what, &reason).await?,
             Check::Unhealthy(reason) => reason,
         };
         core.stats.update(|s| s.health_failures += 1);
@@ -79,6 +82,15 @@ pub(super) async fn start_until_healthy(core: &Core, epoch: Epoch) -> Result<()>
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(o.health_interval);
     }
+}
+
+/// The error of a backend that stopped while starting, with its last output.
+async fn down(core: &Core, what: &str, reason: &str) -> Result<String> {
+    let logs = core.backend.logs_tail(10).await;
+    Err(Error::Unavailable(format!(
+        "{what} stopped right after starting: {reason}{}",
+        format_logs(&logs)
+    )))
 }
 
 fn format_logs(logs: &[String]) -> String {

@@ -54,6 +54,11 @@ pub struct BackendOptions {
     /// First delay between the checks right after a start (doubled up to `health_interval`):
     /// the first check runs immediately.
     pub startup_backoff: Duration,
+    /// How long after its start the backend must still run for the activation to succeed
+    /// (a service that dies right after `exec` is then caught at activation, not only by the
+    /// monitor). The health checks run meanwhile; this adds to failover time only for
+    /// services that pass their health check sooner.
+    pub min_uptime: Duration,
     /// Restarts.
     pub restart: RestartPolicy,
 }
@@ -67,6 +72,7 @@ impl Default for BackendOptions {
             start_timeout: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(30),
             startup_backoff: Duration::from_millis(20),
+            min_uptime: Duration::from_millis(200),
             restart: RestartPolicy::default(),
         }
     }
