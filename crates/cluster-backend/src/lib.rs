@@ -13,6 +13,8 @@
 //! See `docs/architecture/cluster-backend.md` for the design and its decisions.
 
 mod coordinator;
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod health;
 pub mod process;
 
