@@ -17,6 +17,8 @@ mod coordinator;
 pub mod docker;
 pub mod health;
 pub mod process;
+#[cfg(feature = "systemd")]
+pub mod systemd;
 
 pub use coordinator::{
     BackendFailure, BackendOptions, BackendResource, BackendStats, FailureHandler, RestartPolicy,

@@ -77,7 +77,7 @@ impl MonitorRun {
 }
 
 /// A [`Backend`] held while its app is active, with health checks, restarts and step-down
-/// (see the [module docs](self)).
+/// (see the module documentation of `cluster_backend` for the flow).
 ///
 /// Register it with [`BackendResource::attach`] (or build it with [`BackendResource::new`],
 /// bind it with [`BackendResource::with_app`] and pass it to `App::add_resource`). Singleton

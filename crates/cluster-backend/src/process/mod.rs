@@ -6,7 +6,7 @@
 //! * The child lives until [`Backend::stop`] (or until the `ProcessBackend` is dropped), never
 //!   tied to the task that called `start`; a reaper thread collects its exit status.
 //! * It never outlives the daemon, even when the daemon is killed with `SIGKILL`: see
-//!   [`spawn`](self) for the parent-death signal and the guard process.
+//!   the private `spawn` module for the parent-death signal and the guard process.
 //! * Output goes to a log file, or is read line by line into a ring buffer (for
 //!   [`Backend::logs_tail`]) and an optional [`OutputHandler`].
 //!
