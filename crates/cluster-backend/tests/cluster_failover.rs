@@ -182,11 +182,16 @@ async fn the_leader_runs_exactly_one_process_and_a_step_down_moves_it_without_ov
     assert_eq!(n2.backend.inner.pid(), None, "the standby runs nothing");
     assert_eq!(n1.resource.stats().monitors, 1);
 
+    let t0 = std::time::Instant::now();
     n1.app.step_down().await.unwrap();
     wait_until("n2 leads", Duration::from_secs(10), || {
         cluster.leader("web").as_deref() == Some("n2")
     })
     .await;
+    eprintln!(
+        "step-down to the new leader running its process: {:?}",
+        t0.elapsed()
+    );
     assert!(
         !pid_alive(first),
         "the old leader's process survived the step-down"
@@ -236,11 +241,13 @@ async fn a_backend_failing_its_health_check_makes_the_leader_step_down() {
 
     // n1's service starts answering 404: health fails, the restart does not help, n1 gives
     // up, stops its backend and steps down; n2 takes over.
+    let t0 = std::time::Instant::now();
     std::fs::remove_file(d1.join("ok")).unwrap();
     wait_until("n2 leads", Duration::from_secs(20), || {
         cluster.leader("web").as_deref() == Some("n2")
     })
     .await;
+    eprintln!("health failing to the standby serving: {:?}", t0.elapsed());
     assert!(!pid_alive(first));
     assert_eq!(
         n1.backend.inner.pid(),
