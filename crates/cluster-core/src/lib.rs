@@ -5,6 +5,7 @@
 //! Implementations live in other crates: `cluster-nats` (NATS/JetStream) and
 //! `cluster-testkit` (in-memory, for tests and dev mode).
 
+pub mod backend;
 pub mod clock;
 pub mod election;
 pub mod epoch;

@@ -1,0 +1,345 @@
+//! The Docker backend against podman's Docker-compatible API (a real engine, a local image
+//! built from Debian's busybox-static, no registry).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use cluster_backend::docker::{DockerBackend, DockerConfig, DockerResources, EPOCH_LABEL};
+use cluster_backend::health::HealthProbe;
+use cluster_backend::{BackendOptions, BackendResource, RestartPolicy};
+use cluster_core::Epoch;
+use cluster_core::backend::{Backend, BackendState};
+use cluster_core::runtime::ActiveResource;
+
+const IMAGE: &str = "localhost/cluster-test-busybox:latest";
+const HINT: &str = "install podman and runc (apt-get install -y podman runc busybox-static) and \
+    write /etc/containers/containers.conf.d/50-test.conf as .ci/run does";
+
+/// A podman API service on a private socket, stopped (by pid) on drop, with the containers a
+/// test created removed.
+struct Podman {
+    dir: PathBuf,
+    service: Child,
+    containers: Vec<String>,
+}
+
+impl Podman {
+    fn start(tag: &str) -> Self {
+        let ok = Command::new("podman")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "podman is missing: {HINT}");
+        ensure_image();
+        let dir = common::scratch(tag);
+        let sock = dir.join("podman.sock");
+        let service = Command::new("podman")
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", sock.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("podman system service: {e}; {HINT}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "podman socket never came up; {HINT}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            dir,
+            service,
+            containers: Vec::new(),
+        }
+    }
+
+    fn socket(&self) -> String {
+        format!("unix://{}", self.dir.join("podman.sock").display())
+    }
+
+    /// A container name for this test, removed on drop.
+    fn name(&mut self, what: &str) -> String {
+        let name = format!("cltest-{what}-{}", std::process::id());
+        self.containers.push(name.clone());
+        name
+    }
+
+    async fn client(&self) -> Docker {
+        Docker::connect_with_unix(
+            self.dir.join("podman.sock").to_str().unwrap(),
+            30,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = Command::new("podman")
+                .args(["rm", "-f", "-t", "0", c])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Imports the busybox test image once (environment.md §6.3).
+fn ensure_image() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let exists = Command::new("podman")
+            .args(["image", "exists", IMAGE])
+            .status()
+            .is_ok_and(|s| s.success());
+        if exists {
+            return;
+        }
+        let bb = common::busybox();
+        let dir = common::scratch("rootfs");
+        let root = dir.join("rootfs");
+        for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "www"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::copy(&bb, root.join("bin/busybox")).unwrap();
+        for applet in [
+            "sh", "ls", "cat", "sleep", "echo", "httpd", "wget", "env", "true",
+        ] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+        std::fs::write(root.join("www/index.html"), "ok\n").unwrap();
+        let tar = dir.join("rootfs.tar");
+        let ok = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tar failed");
+        let ok = Command::new("podman")
+            .args([
+                "import",
+                "--change",
+                "CMD [\"/bin/sh\"]",
+                "--change",
+                "ENV PATH=/bin",
+            ])
+            .arg(&tar)
+            .arg(IMAGE)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "podman import failed; {HINT}");
+        std::fs::remove_dir_all(dir).unwrap();
+    });
+}
+
+#[tokio::test]
+async fn container_lifecycle_labels_resources_logs_and_removal() {
+    let mut podman = Podman::start("docker-life");
+    let name = podman.name("web");
+    let port = common::free_port();
+    let mut config = DockerConfig::new(IMAGE, &name);
+    config.host = Some(podman.socket());
+    config.network = Some("host".into());
+    config.cmd = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        format!("echo hello-from-container; exec httpd -f -p 127.0.0.1:{port} -h /www"),
+    ]);
+    config.env = vec!["MODE=test".into()];
+    config.labels = BTreeMap::from([("app".to_owned(), "demo".to_owned())]);
+    config.resources = Some(DockerResources {
+        memory_bytes: Some(64 * 1024 * 1024),
+        pids_limit: Some(100),
+        ..Default::default()
+    });
+    config.stop_timeout = Duration::from_secs(1);
+    config.probe = HealthProbe::Http(format!("http://127.0.0.1:{port}/index.html"));
+    let backend = DockerBackend::new(config);
+
+    assert_eq!(backend.status().await.unwrap().state, BackendState::Stopped);
+    backend.start(Epoch(9)).await.unwrap();
+    let status = backend.status().await.unwrap();
+    assert_eq!(status.state, BackendState::Running);
+    let id = status.id.clone().unwrap();
+    backend.start(Epoch(9)).await.unwrap();
+    assert_eq!(
+        backend.status().await.unwrap().id,
+        Some(id),
+        "start is idempotent"
+    );
+
+    let mut healthy = false;
+    for _ in 0..500 {
+        if backend.health().await.is_ok() {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(healthy, "the container's httpd never answered");
+
+    let inspect = podman
+        .client()
+        .await
+        .inspect_container(&name, None)
+        .await
+        .unwrap();
+    let cfg = inspect.config.unwrap();
+    let labels = cfg.labels.unwrap();
+    assert_eq!(labels.get(EPOCH_LABEL).map(String::as_str), Some("9"));
+    assert_eq!(labels.get("app").map(String::as_str), Some("demo"));
+    let env = cfg.env.unwrap();
+    assert!(env.contains(&"CLUSTER_EPOCH=9".to_owned()) && env.contains(&"MODE=test".to_owned()));
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.memory, Some(64 * 1024 * 1024));
+    assert_eq!(host.network_mode.as_deref(), Some("host"));
+
+    let mut logs = Vec::new();
+    for _ in 0..200 {
+        logs = backend.logs_tail(10).await;
+        if !logs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        logs.iter().any(|l| l.contains("hello-from-container")),
+        "{logs:?}"
+    );
+
+    backend.stop(Duration::from_secs(5)).await.unwrap();
+    let gone = podman.client().await.inspect_container(&name, None).await;
+    assert!(gone.is_err(), "the container was not removed");
+    assert_eq!(backend.status().await.unwrap().state, BackendState::Stopped);
+    backend.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_image_is_a_clear_error_and_a_crash_is_reported() {
+    let mut podman = Podman::start("docker-bad");
+    let mut config = DockerConfig::new(
+        "localhost/cluster-no-such-image:latest",
+        podman.name("none"),
+    );
+    config.host = Some(podman.socket());
+    let err = DockerBackend::new(config)
+        .start(Epoch(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_argument");
+    assert!(err.to_string().contains("cluster-no-such-image"), "{err}");
+
+    let mut config = DockerConfig::new(IMAGE, podman.name("crash"));
+    config.host = Some(podman.socket());
+    config.network = Some("none".into());
+    config.cmd = Some(vec!["sh".into(), "-c".into(), "echo dying; exit 3".into()]);
+    let backend = DockerBackend::new(config);
+    backend.start(Epoch(1)).await.unwrap();
+    let mut state = BackendState::Running;
+    for _ in 0..500 {
+        state = backend.status().await.unwrap().state;
+        if matches!(state, BackendState::Failed(_)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match &state {
+        BackendState::Failed(reason) => assert!(reason.contains("code 3"), "{reason}"),
+        other => panic!("expected failed, got {other:?}"),
+    }
+    assert!(backend.health().await.is_err());
+    assert!(
+        backend
+            .logs_tail(5)
+            .await
+            .iter()
+            .any(|l| l.contains("dying"))
+    );
+    backend.stop(Duration::from_secs(5)).await.unwrap();
+
+    let mut config = DockerConfig::new(IMAGE, podman.name("unreachable"));
+    config.host = Some(format!("unix://{}/nothing.sock", podman.dir.display()));
+    let err = DockerBackend::new(config)
+        .start(Epoch(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "unavailable", "{err}");
+}
+
+#[tokio::test]
+async fn the_coordinator_restarts_a_killed_container() {
+    let mut podman = Podman::start("docker-coord");
+    let name = podman.name("coord");
+    let mut config = DockerConfig::new(IMAGE, &name);
+    config.host = Some(podman.socket());
+    config.network = Some("none".into());
+    config.cmd = Some(vec!["sleep".into(), "1000".into()]);
+    config.stop_timeout = Duration::from_secs(1);
+    let backend = Arc::new(DockerBackend::new(config));
+    let options = BackendOptions {
+        health_interval: Duration::from_millis(100),
+        failure_threshold: 1,
+        start_timeout: Duration::from_secs(20),
+        stop_timeout: Duration::from_secs(2),
+        restart: RestartPolicy {
+            max_restarts: 2,
+            backoff: Duration::from_millis(10),
+            ..RestartPolicy::default()
+        },
+        ..BackendOptions::default()
+    };
+    let resource = BackendResource::new(backend.clone(), options);
+    resource.activate(Epoch(4)).await.unwrap();
+    let first = backend.status().await.unwrap().id.unwrap();
+    podman
+        .client()
+        .await
+        .kill_container(
+            &name,
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .unwrap();
+    common::eventually("restarted", Duration::from_secs(30), || {
+        resource.stats().restarts == 1 && resource.stats().state == "running"
+    })
+    .await;
+    let second = backend.status().await.unwrap().id.unwrap();
+    assert_ne!(first, second, "a fresh container replaced the killed one");
+    assert_eq!(resource.stats().monitors, 1);
+    resource.deactivate().await.unwrap();
+    assert!(
+        podman
+            .client()
+            .await
+            .inspect_container(&name, None)
+            .await
+            .is_err()
+    );
+}

@@ -1,0 +1,326 @@
+//! The systemd backend against a real systemd user manager, run in private mount and PID
+//! namespaces (environment.md §7.2): the "booted with systemd" marker exists only inside the
+//! mount namespace, and killing the namespace's first process takes everything in it down.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_backend::systemd::{SystemdBackend, SystemdBus, SystemdConfig};
+use cluster_backend::{BackendOptions, BackendResource, RestartPolicy};
+use cluster_core::Epoch;
+use cluster_core::backend::{Backend, BackendState};
+use cluster_core::runtime::ActiveResource;
+
+const HINT: &str = "needs root, util-linux (unshare), dbus and systemd: \
+    apt-get install -y systemd dbus util-linux";
+
+const SCRIPT: &str = r#"set -e
+T=$1
+mount --make-rprivate /
+mkdir -p /run/systemd
+mount -t tmpfs tmpfs /run/systemd
+mkdir -p /run/systemd/system
+export XDG_RUNTIME_DIR=$T/xdg XDG_CONFIG_HOME=$T/cfg
+mkdir -p -m 700 $XDG_RUNTIME_DIR
+dbus-daemon --session --address=unix:path=$XDG_RUNTIME_DIR/bus --nofork --nopidfile --syslog-only &
+export DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus
+/lib/systemd/systemd --user &
+wait
+"#;
+
+/// A systemd user manager in its own namespaces, killed (with everything it runs) on drop.
+struct UserManager {
+    dir: PathBuf,
+    unshare: Child,
+}
+
+impl UserManager {
+    async fn start(tag: &str) -> Self {
+        for bin in [
+            "/usr/bin/unshare",
+            "/usr/bin/dbus-daemon",
+            "/lib/systemd/systemd",
+        ] {
+            assert!(Path::new(bin).exists(), "{bin} is missing: {HINT}");
+        }
+        let dir = common::scratch(tag);
+        std::fs::create_dir_all(dir.join("cfg/systemd/user")).unwrap();
+        std::fs::write(dir.join("run.sh"), SCRIPT).unwrap();
+        let unshare = Command::new("unshare")
+            .args(["-m", "-p", "-f", "--kill-child", "--mount-proc", "bash"])
+            .arg(dir.join("run.sh"))
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("unshare: {e}; {HINT}"));
+        let manager = Self { dir, unshare };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(conn) = manager.connect().await
+                && let Ok(reply) = conn
+                    .call_method(
+                        Some("org.freedesktop.systemd1"),
+                        "/org/freedesktop/systemd1",
+                        Some("org.freedesktop.DBus.Properties"),
+                        "Get",
+                        &("org.freedesktop.systemd1.Manager", "SystemState"),
+                    )
+                    .await
+                && let Ok(v) = reply.body().deserialize::<zbus::OwnedVariant>()
+                && format!("{:?}", &*v).contains("running")
+            {
+                return manager;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the systemd user manager did not reach `running`; {HINT}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("unix:path={}", self.dir.join("xdg/bus").display())
+    }
+
+    async fn connect(&self) -> zbus::Result<zbus::Connection> {
+        zbus::connection::Builder::address(self.address().as_str())
+            .build()
+            .await
+    }
+
+    /// Writes a unit file and reloads the manager.
+    async fn unit(&self, name: &str, body: &str) {
+        std::fs::write(self.dir.join("cfg/systemd/user").join(name), body).unwrap();
+        self.connect()
+            .await
+            .unwrap()
+            .call_method(
+                Some("org.freedesktop.systemd1"),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                "Reload",
+                &(),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn kill_unit(&self, name: &str) {
+        self.connect()
+            .await
+            .unwrap()
+            .call_method(
+                Some("org.freedesktop.systemd1"),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                "KillUnit",
+                &(name, "main", 9i32),
+            )
+            .await
+            .unwrap();
+    }
+
+    fn config(&self, unit: &str) -> SystemdConfig {
+        let mut c = SystemdConfig::new(unit);
+        c.bus = SystemdBus::Address(self.address());
+        c.start_timeout = Duration::from_secs(20);
+        c.stop_timeout = Duration::from_secs(20);
+        c
+    }
+}
+
+impl Drop for UserManager {
+    fn drop(&mut self) {
+        // SIGKILL to unshare: --kill-child kills the namespace's init, and with it every
+        // process of the PID namespace (dbus-daemon, systemd, the units).
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn wait_state(
+    backend: &SystemdBackend,
+    want: impl Fn(&BackendState) -> bool,
+) -> BackendState {
+    let mut last = BackendState::Stopped;
+    for _ in 0..1000 {
+        last = backend.status().await.unwrap().state;
+        if want(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("state not reached; last {last:?}");
+}
+
+#[tokio::test]
+async fn unit_lifecycle_with_dependency_health_endpoint_and_idempotent_start() {
+    let m = UserManager::start("sd-life").await;
+    let www = common::scratch("sd-www");
+    std::fs::write(www.join("ok"), "ok").unwrap();
+    let port = common::free_port();
+    let bb = common::busybox();
+    m.unit(
+        "cltest-dep.service",
+        "[Service]\nExecStart=/bin/sleep 1000\n",
+    )
+    .await;
+    m.unit(
+        "cltest-web.service",
+        &format!(
+            "[Service]\nExecStart={} httpd -f -p 127.0.0.1:{port} -h {}\n",
+            bb.display(),
+            www.display()
+        ),
+    )
+    .await;
+    let mut config = m.config("cltest-web");
+    config.dependencies = vec!["cltest-dep.service".into()];
+    config.health_endpoint = Some(format!("http://127.0.0.1:{port}/ok"));
+    let backend = SystemdBackend::new(config);
+    let dep = SystemdBackend::new(m.config("cltest-dep.service"));
+
+    assert_eq!(backend.status().await.unwrap().state, BackendState::Stopped);
+    backend.start(Epoch(1)).await.unwrap();
+    assert_eq!(
+        dep.status().await.unwrap().state,
+        BackendState::Running,
+        "dependency started"
+    );
+    let status = backend.status().await.unwrap();
+    assert_eq!(status.state, BackendState::Running);
+    let id = status.id.unwrap();
+    assert!(id.starts_with("cltest-web.service (pid "), "{id}");
+    backend.start(Epoch(1)).await.unwrap();
+    assert_eq!(
+        backend.status().await.unwrap().id.unwrap(),
+        id,
+        "start is idempotent"
+    );
+    let mut healthy = false;
+    for _ in 0..500 {
+        if backend.health().await.is_ok() {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(healthy, "the unit's endpoint never answered");
+    // No journald in the namespace: the tail is empty rather than an error.
+    let _ = backend.logs_tail(5).await;
+
+    backend.stop(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(backend.status().await.unwrap().state, BackendState::Stopped);
+    assert!(backend.health().await.is_err());
+    backend.stop(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        dep.status().await.unwrap().state,
+        BackendState::Running,
+        "dependencies stay"
+    );
+    std::fs::remove_dir_all(www).unwrap();
+}
+
+#[tokio::test]
+async fn missing_and_failing_units_are_clear_errors_and_a_crash_is_seen() {
+    let m = UserManager::start("sd-bad").await;
+    let err = SystemdBackend::new(m.config("cltest-nothing"))
+        .start(Epoch(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_argument", "{err}");
+    assert!(err.to_string().contains("not found"), "{err}");
+
+    m.unit(
+        "cltest-noexec.service",
+        "[Service]\nType=exec\nExecStart=/nonexistent/server\n",
+    )
+    .await;
+    let err = SystemdBackend::new(m.config("cltest-noexec"))
+        .start(Epoch(1))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("job failed"), "{err}");
+
+    m.unit(
+        "cltest-crash.service",
+        "[Service]\nExecStart=/bin/sh -c 'sleep 0.2; exit 3'\n",
+    )
+    .await;
+    let crash = SystemdBackend::new(m.config("cltest-crash"));
+    crash.start(Epoch(1)).await.unwrap();
+    let state = wait_state(&crash, |s| matches!(s, BackendState::Failed(_))).await;
+    assert!(
+        matches!(state, BackendState::Failed(ref r) if r.contains("failed")),
+        "{state:?}"
+    );
+    crash.stop(Duration::from_secs(5)).await.unwrap();
+
+    let unreachable = SystemdConfig {
+        bus: SystemdBus::Address("unix:path=/nonexistent/bus".into()),
+        ..m.config("x")
+    };
+    let err = SystemdBackend::new(unreachable).status().await.unwrap_err();
+    assert_eq!(err.kind(), "unavailable", "{err}");
+}
+
+#[tokio::test]
+async fn a_unit_ignoring_sigterm_is_killed_after_the_stop_timeout() {
+    let m = UserManager::start("sd-kill").await;
+    m.unit(
+        "cltest-stubborn.service",
+        "[Service]\nExecStart=/bin/sh -c \"trap '' TERM; while true; do sleep 0.1; done\"\n\
+         TimeoutStopSec=300\n",
+    )
+    .await;
+    let backend = SystemdBackend::new(m.config("cltest-stubborn"));
+    backend.start(Epoch(1)).await.unwrap();
+    backend.stop(Duration::from_millis(500)).await.unwrap();
+    let state = backend.status().await.unwrap().state;
+    assert!(
+        matches!(state, BackendState::Stopped | BackendState::Failed(_)),
+        "{state:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_coordinator_restarts_a_killed_unit() {
+    let m = UserManager::start("sd-coord").await;
+    m.unit(
+        "cltest-svc.service",
+        "[Service]\nExecStart=/bin/sleep 1000\n",
+    )
+    .await;
+    let backend = Arc::new(SystemdBackend::new(m.config("cltest-svc")));
+    let options = BackendOptions {
+        health_interval: Duration::from_millis(100),
+        failure_threshold: 1,
+        restart: RestartPolicy {
+            max_restarts: 2,
+            backoff: Duration::from_millis(10),
+            ..RestartPolicy::default()
+        },
+        ..m.config("cltest-svc").backend_options()
+    };
+    let resource = BackendResource::new(backend.clone(), options);
+    resource.activate(Epoch(2)).await.unwrap();
+    let first = backend.status().await.unwrap().id.unwrap();
+    m.kill_unit("cltest-svc.service").await;
+    common::eventually("restarted", Duration::from_secs(30), || {
+        resource.stats().restarts == 1 && resource.stats().state == "running"
+    })
+    .await;
+    let second = backend.status().await.unwrap().id.unwrap();
+    assert_ne!(first, second, "a new main process runs");
+    assert_eq!(resource.stats().monitors, 1);
+    resource.deactivate().await.unwrap();
+    assert_eq!(backend.status().await.unwrap().state, BackendState::Stopped);
+}
