@@ -222,3 +222,58 @@ async fn misconfiguration_gives_a_clear_error() {
     );
     assert!(!lan.holds("a", VIP));
 }
+
+/// Drops `CAP_NET_ADMIN` and `CAP_NET_RAW` from the calling thread's effective set.
+fn drop_net_caps() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget(2)/capset(2) with a version-3 header and the two data structs that
+    // version requires; they affect only the calling thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()),
+            0
+        );
+        data[0].effective &= !((1 << 12) | (1 << 13));
+        assert_eq!(
+            libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()),
+            0,
+            "capset: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_capabilities_give_a_clear_error() {
+    let lan = Lan::new(&["a"]);
+    let e = lan
+        .in_ns("a", || {
+            drop_net_caps();
+            VipResource::new(vip())
+        })
+        .unwrap_err();
+    assert!(matches!(e, VipError::PermissionDenied(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("CAP_NET_ADMIN") && text.contains("CAP_NET_RAW"),
+        "{text}"
+    );
+}

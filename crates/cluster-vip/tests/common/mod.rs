@@ -111,9 +111,7 @@ impl Lan {
 
     /// Whether `address` (any prefix) is on `host`'s `eth0`, as `ip` reports it.
     pub fn holds(&self, host: &str, address: &str) -> bool {
-        let out = ip(&["-n", &self.ns(host), "-4", "addr", "show", "dev", "eth0"]);
-        let needle = format!("inet {address}/");
-        out.lines().any(|l| l.trim_start().starts_with(&needle))
+        holds_in(&self.ns(host), address)
     }
 
     /// The MAC `host`'s neighbour table has for `address`, if any.
@@ -185,6 +183,13 @@ impl Drop for Lan {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// Whether `address` (any prefix) is on `eth0` in namespace `ns`, as `ip` reports it.
+pub fn holds_in(ns: &str, address: &str) -> bool {
+    let out = ip(&["-n", ns, "-4", "addr", "show", "dev", "eth0"]);
+    let needle = format!("inet {address}/");
+    out.lines().any(|l| l.trim_start().starts_with(&needle))
 }
 
 /// Polls `cond` every 20 ms until it holds; panics after `within` with `what`.
