@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cluster_core::Epoch;
 use cluster_core::runtime::ActiveResource;
-use cluster_vip::{ClaimCheck, Vip, VipError, VipResource};
+use cluster_vip::{ClaimCheck, GarpForm, Vip, VipError, VipResource};
 use common::{Lan, eventually};
 
 const VIP: &str = "198.51.100.100";
@@ -57,6 +57,22 @@ async fn claim_and_release_are_idempotent_and_leave_nothing_behind() {
 
     // The primary address of the host is untouched.
     assert!(lan.holds("a", "198.51.100.10"));
+}
+
+#[tokio::test]
+async fn the_reply_form_of_gratuitous_arp_is_learned_too() {
+    let lan = Lan::new(&["a", "obs"]);
+    lan.accept_garp("obs");
+    let r = resource(&lan, "a", vip().with_garp_form(GarpForm::Reply));
+    r.activate(Epoch(1)).await.unwrap();
+    let mac_a = lan.mac("a");
+    eventually(
+        "the observer learns the VIP from a gratuitous reply",
+        SECS,
+        || lan.neighbour("obs", VIP).as_deref() == Some(mac_a.as_str()),
+    )
+    .await;
+    r.deactivate().await.unwrap();
 }
 
 #[tokio::test]
