@@ -553,6 +553,9 @@ impl Platform {
                 app.set_role(Role::Active, None);
             }
         }
+        for handle in super::admin::serve(shared).await? {
+            shared.track(handle);
+        }
         Ok(presence)
     }
 
