@@ -95,6 +95,9 @@ async fn dispatch(cli: Cli) -> CliResult {
                     .map_err(|e| Failure::new(Code::Invalid, format!("--wait: {e}")))?,
                 None => Duration::from_secs(10),
             };
+            if args.app.is_none() {
+                settings.node()?; // fail on an unusable node id before connecting
+            }
             admin_cmd(&settings, Admin::Stepdown(args.app, wait)).await
         }
         Command::Node(NodeCommand::List) => admin_cmd(&settings, Admin::NodeList).await,
