@@ -176,7 +176,9 @@ pub trait KvStore: Send + Sync + 'static {
 ///   first and then `get`/`keys`, and drop events whose revision is not newer than what they
 ///   read.
 /// * A deleted or expired key has no live value: `update` and `delete(Some(_))` on it fail with
-///   `Conflict { current: None }`, whatever revision the caller passes.
+///   `Conflict { current: None }` when the caller passes the revision of an earlier live value.
+///   Callers must only pass revisions of values they read or wrote; the revision of a deletion
+///   is not a valid `expected` (on NATS it would match the delete marker).
 /// * Values larger than the bucket's `max_value_size` are rejected with `PayloadTooLarge`
 ///   before anything is written. Invalid keys are rejected with `InvalidArgument`.
 /// * Errors: `Unavailable`/`Timeout` when the store cannot be reached; the write may or may not

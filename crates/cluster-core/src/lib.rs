@@ -16,6 +16,7 @@ pub mod lock;
 pub mod member;
 pub mod mode;
 pub mod runtime;
+pub mod stream;
 pub mod transport;
 pub mod wire;
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{AppName, NodeId, PlatformName};
 use crate::labels::Labels;
-use crate::mode::Mode;
+use crate::mode::{Mode, Role};
 
 /// One app running on a member, as advertised in the member's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +15,20 @@ pub struct MemberApp {
     pub name: AppName,
     /// The app's mode.
     pub mode: Mode,
+    /// Whether an instance of the app runs on the member now.
+    #[serde(default)]
+    pub running: bool,
+    /// The instance's role (`stopped` when not running).
+    #[serde(default = "stopped")]
+    pub role: Role,
+    /// The app's placement rules, opaque to the core runtime (interpreted by the platform's
+    /// [`Planner`](crate::runtime::Planner)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<serde_json::Value>,
+}
+
+fn stopped() -> Role {
+    Role::Stopped
 }
 
 /// A live node of the platform, as seen in the membership view.

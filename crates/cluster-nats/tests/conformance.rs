@@ -70,3 +70,17 @@ async fn kv_and_transport_suites_on_a_three_server_cluster() {
     kv::run_all(&nats).await;
     transport::run_all(&nats).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_and_lock_suites_single_server() {
+    use cluster_testkit::conformance::election::{self, LeaseElectionFactory, suite_timing};
+    use cluster_testkit::conformance::lock::{self, KvLockFactory};
+
+    let server = NatsServer::start();
+    let nats = || Nats {
+        urls: vec![server.url()],
+        replicas: 1,
+    };
+    election::run_all(&LeaseElectionFactory::new(nats(), suite_timing())).await;
+    lock::run_all(&KvLockFactory::new(nats())).await;
+}

@@ -53,6 +53,11 @@ pub(crate) struct Hooks {
     pub(crate) on_member_join: Option<HookWith<Member>>,
     pub(crate) on_member_leave: Option<HookWith<Member>>,
     pub(crate) on_health_change: Option<HookWith<HealthStatus>>,
+    pub(crate) on_migration_start: Option<HookWith<(NodeId, NodeId)>>,
+    pub(crate) on_migration_complete: Option<HookWith<(NodeId, NodeId)>>,
+    pub(crate) on_placement_invalid: Option<HookWith<String>>,
+    pub(crate) on_own: Option<HookWith<Vec<u32>>>,
+    pub(crate) on_release: Option<HookWith<Vec<u32>>>,
 }
 
 pub(crate) struct AppInner {
@@ -69,6 +74,10 @@ pub(crate) struct AppInner {
     pub(crate) notify: Mutex<Option<mpsc::UnboundedSender<Notification>>>,
     pub(crate) health: Mutex<HealthStatus>,
     pub(crate) resources: RwLock<Vec<super::resource::Registered>>,
+    pub(crate) running: std::sync::atomic::AtomicBool,
+    pub(crate) instance_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    pub(crate) placement: RwLock<Option<serde_json::Value>>,
+    pub(crate) ring_owned: Mutex<std::collections::BTreeSet<u32>>,
 }
 
 /// An app: an isolated component with its own KV, locks, events and RPC handlers.
@@ -143,6 +152,10 @@ impl App {
                 notify: Mutex::new(None),
                 health: Mutex::new(HealthStatus::Healthy),
                 resources: RwLock::new(Vec::new()),
+                running: std::sync::atomic::AtomicBool::new(false),
+                instance_tasks: Mutex::new(Vec::new()),
+                placement: RwLock::new(None),
+                ring_owned: Mutex::new(std::collections::BTreeSet::new()),
             }),
         })
     }
@@ -287,6 +300,72 @@ impl App {
         read(&self.inner.resources).clone()
     }
 
+    /// Called on the current leader before a migration of the app from `from` to `to`; an error
+    /// rejects the migration.
+    pub fn on_migration_start<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, (NodeId, NodeId)) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_migration_start = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Called on the new leader once a migration from `from` to `to` completed.
+    pub fn on_migration_complete<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, (NodeId, NodeId)) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_migration_complete = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Called on every node hosting the app when its placement rules cannot be satisfied, with
+    /// the reason (which constraint eliminated which nodes).
+    pub fn on_placement_invalid<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_placement_invalid = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Ring apps: called with the partitions this node now owns (after the previous owner
+    /// released them).
+    pub fn on_own<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, Vec<u32>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_own = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Ring apps: called with the partitions this node must give up, before any other node
+    /// owns them.
+    pub fn on_release<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(HookContext, Vec<u32>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        write(&self.inner.hooks).on_release = Some(boxed_hook_with(f));
+        self
+    }
+
+    /// Ring apps: the partition map of the latest assignment seen by this node.
+    pub fn ring(&self) -> Option<super::RingView> {
+        let shared = self.shared().ok()?;
+        super::placement::ring_view(&shared, self.name())
+    }
+
+    /// Ring apps: the partitions this node owns now (its `on_own` completed, `on_release` not
+    /// yet called).
+    pub fn owned_partitions(&self) -> Vec<u32> {
+        locked(&self.inner.ring_owned).iter().copied().collect()
+    }
+
     /// Registers the handler of `method`, replacing any previous one. Invalid method names are
     /// rejected.
     pub fn handle<F, Fut>(&self, method: impl AsRef<str>, f: F) -> Result<&Self>
@@ -321,6 +400,27 @@ impl App {
                     self.inner.name
                 ))
             })
+    }
+
+    /// Sets the app's placement rules: a JSON document interpreted by the platform's planner
+    /// (see `cluster::placement` for the typed builder). Advertised to every node; when the
+    /// platform is running the controller re-evaluates placement.
+    pub fn set_placement(&self, spec: serde_json::Value) -> &Self {
+        *write(&self.inner.placement) = Some(spec);
+        if let Ok(shared) = self.shared() {
+            shared.refresh_presence();
+        }
+        self
+    }
+
+    /// The app's placement rules, if any.
+    pub fn placement(&self) -> Option<serde_json::Value> {
+        read(&self.inner.placement).clone()
+    }
+
+    /// Whether this node runs an instance of the app now.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The current role on this node.

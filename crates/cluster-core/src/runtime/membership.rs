@@ -75,7 +75,13 @@ impl Presence {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                {
+                    let Some(shared) = weak.upgrade() else { return };
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = shared.presence_changed.notified() => {}
+                    }
+                }
                 let Some(shared) = weak.upgrade() else { return };
                 let Ok(record) = MemberRecord::from_member(&shared.local_member()).encode() else {
                     continue;

@@ -5,12 +5,14 @@ mod admin_client;
 mod app;
 mod events;
 mod hooks;
+mod instance;
 mod kv;
 mod leadership;
 mod locks;
 mod membership;
 mod notify;
 mod options;
+mod placement;
 mod platform;
 mod resource;
 mod rpc;
@@ -22,6 +24,10 @@ pub use hooks::{BoxError, HookContext};
 pub use kv::AppKv;
 pub use locks::DistLock;
 pub use options::{AppOptions, HookKind, PlatformOptions};
+pub use placement::{
+    AssignmentRecord, AssignmentView, DrainOptions, DrainProgress, MoveRequest, PlacementView,
+    PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner, RingView, partition_of,
+};
 pub use platform::{Platform, PlatformBuilder, Stats};
 pub use resource::{ActiveResource, RetryPolicy};
 pub use rpc::{BroadcastReply, Next, Request, Routing, RpcClient, json_response};

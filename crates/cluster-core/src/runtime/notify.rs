@@ -17,6 +17,7 @@ pub(crate) enum Notification {
     MemberLeave(Member),
     LeaderChange(Option<NodeId>),
     Health(HealthStatus),
+    PlacementInvalid(String),
 }
 
 /// Starts the app's notification dispatcher.
@@ -45,6 +46,13 @@ pub(crate) fn spawn_dispatcher(app: &App) -> JoinHandle<()> {
                     Notification::Health(s) => (
                         HookKind::OnHealthChange,
                         hooks.on_health_change.as_ref().map(|h| h(ctx.clone(), s)),
+                    ),
+                    Notification::PlacementInvalid(reason) => (
+                        HookKind::OnPlacementInvalid,
+                        hooks
+                            .on_placement_invalid
+                            .as_ref()
+                            .map(|h| h(ctx.clone(), reason)),
                     ),
                 }
             };

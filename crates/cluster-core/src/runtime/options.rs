@@ -116,6 +116,16 @@ pub enum HookKind {
     OnMemberLeave,
     /// The app's health on this node changed.
     OnHealthChange,
+    /// A migration of the app is about to start on this node (may reject it).
+    OnMigrationStart,
+    /// A migration of the app completed on this node.
+    OnMigrationComplete,
+    /// The app cannot be placed anywhere (no eligible node).
+    OnPlacementInvalid,
+    /// Ring partitions were assigned to this node.
+    OnOwn,
+    /// Ring partitions are taken away from this node.
+    OnRelease,
 }
 
 impl HookKind {
@@ -130,6 +140,11 @@ impl HookKind {
             HookKind::OnMemberJoin => "on_member_join",
             HookKind::OnMemberLeave => "on_member_leave",
             HookKind::OnHealthChange => "on_health_change",
+            HookKind::OnMigrationStart => "on_migration_start",
+            HookKind::OnMigrationComplete => "on_migration_complete",
+            HookKind::OnPlacementInvalid => "on_placement_invalid",
+            HookKind::OnOwn => "on_own",
+            HookKind::OnRelease => "on_release",
         }
     }
 }

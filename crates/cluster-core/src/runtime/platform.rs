@@ -4,22 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::app::{App, locked, read};
 use super::events::Events;
-use super::hooks::run_hook;
-use super::leadership::{self, LeaderCommand};
 use super::locks::DistLock;
 use super::membership::{MemberMap, Presence, start_view};
 use super::notify::{Notification, spawn_dispatcher};
-use super::options::{HookKind, PlatformOptions};
-use super::rpc::{self, RpcClient, leader_from_record};
+use super::options::PlatformOptions;
+use super::rpc::{RpcClient, leader_from_record};
 use crate::clock::{Clock, TokioClock};
-use crate::election::{Election, LeaseElection};
 use crate::error::{Error, Result};
 use crate::id::{AppName, LockName, NodeId, PlatformName};
 use crate::kv::{BucketConfig, KvBucket, KvStore};
@@ -49,6 +46,7 @@ impl Stats {
 /// What exists once the platform has started.
 pub(crate) struct Started {
     pub(crate) election: Arc<dyn KvBucket>,
+    pub(crate) placement: Arc<dyn KvBucket>,
     pub(crate) locks: Arc<dyn KvBucket>,
     pub(crate) app_buckets: BTreeMap<AppName, Arc<dyn KvBucket>>,
     pub(crate) membership: watch::Receiver<MemberMap>,
@@ -72,6 +70,11 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     pub(crate) tasks: Mutex<Vec<AbortHandle>>,
     pub(crate) joined_at: std::time::SystemTime,
+    pub(crate) presence_changed: Notify,
+    pub(crate) ready: watch::Sender<bool>,
+    pub(crate) planner: Option<Arc<dyn super::Planner>>,
+    pub(crate) assignment: watch::Sender<Option<Arc<super::AssignmentRecord>>>,
+    pub(crate) label_overrides: RwLock<Option<crate::wire::placement::LabelsRecord>>,
 }
 
 impl Shared {
@@ -88,6 +91,12 @@ impl Shared {
         }
     }
 
+    /// Asks the heartbeat to publish this node's member record now (apps started or stopped,
+    /// labels or placement rules changed).
+    pub(crate) fn refresh_presence(&self) {
+        self.presence_changed.notify_one();
+    }
+
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -102,6 +111,9 @@ impl Shared {
             .map(|a| MemberApp {
                 name: a.name().clone(),
                 mode: a.mode(),
+                running: a.is_running(),
+                role: a.role(),
+                placement: a.placement(),
             })
             .collect();
         let healthy = read(&self.apps)
@@ -112,12 +124,36 @@ impl Shared {
             platform: self.names.platform().clone(),
             instance: self.instance.clone(),
             address: self.options.address.clone(),
-            labels: read(&self.labels).clone(),
+            labels: self.effective_labels(),
             apps,
             healthy,
             joined_at: self.joined_at,
             last_seen: self.clock.wall(),
         }
+    }
+
+    /// The owner of `key`'s partition of Ring app `app`, from the latest assignment.
+    pub(crate) fn ring_owner(&self, app: &AppName, key: &str) -> Result<NodeId> {
+        super::placement::ring_view(self, app)
+            .ok_or_else(|| {
+                Error::AppNotFound(format!("{app} (no ring assignment known on this node)"))
+            })?
+            .node_for(key)
+    }
+
+    /// Configured labels with the overrides of the placement bucket applied.
+    pub(crate) fn effective_labels(&self) -> Labels {
+        let mut labels = read(&self.labels).clone();
+        if let Some(o) = read(&self.label_overrides).as_ref() {
+            for key in &o.removed {
+                labels.remove(key);
+            }
+            for (k, v) in o.set.iter() {
+                // Keys and values were validated when the record was written.
+                let _ = labels.insert(k, v);
+            }
+        }
+        labels
     }
 
     pub(crate) fn notify_apps(&self, about: &NodeId, n: Notification) {
@@ -183,6 +219,7 @@ pub struct PlatformBuilder {
     transport: Option<Arc<dyn Transport>>,
     kv: Option<Arc<dyn KvStore>>,
     clock: Arc<dyn Clock>,
+    planner: Option<Arc<dyn super::Planner>>,
 }
 
 impl std::fmt::Debug for PlatformBuilder {
@@ -213,6 +250,13 @@ impl PlatformBuilder {
     /// Sets the KV store implementation.
     pub fn kv_store(mut self, kv: Arc<dyn KvStore>) -> Self {
         self.kv = Some(kv);
+        self
+    }
+
+    /// Enables enforced placement with `planner` (see `cluster::placement`): a controller decides
+    /// where each app runs and `Replicas`/`Ring` modes become available.
+    pub fn planner(mut self, planner: Arc<dyn super::Planner>) -> Self {
+        self.planner = Some(planner);
         self
     }
 
@@ -268,6 +312,11 @@ impl PlatformBuilder {
                 running: AtomicBool::new(false),
                 stats: Stats::default(),
                 tasks: Mutex::new(Vec::new()),
+                presence_changed: Notify::new(),
+                ready: watch::channel(false).0,
+                planner: self.planner,
+                assignment: watch::channel(None).0,
+                label_overrides: RwLock::new(None),
             }),
         })
     }
@@ -307,7 +356,12 @@ impl Platform {
             transport: None,
             kv: None,
             clock: Arc::new(TokioClock),
+            planner: None,
         }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The platform's name.
@@ -345,9 +399,11 @@ impl Platform {
                 app.name()
             )));
         }
-        if matches!(app.mode(), Mode::Replicas { .. } | Mode::Ring { .. }) {
+        if matches!(app.mode(), Mode::Replicas { .. } | Mode::Ring { .. })
+            && self.shared.planner.is_none()
+        {
             return Err(Error::Unsupported(format!(
-                "app {}: mode {} needs the placement controller, which is not available yet",
+                "app {}: mode {} needs a platform built with a planner (placement controller)",
                 app.name(),
                 app.mode()
             )));
@@ -404,9 +460,14 @@ impl Platform {
         Ok(self.shared.started().await?.membership.clone())
     }
 
-    /// Waits until the platform has started (or fails with `ShuttingDown`).
+    /// Waits until the platform has completed its start sequence (or fails with
+    /// `ShuttingDown` when the start failed or the platform stopped).
     pub async fn wait_started(&self) -> Result<()> {
-        self.shared.started().await.map(|_| ())
+        let mut ready = self.shared.ready.subscribe();
+        tokio::select! {
+            r = ready.wait_for(|r| *r) => r.map(|_| ()).map_err(|_| Error::ShuttingDown),
+            _ = self.shared.shutdown.cancelled() => Err(Error::ShuttingDown),
+        }
     }
 
     /// Requests a graceful shutdown; [`Platform::run`] returns when it is done.
@@ -427,6 +488,7 @@ impl Platform {
             app.set_role(Role::Stopped, None);
         }
         self.shared.started.send_replace(None);
+        self.shared.ready.send_replace(false);
         self.shared.shutdown.cancel();
     }
 
@@ -448,6 +510,7 @@ impl Platform {
                 return Err(e);
             }
         };
+        self.shared.ready.send_replace(true);
         info!(platform = %self.name(), node = %self.node_id(), "platform running");
         let fatal = tokio::select! {
             _ = self.shared.shutdown.cancelled() => None,
@@ -498,6 +561,10 @@ impl Platform {
             .kv
             .bucket(bucket(names.locks_bucket(), true, "cluster locks"))
             .await?;
+        let placement = shared
+            .kv
+            .bucket(bucket(names.placement_bucket(), false, "cluster placement"))
+            .await?;
         let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
         let mut app_buckets = BTreeMap::new();
         for app in &apps {
@@ -512,45 +579,35 @@ impl Platform {
         shared.track(presence.spawn_heartbeat(shared, fatal).abort_handle());
         let (membership, view_task) = start_view(shared, members).await?;
         shared.track(view_task.abort_handle());
-        shared.started.send_replace(Some(Arc::new(Started {
+        let started = Arc::new(Started {
             election: election.clone(),
+            placement: placement.clone(),
             locks,
             app_buckets,
             membership,
-        })));
+        });
+        shared.started.send_replace(Some(started.clone()));
 
         for app in &apps {
             shared.track(spawn_dispatcher(app).abort_handle());
-            for handle in rpc::serve(app, shared).await? {
-                shared.track(handle);
+        }
+        match shared.planner.clone() {
+            Some(planner) => {
+                // Instances start where the controller places them.
+                for handle in super::placement::spawn_controller(
+                    shared,
+                    &started,
+                    placement.clone(),
+                    planner,
+                )? {
+                    shared.track(handle);
+                }
+                shared.track(super::placement::spawn_agent(shared, placement));
             }
-            let on_start = read(&app.inner.hooks).on_start.clone();
-            if let Some(hook) = on_start {
-                let ctx = app.context(None);
-                run_hook(
-                    HookKind::OnStart,
-                    app.timeout(HookKind::OnStart),
-                    &ctx.cancel,
-                    hook(ctx.clone()),
-                )
-                .await?;
-            }
-            if app.mode().is_singleton() {
-                let e: Arc<dyn Election> = Arc::new(LeaseElection::start(
-                    election.clone(),
-                    names.lease_key(app.name()),
-                    shared.node.clone(),
-                    shared.instance.clone(),
-                    shared.options.election,
-                    shared.clock.clone(),
-                )?);
-                *locked(&app.inner.election) = Some(e.clone());
-                shared.track(leadership::spawn_leader_observer(app, &e).abort_handle());
-                shared.track(leadership::spawn(app, e.clone()).abort_handle());
-                e.set_candidate(true).await?;
-            } else {
-                super::resource::activate_all(&app.resources(), crate::epoch::Epoch::ZERO).await?;
-                app.set_role(Role::Active, None);
+            None => {
+                for app in &apps {
+                    super::instance::start(app, shared).await?;
+                }
             }
         }
         for handle in super::admin::serve(shared).await? {
@@ -566,33 +623,7 @@ impl Platform {
         shared.shutdown.cancel();
         let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
         // Leaders first: run on_passive and release the lease so standbys take over at once.
-        let stops = apps.iter().map(|app| async move {
-            let sender = locked(&app.inner.leadership).take();
-            if let Some(sender) = sender {
-                let (tx, rx) = oneshot::channel();
-                if sender.send(LeaderCommand::Shutdown { reply: tx }).is_ok() {
-                    let _ = rx.await;
-                }
-            }
-            if app.role() != Role::Stopped || !app.mode().is_singleton() {
-                let on_stop = read(&app.inner.hooks).on_stop.clone();
-                if let Some(hook) = on_stop {
-                    let ctx = app.context(None);
-                    let _ = run_hook(
-                        HookKind::OnStop,
-                        app.timeout(HookKind::OnStop),
-                        &ctx.cancel,
-                        hook(ctx.clone()),
-                    )
-                    .await;
-                }
-            }
-            if !app.mode().is_singleton() {
-                super::resource::deactivate_all(&app.resources()).await;
-            }
-            app.set_role(Role::Stopped, None);
-            locked(&app.inner.election).take();
-        });
+        let stops = apps.iter().map(|app| super::instance::stop(app, shared));
         futures::future::join_all(stops).await;
         if let Some(presence) = presence
             && let Err(e) = presence.leave().await
@@ -606,6 +637,7 @@ impl Platform {
             locked(&app.inner.notify).take();
         }
         shared.started.send_replace(None);
+        shared.ready.send_replace(false);
         let _ = shared.transport.flush().await;
         info!(node = %shared.node, "platform stopped");
     }

@@ -325,8 +325,13 @@ impl RpcClient {
         let shared = self.shared()?;
         let method = MethodName::new(method.as_ref())?;
         let payload = payload.into();
+        let routing = match routing {
+            Routing::ForKey(key) => Routing::ToNode(shared.ring_owner(&self.target, &key)?),
+            other => other,
+        };
         let subject = match &routing {
             Routing::ToNode(node) => shared.names.rpc_node(&self.target, node),
+            Routing::ForKey(_) => return Err(Error::Internal("unresolved key routing".into())),
             Routing::ToAny => shared.names.rpc_any(&self.target),
             Routing::ToLeader => {
                 let leader = shared.resolve_leader(&self.target).await?;
@@ -359,6 +364,7 @@ impl RpcClient {
                         Error::AppNotFound(format!("{} (no instance is running)", self.target))
                     }
                     Routing::ToLeader => Error::NoLeader(format!("app {}", self.target)),
+                    Routing::ForKey(_) => Error::Internal("unresolved key routing".into()),
                 });
             }
             Err(e) => return Err(e),

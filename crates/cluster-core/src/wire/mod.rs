@@ -9,6 +9,7 @@ pub mod event;
 pub mod headers;
 pub mod member;
 pub mod names;
+pub mod placement;
 pub mod rpc;
 
 /// The protocol version this build speaks.

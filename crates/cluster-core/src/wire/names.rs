@@ -46,6 +46,17 @@ impl Names {
         format!("{}_locks", self.platform)
     }
 
+    /// Bucket of placement records (`{P}_placement`): assignment, cordon, drain, move, label
+    /// overrides. No TTL.
+    pub fn placement_bucket(&self) -> String {
+        format!("{}_placement", self.platform)
+    }
+
+    /// Key of the placement controller's lease in the election bucket.
+    pub fn controller_lease_key(&self) -> String {
+        "controller.placement".to_owned()
+    }
+
     /// An app's private KV bucket (`{P}_app_{app}`).
     pub fn app_bucket(&self, app: &AppName) -> String {
         format!("{}_app_{}", self.platform, app)

@@ -19,6 +19,8 @@ pub enum Routing {
     ToAny,
     /// To the instance on one node.
     ToNode(NodeId),
+    /// To the node owning the Ring partition of this key.
+    ForKey(String),
 }
 
 impl Routing {
@@ -26,7 +28,7 @@ impl Routing {
         match self {
             Routing::ToLeader => "leader",
             Routing::ToAny => "any",
-            Routing::ToNode(_) => "node",
+            Routing::ToNode(_) | Routing::ForKey(_) => "node",
         }
     }
 }

@@ -1,0 +1,224 @@
+//! The placement controller: the leader of `controller.placement` computes the assignment and
+//! writes it with compare-and-set, stamped with its epoch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn};
+
+use super::{PlanApp, PlanMove, PlanNode, PlanRequest, Planner};
+use crate::election::{Election, LeaseElection};
+use crate::epoch::Epoch;
+use crate::error::{Error, Result};
+use crate::id::AppName;
+use crate::kv::{KvBucket, Revision};
+use crate::runtime::platform::{Shared, Started};
+use crate::wire::placement::{
+    ASSIGNMENT_KEY, AssignmentRecord, AssignmentView, DrainRecord, MoveRecord,
+    PLACEMENT_RECORD_VERSION, decode, encode,
+};
+
+/// How often the controller re-plans without any trigger (a safety net).
+const RESYNC: Duration = Duration::from_secs(2);
+/// Coalescing window after a trigger.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Starts the controller election and loop on this node.
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    started: &Started,
+    bucket: Arc<dyn KvBucket>,
+    planner: Arc<dyn Planner>,
+) -> Result<Vec<AbortHandle>> {
+    let election: Arc<dyn Election> = Arc::new(LeaseElection::start(
+        started.election.clone(),
+        shared.names.controller_lease_key(),
+        shared.node.clone(),
+        shared.instance.clone(),
+        shared.options.election,
+        shared.clock.clone(),
+    )?);
+    let mut status = election.status();
+    let mut members = started.membership.clone();
+    let weak = Arc::downgrade(shared);
+    let task = tokio::spawn(async move {
+        if let Err(e) = election.set_candidate(true).await {
+            warn!(error = %e, "placement controller cannot campaign");
+        }
+        let mut records = match bucket.watch("").await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "placement controller cannot watch its bucket");
+                None
+            }
+        };
+        loop {
+            let Some(shared) = weak.upgrade() else { return };
+            if let Some(epoch) = election.fencing_token()
+                && let Err(e) = reconcile(&shared, &*bucket, &*planner, &*election, epoch).await
+            {
+                debug!(error = %e, "placement round failed; retrying");
+            }
+            drop(shared);
+            tokio::select! {
+                _ = status.changed() => {}
+                _ = members.changed() => {}
+                ev = async {
+                    match records.as_mut() {
+                        Some(w) => w.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // Our own assignment writes also arrive here; they are harmless.
+                    if ev.is_none() {
+                        records = bucket.watch("").await.ok();
+                    }
+                }
+                _ = tokio::time::sleep(RESYNC) => {}
+            }
+            tokio::time::sleep(DEBOUNCE).await;
+        }
+    });
+    Ok(vec![task.abort_handle()])
+}
+
+/// One planning round: read state, plan, and write the assignment if it changed.
+async fn reconcile(
+    shared: &Arc<Shared>,
+    bucket: &dyn KvBucket,
+    planner: &dyn Planner,
+    election: &dyn Election,
+    epoch: Epoch,
+) -> Result<()> {
+    let started = shared.started().await?;
+    let members = started.membership.borrow().clone();
+    let mut cordoned = Vec::new();
+    let mut draining = Vec::new();
+    let mut moves = Vec::new();
+    for key in bucket.keys("").await? {
+        let Some(entry) = bucket.get(&key).await? else {
+            continue;
+        };
+        if let Some(node) = key.strip_prefix("cordon.") {
+            cordoned.push(node.to_owned());
+        } else if let Some(node) = key.strip_prefix("drain.") {
+            if decode::<DrainRecord>("drain", &entry.value).is_ok() {
+                draining.push(node.to_owned());
+            }
+        } else if let Some(app) = key.strip_prefix("move.") {
+            match (
+                AppName::new(app),
+                decode::<MoveRecord>("move", &entry.value),
+            ) {
+                (Ok(app), Ok(m)) => moves.push(PlanMove {
+                    app,
+                    from: m.from,
+                    to: m.to,
+                }),
+                (_, Err(e)) => {
+                    shared.stats.count_malformed();
+                    warn!(key, error = %e, "ignoring malformed move record");
+                }
+                (Err(e), _) => warn!(key, error = %e, "ignoring move record of an invalid app"),
+            }
+        }
+    }
+    let current = bucket.get(ASSIGNMENT_KEY).await?;
+    let (current_record, current_rev): (Option<AssignmentRecord>, Option<Revision>) = match current
+    {
+        Some(e) => match decode::<AssignmentRecord>("assignment", &e.value) {
+            Ok(r) => (Some(r), Some(e.revision)),
+            Err(err) => {
+                shared.stats.count_malformed();
+                warn!(error = %err, "replacing a malformed assignment record");
+                (None, Some(e.revision))
+            }
+        },
+        None => (None, None),
+    };
+    if let Some(r) = &current_record
+        && r.epoch > epoch.0
+    {
+        return Err(Error::Fenced {
+            presented: epoch,
+            current: Epoch(r.epoch),
+        });
+    }
+    let nodes: Vec<PlanNode> = members
+        .values()
+        .map(|m| PlanNode {
+            id: m.node_id.clone(),
+            labels: m.labels.clone(),
+            healthy: m.healthy,
+            cordoned: cordoned.iter().any(|c| c == m.node_id.as_str()),
+            draining: draining.iter().any(|d| d == m.node_id.as_str()),
+            running: m
+                .apps
+                .iter()
+                .filter(|a| a.running)
+                .map(|a| a.name.clone())
+                .collect(),
+        })
+        .collect();
+    let mut apps: BTreeMap<_, PlanApp> = BTreeMap::new();
+    for m in members.values() {
+        for a in &m.apps {
+            apps.entry(a.name.clone()).or_insert_with(|| PlanApp {
+                name: a.name.clone(),
+                mode: a.mode,
+                placement: a.placement.clone(),
+            });
+        }
+    }
+    let request = PlanRequest {
+        nodes,
+        apps: apps.into_values().collect(),
+        current: current_record
+            .as_ref()
+            .map(|r| r.assignment.clone())
+            .unwrap_or_default(),
+        moves,
+    };
+    let outcome = planner.plan(&request)?;
+    let unchanged = current_record.as_ref().is_some_and(|r| {
+        r.assignment == outcome.assignment && r.pending == outcome.pending && r.epoch == epoch.0
+    });
+    if unchanged {
+        return Ok(());
+    }
+    let record = AssignmentRecord {
+        v: PLACEMENT_RECORD_VERSION,
+        epoch: epoch.0,
+        assignment: outcome.assignment,
+        pending: outcome.pending,
+    };
+    // Only the controller of the current term writes, and only over the revision it read.
+    if election.fencing_token() != Some(epoch) {
+        return Err(Error::Fenced {
+            presented: epoch,
+            current: election.fencing_token().unwrap_or(Epoch::ZERO),
+        });
+    }
+    let value = encode(&record)?;
+    match current_rev {
+        Some(rev) => bucket.update(ASSIGNMENT_KEY, value, rev, None).await?,
+        None => bucket.create(ASSIGNMENT_KEY, value, None).await?,
+    };
+    info!(version = record.assignment.version, %epoch, pending = record.pending.len(),
+        "placement assignment updated");
+    Ok(())
+}
+
+impl Default for AssignmentRecord {
+    fn default() -> Self {
+        Self {
+            v: PLACEMENT_RECORD_VERSION,
+            epoch: 0,
+            assignment: AssignmentView::default(),
+            pending: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Enforced placement: a leader-elected controller decides where apps run, node agents make it
+//! so, and operators steer it (cordon, drain, move, labels).
+//!
+//! ```text
+//!  members (labels, health, running instances, placement rules)  ┐
+//!  {P}_placement: cordon.*, drain.*, move.*                       ├─▶ controller (leader of
+//!                                                                 ┘   `controller.placement`)
+//!        Planner::plan (pure; cluster-placement via the facade)  ◀──┘
+//!        CAS write of `assignment` (epoch-stamped)  ──watch──▶ node agents
+//!        agents: start/stop instances, campaign only where placed, hand off on moves
+//! ```
+//!
+//! The core runtime owns the mechanism; the policy is a [`Planner`] supplied by the facade
+//! (`cluster-placement`), so `cluster-core` stays free of placement algorithms.
+
+mod agent;
+mod controller;
+mod ops;
+mod ring;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::Result;
+use crate::id::{AppName, NodeId};
+use crate::labels::Labels;
+use crate::mode::Mode;
+
+pub use crate::wire::placement::{AssignmentRecord, AssignmentView, PlacementView};
+pub(crate) use agent::spawn as spawn_agent;
+pub(crate) use controller::spawn as spawn_controller;
+pub use ops::{DrainOptions, DrainProgress, MoveRequest};
+pub(crate) use ring::view as ring_view;
+pub use ring::{RingView, partition_of};
+
+/// A node as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanNode {
+    /// The node.
+    pub id: NodeId,
+    /// Its effective labels.
+    pub labels: Labels,
+    /// Whether it reports itself healthy.
+    pub healthy: bool,
+    /// Cordoned: keeps what it runs, receives nothing new.
+    pub cordoned: bool,
+    /// Being drained: everything moves off.
+    pub draining: bool,
+    /// Apps whose instance runs on it now.
+    pub running: BTreeSet<AppName>,
+}
+
+/// An app as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanApp {
+    /// The app.
+    pub name: AppName,
+    /// Its mode.
+    pub mode: Mode,
+    /// Its placement rules (opaque JSON, see the facade's typed builder).
+    pub placement: Option<serde_json::Value>,
+}
+
+/// An operator's move request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanMove {
+    /// The app.
+    pub app: AppName,
+    /// Move away from this node.
+    pub from: NodeId,
+    /// To this node (`None`: the planner chooses).
+    pub to: Option<NodeId>,
+}
+
+/// Everything the planner decides from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRequest {
+    /// Live members.
+    pub nodes: Vec<PlanNode>,
+    /// Apps advertised by members.
+    pub apps: Vec<PlanApp>,
+    /// The current assignment.
+    pub current: AssignmentView,
+    /// Pending move requests.
+    pub moves: Vec<PlanMove>,
+}
+
+/// The planner's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOutcome {
+    /// The new assignment (version bumped when anything changed).
+    pub assignment: AssignmentView,
+    /// Apps that cannot be placed, with the reason.
+    pub pending: BTreeMap<AppName, String>,
+}
+
+/// Decides where apps run. Implementations are pure and deterministic.
+///
+/// # To ensure correctness
+///
+/// * Every hard constraint of every app holds on every node of the returned assignment.
+/// * The same request gives the same outcome; the version changes only when a placement does.
+/// * Unhealthy and draining nodes run nothing; cordoned nodes get no new instances.
+/// * Make-before-break: when an instance moves between two live nodes, the old node stays in
+///   the assignment until the new one reports the instance running.
+pub trait Planner: Send + Sync + 'static {
+    /// Computes the assignment.
+    fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome>;
+}

@@ -1,0 +1,363 @@
+//! Operations on placement: cordon, drain, move, labels. Each writes a record in the placement
+//! bucket that the controller acts on, then (for drain and move) waits for the outcome.
+
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::error::{Error, Result};
+use crate::id::{AppName, NodeId};
+use crate::labels::Labels;
+use crate::member::Member;
+use crate::mode::Role;
+use crate::runtime::platform::Platform;
+use crate::wire::placement::{
+    ASSIGNMENT_KEY, AssignmentRecord, CordonRecord, DrainRecord, LabelsRecord, MoveRecord,
+    PLACEMENT_RECORD_VERSION, cordon_key, decode, drain_key, encode, labels_key, move_key,
+};
+
+/// Options of a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainOptions {
+    /// Give up (with `Timeout`, listing what remains) after this long.
+    pub timeout: Duration,
+    /// Stop instances that cannot move anywhere instead of leaving them.
+    pub force: bool,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(300),
+            force: false,
+        }
+    }
+}
+
+/// Progress of a drain: the apps still running on the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainProgress {
+    /// Instances on the node when the drain started.
+    pub total: usize,
+    /// Instances still running there.
+    pub remaining: Vec<AppName>,
+}
+
+/// A move of one app's instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveRequest {
+    /// The app.
+    pub app: String,
+    /// The node it moves away from.
+    pub from: String,
+    /// The target (`None`: the platform chooses).
+    pub to: Option<String>,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+impl Platform {
+    fn require_planner(&self) -> Result<()> {
+        if self.shared().planner.is_none() {
+            return Err(Error::Unsupported(
+                "placement operations need a platform built with a planner \
+                 (cluster::placement::planner())"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn member(&self, node: &NodeId) -> Result<Member> {
+        let started = self.shared().started().await?;
+        let m = started.membership.borrow().get(node).cloned();
+        m.ok_or_else(|| Error::NodeNotFound(node.to_string()))
+    }
+
+    /// The current assignment record, if the controller has written one.
+    pub async fn assignment(&self) -> Result<Option<AssignmentRecord>> {
+        let started = self.shared().started().await?;
+        match started.placement.get(ASSIGNMENT_KEY).await? {
+            Some(e) => decode("assignment", &e.value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks `node` unschedulable: it keeps what it runs but receives nothing new. Persisted
+    /// cluster-wide; survives restarts and controller failovers.
+    pub async fn cordon_node(&self, node: &str, reason: &str) -> Result<()> {
+        self.require_planner()?;
+        let node = NodeId::new(node)?;
+        self.member(&node).await?;
+        let started = self.shared().started().await?;
+        let record = CordonRecord {
+            v: PLACEMENT_RECORD_VERSION,
+            reason: reason.to_owned(),
+            by: self.node_id().clone(),
+        };
+        started
+            .placement
+            .put(&cordon_key(&node), encode(&record)?)
+            .await?;
+        info!(%node, "node cordoned");
+        Ok(())
+    }
+
+    /// Makes `node` schedulable again (also ends a drain).
+    pub async fn uncordon_node(&self, node: &str) -> Result<()> {
+        self.require_planner()?;
+        let node = NodeId::new(node)?;
+        let started = self.shared().started().await?;
+        started.placement.delete(&cordon_key(&node), None).await?;
+        started.placement.delete(&drain_key(&node), None).await?;
+        info!(%node, "node uncordoned");
+        Ok(())
+    }
+
+    /// Whether `node` is cordoned.
+    pub async fn is_cordoned(&self, node: &str) -> Result<bool> {
+        let node = NodeId::new(node)?;
+        let started = self.shared().started().await?;
+        Ok(started.placement.get(&cordon_key(&node)).await?.is_some())
+    }
+
+    /// Drains `node`: cordons it and moves every instance away, reporting progress, until the
+    /// node runs nothing or the timeout passes (`Timeout` lists what remains). The node stays
+    /// cordoned afterwards.
+    pub async fn drain_node(
+        &self,
+        node: &str,
+        options: DrainOptions,
+        mut progress: impl FnMut(&DrainProgress),
+    ) -> Result<DrainProgress> {
+        self.require_planner()?;
+        let node_id = NodeId::new(node)?;
+        let member = self.member(&node_id).await?;
+        self.cordon_node(node, "drain").await?;
+        let started = self.shared().started().await?;
+        let record = DrainRecord {
+            v: PLACEMENT_RECORD_VERSION,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            force: options.force,
+            by: self.node_id().clone(),
+        };
+        started
+            .placement
+            .put(&drain_key(&node_id), encode(&record)?)
+            .await?;
+        let total = member.apps.iter().filter(|a| a.running).count();
+        let deadline = tokio::time::Instant::now() + options.timeout;
+        let mut members = started.membership.clone();
+        let mut last = None;
+        loop {
+            let remaining: Vec<AppName> = members
+                .borrow()
+                .get(&node_id)
+                .map(|m| {
+                    m.apps
+                        .iter()
+                        .filter(|a| a.running)
+                        .map(|a| a.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let p = DrainProgress { total, remaining };
+            if last.as_ref() != Some(&p) {
+                progress(&p);
+                last = Some(p.clone());
+            }
+            if p.remaining.is_empty() {
+                started.placement.delete(&drain_key(&node_id), None).await?;
+                info!(%node_id, "node drained");
+                return Ok(p);
+            }
+            match tokio::time::timeout_at(deadline, members.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::ShuttingDown),
+                Err(_) => {
+                    let names: Vec<String> = p.remaining.iter().map(ToString::to_string).collect();
+                    return Err(Error::Timeout(format!(
+                        "drain of {node_id}: still running {} after {:?} (run again, or use force)",
+                        names.join(", "),
+                        options.timeout
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Moves `request.app` off `request.from` (to `request.to`, or where the platform chooses)
+    /// and waits until the move completed: for a Singleton the new leader runs on the target
+    /// (leadership handed over, never a free-for-all election); for other modes the target runs
+    /// the app and the source does not.
+    pub async fn move_app(&self, request: MoveRequest) -> Result<NodeId> {
+        self.require_planner()?;
+        let app = AppName::new(&request.app)?;
+        let from = NodeId::new(&request.from)?;
+        let to = request.to.as_deref().map(NodeId::new).transpose()?;
+        let source = self.member(&from).await?;
+        let Some(info) = source.apps.iter().find(|a| a.name == app) else {
+            return Err(Error::AppNotFound(format!("{app} on {from}")));
+        };
+        if !info.running {
+            return Err(Error::InvalidArgument(format!(
+                "{app} does not run on {from}"
+            )));
+        }
+        let mode = info.mode;
+        if let Some(to) = &to {
+            let target = self.member(to).await?;
+            if !target.apps.iter().any(|a| a.name == app) {
+                return Err(Error::InvalidArgument(format!(
+                    "{to} does not host app {app}; it cannot run it"
+                )));
+            }
+            if self.is_cordoned(to.as_str()).await? {
+                return Err(Error::InvalidArgument(format!("{to} is cordoned")));
+            }
+        }
+        let started = self.shared().started().await?;
+        let record = MoveRecord {
+            v: PLACEMENT_RECORD_VERSION,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            from: from.clone(),
+            to: to.clone(),
+            by: self.node_id().clone(),
+        };
+        let key = move_key(&app);
+        started.placement.put(&key, encode(&record)?).await?;
+        let deadline = tokio::time::Instant::now() + request.timeout;
+        let mut members = started.membership.clone();
+        let result = loop {
+            let done = {
+                let view = members.borrow();
+                let runs = |n: &NodeId, role: Option<Role>| {
+                    view.get(n).is_some_and(|m| {
+                        m.apps
+                            .iter()
+                            .any(|a| a.name == app && a.running && role.is_none_or(|r| a.role == r))
+                    })
+                };
+                if mode.is_singleton() {
+                    match &to {
+                        Some(t) => runs(t, Some(Role::Leader)).then(|| t.clone()),
+                        None => view
+                            .values()
+                            .find(|m| m.node_id != from && runs(&m.node_id, Some(Role::Leader)))
+                            .map(|m| m.node_id.clone()),
+                    }
+                } else if runs(&from, None) {
+                    None
+                } else {
+                    match &to {
+                        Some(t) => runs(t, None).then(|| t.clone()),
+                        None => view
+                            .values()
+                            .find(|m| m.node_id != from && runs(&m.node_id, None))
+                            .map(|m| m.node_id.clone()),
+                    }
+                }
+            };
+            if let Some(target) = done {
+                break Ok(target);
+            }
+            match tokio::time::timeout_at(deadline, members.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break Err(Error::ShuttingDown),
+                Err(_) => {
+                    break Err(Error::Timeout(format!(
+                        "move of {app} from {from} did not complete within {:?}",
+                        request.timeout
+                    )));
+                }
+            }
+        };
+        // The record has served its purpose (a Singleton's new leader may have removed it).
+        let _ = started.placement.delete(&key, None).await;
+        if let Ok(target) = &result {
+            info!(%app, %from, to = %target, "app moved");
+        }
+        result
+    }
+
+    /// Sets labels on `node` (added or changed); the node applies them to its member record and
+    /// placement is re-evaluated.
+    pub async fn update_node_labels(&self, node: &str, labels: &Labels) -> Result<()> {
+        self.edit_labels(node, |r| {
+            for (k, v) in labels.iter() {
+                r.set.insert(k, v)?;
+                r.removed.retain(|x| x != k);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes label `key` from `node`.
+    pub async fn remove_node_label(&self, node: &str, key: &str) -> Result<()> {
+        self.edit_labels(node, |r| {
+            r.set.remove(key);
+            if !r.removed.iter().any(|x| x == key) {
+                r.removed.push(key.to_owned());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets labels on this node.
+    pub async fn set_labels(&self, labels: &Labels) -> Result<()> {
+        let node = self.node_id().to_string();
+        self.update_node_labels(&node, labels).await
+    }
+
+    /// Removes a label from this node.
+    pub async fn remove_label(&self, key: &str) -> Result<()> {
+        let node = self.node_id().to_string();
+        self.remove_node_label(&node, key).await
+    }
+
+    async fn edit_labels(
+        &self,
+        node: &str,
+        edit: impl Fn(&mut LabelsRecord) -> Result<()>,
+    ) -> Result<()> {
+        let node = NodeId::new(node)?;
+        self.member(&node).await?;
+        let started = self.shared().started().await?;
+        let key = labels_key(&node);
+        // Compare-and-set loop: concurrent edits never lose each other's changes.
+        for _ in 0..16 {
+            let current = started.placement.get(&key).await?;
+            let mut record = match &current {
+                Some(e) => decode::<LabelsRecord>("labels", &e.value)?,
+                None => LabelsRecord {
+                    v: PLACEMENT_RECORD_VERSION,
+                    ..LabelsRecord::default()
+                },
+            };
+            edit(&mut record)?;
+            let value = encode(&record)?;
+            let written = match &current {
+                Some(e) => {
+                    started
+                        .placement
+                        .update(&key, value, e.revision, None)
+                        .await
+                }
+                None => started.placement.create(&key, value, None).await,
+            };
+            match written {
+                Ok(_) => {
+                    info!(%node, "node labels updated");
+                    return Ok(());
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Timeout(format!(
+            "labels of {node}: too many concurrent edits"
+        )))
+    }
+}

@@ -1,0 +1,173 @@
+//! Records of the placement bucket (`{P}_placement`): the assignment written by the
+//! controller, and the operators' requests (cordon, drain, move, label overrides).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::{AppName, NodeId};
+use crate::labels::Labels;
+
+/// Version of every placement record.
+pub const PLACEMENT_RECORD_VERSION: u32 = 1;
+
+/// Key of the assignment record.
+pub const ASSIGNMENT_KEY: &str = "assignment";
+
+/// Key of a node's cordon record: `cordon.{node}`.
+pub fn cordon_key(node: &NodeId) -> String {
+    format!("cordon.{node}")
+}
+
+/// Key of a node's drain request: `drain.{node}`.
+pub fn drain_key(node: &NodeId) -> String {
+    format!("drain.{node}")
+}
+
+/// Key of an app's move request: `move.{app}`.
+pub fn move_key(app: &AppName) -> String {
+    format!("move.{app}")
+}
+
+/// Key of a node's label overrides: `labels.{node}`.
+pub fn labels_key(node: &NodeId) -> String {
+    format!("labels.{node}")
+}
+
+/// Where one app runs (same JSON layout as `cluster_placement::AppPlacement`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementView {
+    /// Nodes that run an instance; for Singleton apps the candidates, preferred leader first.
+    pub nodes: Vec<NodeId>,
+    /// Ring apps: the owner of each partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<NodeId>>,
+}
+
+/// The placement of every app (same JSON layout as `cluster_placement::Assignment`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentView {
+    /// Layout version of the assignment (1).
+    #[serde(default = "one")]
+    pub format: u32,
+    /// Incremented on every change.
+    pub version: u64,
+    /// Placement per app; pending apps are absent.
+    pub apps: BTreeMap<AppName, PlacementView>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for AssignmentView {
+    fn default() -> Self {
+        Self {
+            format: 1,
+            version: 0,
+            apps: BTreeMap::new(),
+        }
+    }
+}
+
+impl AssignmentView {
+    /// Whether `node` runs `app`.
+    pub fn places(&self, app: &AppName, node: &NodeId) -> bool {
+        self.apps.get(app).is_some_and(|p| p.nodes.contains(node))
+    }
+}
+
+/// The controller's record under [`ASSIGNMENT_KEY`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentRecord {
+    /// Record version.
+    pub v: u32,
+    /// The epoch of the controller that wrote it (its fencing token).
+    pub epoch: u64,
+    /// The assignment.
+    pub assignment: AssignmentView,
+    /// Apps that cannot be placed, with the reason.
+    #[serde(default)]
+    pub pending: BTreeMap<AppName, String>,
+}
+
+/// A cordon: the node receives no new placements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CordonRecord {
+    /// Record version.
+    pub v: u32,
+    /// Why (free text).
+    #[serde(default)]
+    pub reason: String,
+    /// Node that issued the request.
+    pub by: NodeId,
+}
+
+/// A drain request: every instance moves off the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainRecord {
+    /// Record version.
+    pub v: u32,
+    /// Unique id of the drain operation.
+    pub id: String,
+    /// Stop instances that cannot move anywhere.
+    pub force: bool,
+    /// Node that issued the request.
+    pub by: NodeId,
+}
+
+/// A move request for one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    /// Record version.
+    pub v: u32,
+    /// Unique id of the move.
+    pub id: String,
+    /// The node the app moves away from.
+    pub from: NodeId,
+    /// The target (`None`: the platform chooses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<NodeId>,
+    /// Node that issued the request.
+    pub by: NodeId,
+}
+
+/// Label overrides of a node, applied by the node on top of its configured labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelsRecord {
+    /// Record version.
+    #[serde(default = "one")]
+    pub v: u32,
+    /// Labels set (added or changed).
+    pub set: Labels,
+    /// Label keys removed.
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
+/// Encodes a record as JSON.
+pub fn encode<T: Serialize>(record: &T) -> Result<Bytes> {
+    serde_json::to_vec(record)
+        .map(Bytes::from)
+        .map_err(|e| Error::Internal(format!("encode placement record: {e}")))
+}
+
+/// Decodes a record and checks its version field `v`.
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    let v: Version = serde_json::from_slice(bytes)
+        .map_err(|e| Error::Malformed(format!("{what} record: {e}")))?;
+    if v.v != PLACEMENT_RECORD_VERSION {
+        return Err(Error::Malformed(format!(
+            "{what} record version {} (this node understands {PLACEMENT_RECORD_VERSION})",
+            v.v
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|e| Error::Malformed(format!("{what} record: {e}")))
+}

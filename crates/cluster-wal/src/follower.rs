@@ -1,0 +1,412 @@
+//! The standby runtime: one blocking thread per database reads the log (catch-up, then live),
+//! applies records through a [`Standby`], restores snapshots when the log cannot serve its
+//! position, and reports progress and lag.
+//!
+//! Catch-up rule: replay from the applied position when the log still holds it; otherwise (new
+//! standby with snapshots available, standby behind the trim, diverged or unknown database,
+//! corrupt record) restore the newest snapshot and replay from its sequence.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster_core::stream::{LogEntry, ObjectStore, ReplicatedLog};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::apply::{Applied, Standby, StandbyOptions};
+use crate::error::{ErrorKind, Result, WalError};
+use crate::position::Position;
+use crate::record::{H_POST, Record};
+use crate::snapshot::{self, Snapshot};
+use crate::sqlite::now_us;
+
+/// Follower configuration.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// The standby database file.
+    pub db_path: PathBuf,
+    /// Apply options.
+    pub options: StandbyOptions,
+    /// Pause before retrying after an error.
+    pub retry_interval: Duration,
+}
+
+impl FollowerConfig {
+    /// Defaults: durable position, 1 s retry interval.
+    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Self {
+            db_path: db_path.into(),
+            options: StandbyOptions::default(),
+            retry_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Progress of a follower.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// Applied position.
+    pub position: Position,
+    /// Transactions applied since start.
+    pub applied_txns: u64,
+    /// Snapshot restores since start.
+    pub restores: u64,
+    /// Errors since start.
+    pub errors: u64,
+    /// The last error, cleared by the next successful apply.
+    pub last_error: Option<String>,
+}
+
+enum FCmd {
+    Snapshot(oneshot::Sender<Result<Snapshot>>),
+}
+
+/// A running standby.
+pub struct Follower {
+    stop: watch::Sender<bool>,
+    cmd: mpsc::Sender<FCmd>,
+    progress: watch::Receiver<FollowerProgress>,
+    thread: Option<std::thread::JoinHandle<Option<Standby>>>,
+    lags: Arc<Mutex<Vec<u64>>>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("progress", &*self.progress.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Follower {
+    /// Opens the standby and starts following the log.
+    pub fn start(
+        cfg: FollowerConfig,
+        log: Arc<dyn ReplicatedLog>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Follower> {
+        let handle = tokio::runtime::Handle::current();
+        let standby = Standby::open(&cfg.db_path, cfg.options)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (progress_tx, progress_rx) = watch::channel(FollowerProgress {
+            position: standby.position(),
+            ..FollowerProgress::default()
+        });
+        let lags = Arc::new(Mutex::new(Vec::new()));
+        let worker = Worker {
+            cfg,
+            log,
+            store,
+            handle,
+            stop: stop_rx,
+            cmd: cmd_rx,
+            progress: progress_tx,
+            lags: lags.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("wal-standby".into())
+            .spawn(move || worker.run(standby))
+            .map_err(|e| WalError::io("wal-standby thread", e))?;
+        Ok(Follower {
+            stop: stop_tx,
+            cmd: cmd_tx,
+            progress: progress_rx,
+            thread: Some(thread),
+            lags,
+        })
+    }
+
+    /// Current progress.
+    pub fn progress(&self) -> FollowerProgress {
+        self.progress.borrow().clone()
+    }
+
+    /// A receiver of progress updates.
+    pub fn subscribe(&self) -> watch::Receiver<FollowerProgress> {
+        self.progress.clone()
+    }
+
+    /// Waits until `txid` is applied.
+    pub async fn wait_applied(&self, txid: u64) -> Result<Position> {
+        let mut rx = self.progress.clone();
+        let p = rx
+            .wait_for(|p| p.position.txid >= txid)
+            .await
+            .map_err(|_| WalError::Stopped("standby thread is gone".into()))?;
+        Ok(p.position)
+    }
+
+    /// Waits until a condition on the progress holds.
+    pub async fn wait_for(
+        &self,
+        f: impl FnMut(&FollowerProgress) -> bool,
+    ) -> Result<FollowerProgress> {
+        let mut rx = self.progress.clone();
+        let p = rx
+            .wait_for(f)
+            .await
+            .map_err(|_| WalError::Stopped("standby thread is gone".into()))?;
+        Ok(p.clone())
+    }
+
+    /// Takes a snapshot at the applied position (between two transactions).
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(FCmd::Snapshot(tx))
+            .await
+            .map_err(|_| WalError::Stopped("standby thread is gone".into()))?;
+        rx.await
+            .map_err(|_| WalError::Stopped("standby thread is gone".into()))?
+    }
+
+    /// Replication lag samples (µs, leader commit → standby apply) collected since the last call.
+    pub fn take_lag_samples(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.lags.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Stops following and returns the standby (for promotion).
+    pub async fn stop(mut self) -> Result<Standby> {
+        let _ = self.stop.send(true);
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| WalError::Stopped("already stopped".into()))?;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| WalError::Stopped(e.to_string()))?
+            .map_err(|_| WalError::Stopped("standby thread panicked".into()))?
+            .ok_or_else(|| WalError::Stopped("standby thread ended with an error".into()))
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+struct Worker {
+    cfg: FollowerConfig,
+    log: Arc<dyn ReplicatedLog>,
+    store: Arc<dyn ObjectStore>,
+    handle: tokio::runtime::Handle,
+    stop: watch::Receiver<bool>,
+    cmd: mpsc::Receiver<FCmd>,
+    progress: watch::Sender<FollowerProgress>,
+    lags: Arc<Mutex<Vec<u64>>>,
+}
+
+enum Next {
+    Stop,
+    Cmd(Option<FCmd>),
+    Entry(Option<cluster_core::Result<LogEntry>>),
+}
+
+impl Worker {
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    fn report_error(&self, e: &WalError) {
+        tracing::error!(error = %e, "standby error");
+        self.progress.send_modify(|p| {
+            p.errors += 1;
+            p.last_error = Some(e.to_string());
+        });
+    }
+
+    fn sleep_retry(&mut self) {
+        let d = self.cfg.retry_interval;
+        let mut stop = self.stop.clone();
+        self.handle.block_on(async move {
+            let _ = tokio::time::timeout(d, stop.wait_for(|s| *s)).await;
+        });
+    }
+
+    fn run(mut self, mut standby: Standby) -> Option<Standby> {
+        let mut force_restore = false;
+        while !self.stopped() {
+            match self.prepare(standby, std::mem::take(&mut force_restore)) {
+                Ok(s) => standby = s,
+                Err((e, s)) => {
+                    self.report_error(&e);
+                    standby = s?;
+                    self.sleep_retry();
+                    continue;
+                }
+            }
+            match self.follow(&mut standby) {
+                Ok(()) => break,
+                Err(e) => {
+                    self.report_error(&e);
+                    force_restore = e.kind() == ErrorKind::Resync;
+                    self.sleep_retry();
+                }
+            }
+        }
+        Some(standby)
+    }
+
+    /// Makes the standby's position servable by the log: recovery search or snapshot restore.
+    #[allow(clippy::result_large_err)]
+    fn prepare(
+        &mut self,
+        mut standby: Standby,
+        force_restore: bool,
+    ) -> std::result::Result<Standby, (WalError, Option<Standby>)> {
+        let h = self.handle.clone();
+        let state = match h.block_on(self.log.state()) {
+            Ok(s) => s,
+            Err(e) => return Err((e.into(), Some(standby))),
+        };
+        let pos = standby.position();
+        if !force_restore && standby.needs_recovery() && pos.lineage.is_some() {
+            match self.search_position(&mut standby, state.first_seq, state.last_seq) {
+                Ok(true) => return Ok(standby),
+                Ok(false) => {}
+                Err(e) => return Err((e, Some(standby))),
+            }
+        }
+        let fresh = standby.is_empty() && pos.lineage.is_none();
+        let behind = pos.stream_seq + 1 < state.first_seq;
+        let latest = match h.block_on(snapshot::fetch_latest(self.store.as_ref())) {
+            Ok(s) => s,
+            Err(e) => return Err((e, Some(standby))),
+        };
+        let must = force_restore || behind || standby.needs_recovery();
+        let want = must || (fresh && latest.is_some());
+        if !want {
+            return Ok(standby);
+        }
+        let Some(snap) = latest else {
+            return Err((
+                WalError::BehindTrim {
+                    first_seq: state.first_seq,
+                    reason: "no snapshot exists".into(),
+                },
+                Some(standby),
+            ));
+        };
+        if snap.meta.stream_seq + 1 < state.first_seq {
+            return Err((
+                WalError::BehindTrim {
+                    first_seq: state.first_seq,
+                    reason: format!("the newest snapshot ends at seq {}", snap.meta.stream_seq),
+                },
+                Some(standby),
+            ));
+        }
+        let (path, _) = standby.close();
+        let restored = snap
+            .restore(&path, self.cfg.options.fsync_position)
+            .and_then(|_| Standby::open(&path, self.cfg.options));
+        match restored {
+            Ok(s) => {
+                self.progress.send_modify(|p| {
+                    p.restores += 1;
+                    p.position = s.position();
+                });
+                Ok(s)
+            }
+            Err(e) => {
+                let reopened = Standby::open(&path, self.cfg.options).ok();
+                Err((e, reopened))
+            }
+        }
+    }
+
+    /// Finds the newest entry whose post-checksum equals the database's checksum (restart
+    /// after a crash between the SQLite commit and the sidecar write, or with a database behind
+    /// its sidecar after a power loss). Equal checksums mean equal pages, so any match is a
+    /// valid position.
+    fn search_position(
+        &self,
+        standby: &mut Standby,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<bool> {
+        let want = format!("{:016x}", standby.checksum());
+        for seq in (first_seq.max(1)..=last_seq).rev() {
+            let Some(e) = self.handle.block_on(self.log.get(seq))? else {
+                continue;
+            };
+            if e.headers.get(H_POST) != Some(want.as_str()) {
+                continue;
+            }
+            let Ok(rec) = Record::decode(&e.payload) else {
+                continue;
+            };
+            let (epoch, txid, complete) = match &rec {
+                Record::Txn(t) => (t.epoch, t.txid, t.chunk_idx + 1 == t.chunk_cnt),
+                Record::EpochStart(s) => (s.epoch, s.base_txid, true),
+            };
+            if complete {
+                standby.recover_at(rec.lineage(), epoch, txid, seq)?;
+                tracing::info!(txid, seq, "standby position recovered by checksum search");
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Applies entries until stopped (Ok) or an error.
+    fn follow(&mut self, standby: &mut Standby) -> Result<()> {
+        let h = self.handle.clone();
+        let mut expect = standby.position().stream_seq + 1;
+        let mut stream = h.block_on(self.log.read_from(expect))?;
+        loop {
+            let mut stop = self.stop.clone();
+            let next = h.block_on(async {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => Next::Stop,
+                    c = self.cmd.recv() => Next::Cmd(c),
+                    e = stream.next() => Next::Entry(e),
+                }
+            });
+            let entry = match next {
+                Next::Stop | Next::Entry(None) => return Ok(()),
+                Next::Cmd(Some(FCmd::Snapshot(reply))) => {
+                    let _ = reply.send(standby.snapshot());
+                    continue;
+                }
+                Next::Cmd(None) => continue,
+                Next::Entry(Some(e)) => e?,
+            };
+            if entry.seq != expect {
+                return Err(WalError::BehindTrim {
+                    first_seq: entry.seq,
+                    reason: format!("entries {expect}..{} were trimmed", entry.seq),
+                });
+            }
+            expect = entry.seq + 1;
+            let rec = Record::decode(&entry.payload).map_err(|reason| WalError::CorruptRecord {
+                seq: entry.seq,
+                reason,
+            })?;
+            let applied = match rec {
+                Record::Txn(t) => standby.apply_chunk(entry.seq, t)?,
+                Record::EpochStart(e) => standby.apply_epoch(entry.seq, &e)?,
+            };
+            if let Applied::Txn { commit_ts_us, .. } = applied {
+                let lag = now_us().saturating_sub(commit_ts_us);
+                self.lags
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(lag);
+            }
+            if !matches!(applied, Applied::Buffered) {
+                let pos = standby.position();
+                self.progress.send_modify(|p| {
+                    p.position = pos;
+                    if matches!(applied, Applied::Txn { .. }) {
+                        p.applied_txns += 1;
+                    }
+                    p.last_error = None;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! The leader runtime: one blocking *writer actor* thread per database owns the writer
+//! connection and the [`Capture`] (pin and barrier connections); one async *publisher* task
+//! appends records to the log with compare-and-append and tracks acknowledgements.
+//!
+//! ```text
+//! write(f) ─► actor thread: f(&mut conn) → COMMIT → capture.poll() ─► mpsc ─► publisher task
+//!                ▲ doorbell (wal_hook of other leader connections) / poll timer      │ append(expected_last_seq)
+//!                └──────────── checkpoint behind the barrier, after acks ◄── watch ◄─┘
+//! ```
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc as smpsc;
+use std::time::Duration;
+
+use cluster_core::stream::ReplicatedLog;
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::capture::{Capture, CheckpointOutcome, LeaderStart};
+use crate::error::{Result, WalError};
+use crate::record::{Record, TxnData};
+use crate::snapshot::Snapshot;
+use crate::sqlite::{Doorbell, WriteGate, open_leader_connection};
+
+/// When a write returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After the local commit; shipping is asynchronous (RPO = the unacknowledged pipeline).
+    #[default]
+    Async,
+    /// After the log acknowledged the transaction (RPO 0 for acknowledged writes).
+    CommitWait,
+}
+
+/// Leader configuration.
+#[derive(Debug, Clone)]
+pub struct LeaderConfig {
+    /// The database file.
+    pub db_path: PathBuf,
+    /// Lineage, epoch, base txid/checksum and node id.
+    pub start: LeaderStart,
+    /// The log's last sequence this leader continues from (its first append expects it).
+    pub expected_last_seq: u64,
+    /// Fallback WAL poll interval for writers the doorbell does not cover.
+    pub poll_interval: Duration,
+    /// Checkpoint when the WAL holds at least this many frames.
+    pub checkpoint_frames: u64,
+    /// How long a checkpoint or snapshot waits for acknowledgements before giving up.
+    pub ack_timeout: Duration,
+}
+
+impl LeaderConfig {
+    /// Defaults: 25 ms poll, checkpoint at 1000 frames, 30 s ack timeout.
+    pub fn new(db_path: impl Into<PathBuf>, start: LeaderStart, expected_last_seq: u64) -> Self {
+        Self {
+            db_path: db_path.into(),
+            start,
+            expected_last_seq,
+            poll_interval: Duration::from_millis(25),
+            checkpoint_frames: 1000,
+            ack_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shipping progress of a leader.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderProgress {
+    /// Last txid captured from the WAL.
+    pub captured_txid: u64,
+    /// Last txid acknowledged by the log.
+    pub acked_txid: u64,
+    /// Log sequence of the last acknowledged entry.
+    pub acked_seq: u64,
+    /// Database checksum at `acked_txid`.
+    pub acked_checksum: u64,
+    /// Bytes of records appended.
+    pub bytes_shipped: u64,
+    /// Set when the leader stopped shipping: fenced by another leader or a fatal error.
+    pub stopped: Option<String>,
+}
+
+type WriteFn = Box<dyn FnOnce(&mut Connection) -> rusqlite::Result<Box<dyn Any + Send>> + Send>;
+
+enum Cmd {
+    Write(WriteFn, oneshot::Sender<Result<(Box<dyn Any + Send>, u64)>>),
+    Poll,
+    Checkpoint(oneshot::Sender<Result<CheckpointOutcome>>),
+    Snapshot(oneshot::Sender<Result<Snapshot>>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// A running leader for one database.
+pub struct Leader {
+    alive: Arc<std::sync::atomic::AtomicBool>,
+    cmd: smpsc::SyncSender<Cmd>,
+    progress: watch::Receiver<LeaderProgress>,
+    gate: WriteGate,
+    db_path: PathBuf,
+    start: LeaderStart,
+}
+
+impl std::fmt::Debug for Leader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leader")
+            .field("db", &self.db_path)
+            .field("progress", &*self.progress.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Leader {
+    /// Opens capture (verifying `start.base_checksum` when given) and starts shipping.
+    pub async fn start(cfg: LeaderConfig, log: Arc<dyn ReplicatedLog>) -> Result<Leader> {
+        let handle = tokio::runtime::Handle::current();
+        let gate = WriteGate::new();
+        let (progress_tx, progress_rx) = watch::channel(LeaderProgress {
+            captured_txid: cfg.start.base_txid,
+            acked_txid: cfg.start.base_txid,
+            acked_seq: cfg.expected_last_seq,
+            ..LeaderProgress::default()
+        });
+        let (pub_tx, pub_rx) = mpsc::channel::<TxnData>(4096);
+        let (cmd_tx, cmd_rx) = smpsc::sync_channel::<Cmd>(256);
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<u64>>();
+        let max_payload = log
+            .max_payload()
+            .min(512 * 1024)
+            .saturating_sub(1024)
+            .max(8192);
+        let actor = Actor {
+            cfg: cfg.clone(),
+            gate: gate.clone(),
+            pub_tx,
+            progress: progress_rx.clone(),
+            progress_tx: progress_tx.clone(),
+            handle: handle.clone(),
+        };
+        std::thread::Builder::new()
+            .name("wal-leader".into())
+            .spawn(move || actor.run(cmd_rx, ready_tx))
+            .map_err(|e| WalError::io(&cfg.db_path, e))?;
+        let checksum = ready_rx
+            .await
+            .map_err(|_| WalError::Stopped("leader thread exited during start".into()))??;
+        progress_tx.send_modify(|p| p.acked_checksum = checksum);
+        tokio::spawn(publisher(
+            log,
+            pub_rx,
+            progress_tx,
+            cfg.expected_last_seq,
+            max_payload,
+            gate.clone(),
+        ));
+        let bell_tx = cmd_tx.clone();
+        let poll = cfg.poll_interval;
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let bell_alive = alive.clone();
+        std::thread::Builder::new()
+            .name("wal-doorbell".into())
+            .spawn(move || {
+                let mut seen = Doorbell::generation();
+                while bell_alive.load(std::sync::atomic::Ordering::SeqCst) {
+                    seen = Doorbell::wait(seen, poll);
+                    match bell_tx.try_send(Cmd::Poll) {
+                        Ok(()) | Err(smpsc::TrySendError::Full(_)) => {}
+                        Err(smpsc::TrySendError::Disconnected(_)) => break,
+                    }
+                }
+            })
+            .map_err(|e| WalError::io(&cfg.db_path, e))?;
+        Ok(Leader {
+            alive,
+            cmd: cmd_tx,
+            progress: progress_rx,
+            gate,
+            db_path: cfg.db_path,
+            start: cfg.start,
+        })
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<()> {
+        self.cmd
+            .send(cmd)
+            .map_err(|_| WalError::Stopped("leader thread is gone".into()))
+    }
+
+    /// Runs `f` on the writer connection (use `conn.transaction()` for multi-statement
+    /// transactions) and returns its value with the last captured txid, which covers the
+    /// commit. With [`Durability::CommitWait`] it returns only after the log acknowledged it.
+    pub async fn write<T, F>(&self, durability: Durability, f: F) -> Result<(T, u64)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let wrapped: WriteFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        self.send(Cmd::Write(wrapped, tx))?;
+        let (value, txid) = rx
+            .await
+            .map_err(|_| WalError::Stopped("leader thread is gone".into()))??;
+        if durability == Durability::CommitWait {
+            self.wait_acked(txid).await?;
+        }
+        let value = value
+            .downcast::<T>()
+            .map_err(|_| WalError::Stopped("write result of unexpected type".into()))?;
+        Ok((*value, txid))
+    }
+
+    /// Waits until the log acknowledged `txid`.
+    pub async fn wait_acked(&self, txid: u64) -> Result<()> {
+        let mut rx = self.progress.clone();
+        let p = rx
+            .wait_for(|p| p.acked_txid >= txid || p.stopped.is_some())
+            .await
+            .map_err(|_| WalError::Stopped("publisher is gone".into()))?
+            .clone();
+        if p.acked_txid >= txid {
+            Ok(())
+        } else {
+            Err(WalError::NotWritable(p.stopped.unwrap_or_default()))
+        }
+    }
+
+    /// Runs a barrier checkpoint now.
+    pub async fn checkpoint(&self) -> Result<CheckpointOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Cmd::Checkpoint(tx))?;
+        rx.await
+            .map_err(|_| WalError::Stopped("leader thread is gone".into()))?
+    }
+
+    /// Takes a snapshot of the leader database at the current (acknowledged) txid.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Cmd::Snapshot(tx))?;
+        rx.await
+            .map_err(|_| WalError::Stopped("leader thread is gone".into()))?
+    }
+
+    /// Current progress.
+    pub fn progress(&self) -> LeaderProgress {
+        self.progress.borrow().clone()
+    }
+
+    /// A receiver of progress updates.
+    pub fn subscribe(&self) -> watch::Receiver<LeaderProgress> {
+        self.progress.clone()
+    }
+
+    /// The commit gate of this leader's connections (revoke it when the lease lapses).
+    pub fn gate(&self) -> &WriteGate {
+        &self.gate
+    }
+
+    /// Opens another leader connection (same pragmas, doorbell and gate) for app use.
+    pub fn open_connection(&self) -> Result<Connection> {
+        open_leader_connection(&self.db_path, &self.gate)
+    }
+
+    /// Lineage, epoch and node this leader ships under.
+    pub fn start_info(&self) -> &LeaderStart {
+        &self.start
+    }
+
+    /// Captures what is left, waits (bounded) for acknowledgements and stops.
+    pub async fn shutdown(self) -> LeaderProgress {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        self.progress()
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        // Lets the doorbell thread exit; the actor exits once every command sender is gone.
+        self.alive.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+struct Actor {
+    cfg: LeaderConfig,
+    gate: WriteGate,
+    pub_tx: mpsc::Sender<TxnData>,
+    progress: watch::Receiver<LeaderProgress>,
+    progress_tx: watch::Sender<LeaderProgress>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Actor {
+    fn run(self, rx: smpsc::Receiver<Cmd>, ready: oneshot::Sender<Result<u64>>) {
+        let opened = Capture::open(&self.cfg.db_path, self.cfg.start.clone()).and_then(|cap| {
+            let conn = open_leader_connection(&self.cfg.db_path, &self.gate)?;
+            Ok((cap, conn))
+        });
+        let (mut cap, mut conn) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(cap.checksum()));
+        while let Ok(cmd) = rx.recv() {
+            match cmd {
+                Cmd::Write(f, reply) => {
+                    let res = if self.gate.allows() {
+                        f(&mut conn).map_err(map_write_error)
+                    } else {
+                        Err(WalError::NotWritable(self.stopped_reason()))
+                    };
+                    let pumped = self.pump(&mut cap);
+                    let out = match (res, pumped) {
+                        (Ok(v), Ok(())) => Ok((v, cap.txid())),
+                        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                    };
+                    let _ = reply.send(out);
+                }
+                Cmd::Poll => {
+                    let _ = self.pump(&mut cap);
+                }
+                Cmd::Checkpoint(reply) => {
+                    let _ = reply.send(self.checkpoint(&mut cap));
+                }
+                Cmd::Snapshot(reply) => {
+                    let _ = reply.send(self.snapshot(&mut cap));
+                }
+                Cmd::Stop(reply) => {
+                    if self.pump(&mut cap).is_ok() {
+                        let _ = self.wait_acked(cap.txid());
+                    }
+                    let _ = reply.send(());
+                    break;
+                }
+            }
+            if cap.wal_frames() >= self.cfg.checkpoint_frames
+                && let Err(e) = self.checkpoint(&mut cap)
+            {
+                tracing::warn!(error = %e, "checkpoint failed; will retry");
+            }
+        }
+    }
+
+    fn stopped_reason(&self) -> String {
+        self.progress
+            .borrow()
+            .stopped
+            .clone()
+            .unwrap_or_else(|| "write gate closed (lease lapsed or not leader)".into())
+    }
+
+    /// Captures new transactions and hands them to the publisher.
+    fn pump(&self, cap: &mut Capture) -> Result<()> {
+        let txns = cap.poll().inspect_err(|e| {
+            tracing::error!(error = %e, "capture failed; refusing further writes");
+            self.gate.revoke();
+            self.progress_tx
+                .send_modify(|p| p.stopped = Some(e.to_string()));
+        })?;
+        self.ship(txns)
+    }
+
+    fn ship(&self, txns: Vec<TxnData>) -> Result<()> {
+        for t in txns {
+            let txid = t.txid;
+            self.pub_tx
+                .blocking_send(t)
+                .map_err(|_| WalError::Stopped("publisher is gone".into()))?;
+            self.progress_tx.send_modify(|p| p.captured_txid = txid);
+        }
+        Ok(())
+    }
+
+    fn wait_acked(&self, txid: u64) -> Result<()> {
+        let mut rx = self.progress.clone();
+        let timeout = self.cfg.ack_timeout;
+        let p = self.handle.block_on(async move {
+            tokio::time::timeout(
+                timeout,
+                rx.wait_for(|p| p.acked_txid >= txid || p.stopped.is_some()),
+            )
+            .await
+            .map(|r| r.map(|p| p.clone()))
+        });
+        match p {
+            Ok(Ok(p)) if p.acked_txid >= txid => Ok(()),
+            Ok(Ok(p)) => Err(WalError::NotWritable(p.stopped.unwrap_or_default())),
+            Ok(Err(_)) => Err(WalError::Stopped("publisher is gone".into())),
+            Err(_) => Err(WalError::Log(cluster_core::Error::Timeout(format!(
+                "log did not acknowledge txid {txid} within {timeout:?}"
+            )))),
+        }
+    }
+
+    fn checkpoint(&self, cap: &mut Capture) -> Result<CheckpointOutcome> {
+        let before = cap.txid();
+        cap.checkpoint(&mut |txns: Vec<TxnData>| {
+            let target = txns.last().map_or(before, |t| t.txid);
+            self.ship(txns)?;
+            self.wait_acked(target)
+        })
+    }
+
+    fn snapshot(&self, cap: &mut Capture) -> Result<Snapshot> {
+        let before = cap.txid();
+        let (txid, checksum, page_size, pages) = cap.read_snapshot(&mut |txns: Vec<TxnData>| {
+            let target = txns.last().map_or(before, |t| t.txid);
+            self.ship(txns)?;
+            self.wait_acked(target)
+        })?;
+        let p = self.progress.borrow().clone();
+        let pos = crate::position::Position {
+            lineage: Some(self.cfg.start.lineage),
+            epoch: self.cfg.start.epoch,
+            txid,
+            checksum,
+            stream_seq: p.acked_seq,
+            ..crate::position::Position::empty()
+        };
+        Snapshot::from_pages(pos, page_size, &pages)
+    }
+}
+
+fn map_write_error(e: rusqlite::Error) -> WalError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_COMMITHOOK =>
+        {
+            WalError::NotWritable(
+                "commit vetoed: this node may not write (lease or fencing)".into(),
+            )
+        }
+        _ => WalError::Sqlite(e),
+    }
+}
+
+async fn publisher(
+    log: Arc<dyn ReplicatedLog>,
+    mut rx: mpsc::Receiver<TxnData>,
+    progress: watch::Sender<LeaderProgress>,
+    mut last_seq: u64,
+    max_payload: usize,
+    gate: WriteGate,
+) {
+    let stop = |reason: String| {
+        tracing::error!(%reason, "leader stops shipping");
+        gate.revoke();
+        progress.send_modify(|p| p.stopped = Some(reason.clone()));
+    };
+    while let Some(t) = rx.recv().await {
+        let (txid, post) = (t.txid, t.post_checksum);
+        let mut bytes = 0u64;
+        for chunk in t.into_chunks(max_payload) {
+            let rec = Record::Txn(chunk);
+            let payload = rec.encode();
+            let headers = rec.headers();
+            bytes += payload.len() as u64;
+            let mut backoff = Duration::from_millis(5);
+            loop {
+                match log
+                    .append(headers.clone(), payload.clone(), Some(last_seq))
+                    .await
+                {
+                    Ok(ack) => {
+                        last_seq = ack.seq;
+                        break;
+                    }
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "append failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                    Err(cluster_core::Error::Conflict { current, .. }) => {
+                        let e = WalError::Fenced {
+                            expected: last_seq,
+                            current: current.map_or(0, |r| r.0),
+                        };
+                        stop(e.to_string());
+                        return;
+                    }
+                    Err(e) => {
+                        stop(format!("append failed: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+        progress.send_modify(|p| {
+            p.acked_txid = txid;
+            p.acked_seq = last_seq;
+            p.acked_checksum = post;
+            p.bytes_shipped += bytes;
+        });
+    }
+}

@@ -1,0 +1,34 @@
+//! SQLite physical WAL replication: the leader's committed WAL frames are captured per
+//! transaction, shipped through a [`ReplicatedLog`](cluster_core::stream::ReplicatedLog) with
+//! compare-and-append fencing, and applied on standbys through `sqlite_dbpage`, so that every
+//! standby is a page-identical, openable database.
+//!
+//! Layers (see `docs/architecture/cluster-wal.md`):
+//! * pure: [`wal`] (WAL parsing), [`pagesum`] (rolling checksum), [`record`] (wire format);
+//! * blocking, one thread per database: [`capture`] (leader), [`apply`] (standby), [`snapshot`];
+//! * async runtimes: [`leader`], [`follower`], [`mod@promote`];
+//! * [`memory`]: in-memory log and object store for tests, benchmarks and dev mode.
+
+pub mod apply;
+pub mod capture;
+pub mod crc;
+pub mod error;
+pub mod follower;
+pub mod leader;
+pub mod memory;
+pub mod pagesum;
+pub mod position;
+pub mod promote;
+pub mod record;
+pub mod snapshot;
+pub mod sqlite;
+pub mod wal;
+
+pub use apply::{Applied, Standby, StandbyOptions};
+pub use capture::{Capture, CheckpointOutcome, LeaderStart};
+pub use error::{ErrorKind, Result, WalError};
+pub use follower::{Follower, FollowerConfig, FollowerProgress};
+pub use leader::{Durability, Leader, LeaderConfig, LeaderProgress};
+pub use position::Position;
+pub use promote::{PromoteConfig, bootstrap, promote, promote_standby};
+pub use snapshot::{Snapshot, SnapshotMeta};

@@ -1,0 +1,316 @@
+//! End-to-end replication on real SQLite files with the in-memory log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cluster_wal::{Durability, bootstrap};
+use common::*;
+use rusqlite::params;
+
+const SCHEMA: &str = "CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER, v BLOB);
+                      CREATE INDEX t_n ON t(n);";
+
+/// One random step of the workload; returns a label for failure messages.
+async fn step(leader: &cluster_wal::Leader, rng: &mut Rng) -> &'static str {
+    let op = rng.below(100);
+    let seed = rng.next();
+    let dur = if rng.below(4) == 0 {
+        Durability::CommitWait
+    } else {
+        Durability::Async
+    };
+    match op {
+        0..=44 => {
+            let rows = 1 + (seed % 5) as i64;
+            leader
+                .write(dur, move |c| {
+                    let tx = c.transaction()?;
+                    for i in 0..rows {
+                        tx.execute(
+                            "INSERT INTO t(n, v) VALUES (?1, randomblob(?2))",
+                            params![(seed as i64 + i) % 1000, 10 + (seed % 300) as i64],
+                        )?;
+                    }
+                    tx.commit()
+                })
+                .await
+                .unwrap();
+            "insert"
+        }
+        45..=69 => {
+            leader
+                .write(dur, move |c| {
+                    c.execute(
+                        "UPDATE t SET v = randomblob(?1), n = n + 1 WHERE id % 7 = ?2",
+                        params![(seed % 500) as i64, (seed % 7) as i64],
+                    )
+                    .map(|_| ())
+                })
+                .await
+                .unwrap();
+            "update"
+        }
+        70..=79 => {
+            leader
+                .write(dur, move |c| {
+                    c.execute("DELETE FROM t WHERE n % 13 = ?1", [(seed % 13) as i64])
+                        .map(|_| ())
+                })
+                .await
+                .unwrap();
+            "delete"
+        }
+        80..=84 => {
+            // A big transaction that spills the (tiny) cache into the WAL before committing.
+            leader
+                .write(dur, move |c| {
+                    c.pragma_update(None, "cache_size", 10)?;
+                    let tx = c.transaction()?;
+                    for i in 0..800 {
+                        tx.execute(
+                            "INSERT INTO t(n, v) VALUES (?1, randomblob(900))",
+                            [(seed as i64 + i) % 1000],
+                        )?;
+                    }
+                    tx.commit()
+                })
+                .await
+                .unwrap();
+            "big"
+        }
+        85..=89 => {
+            // A spilled transaction rolled back: its frames must never be shipped.
+            leader
+                .write(dur, move |c| {
+                    c.pragma_update(None, "cache_size", 10)?;
+                    let tx = c.transaction()?;
+                    for i in 0..600 {
+                        tx.execute(
+                            "INSERT INTO t(n, v) VALUES (?1, randomblob(900))",
+                            [(seed as i64 + i) % 1000],
+                        )?;
+                    }
+                    tx.rollback()
+                })
+                .await
+                .unwrap();
+            "rollback"
+        }
+        90..=92 => {
+            leader
+                .write(dur, |c| {
+                    c.execute_batch("DELETE FROM t WHERE id % 3 = 0; VACUUM;")
+                })
+                .await
+                .unwrap();
+            "vacuum"
+        }
+        93..=95 => {
+            leader.checkpoint().await.unwrap();
+            "checkpoint"
+        }
+        _ => {
+            leader
+                .write(dur, move |c| {
+                    c.execute_batch(
+                        "CREATE TABLE IF NOT EXISTS extra(a TEXT); INSERT INTO extra VALUES ('x');",
+                    )?;
+                    if seed.is_multiple_of(2) {
+                        c.execute_batch("DROP TABLE extra")?;
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            "schema"
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomised_workload_keeps_standby_page_identical() {
+    let env = Env::new();
+    let leader_db = env.path("leader.db");
+    let leader = bootstrap(&leader_db, "n1", 1, env.log(), env.store())
+        .await
+        .unwrap();
+    exec(&leader, SCHEMA).await;
+    let follower = env.follower("standby.db");
+
+    // Read-only queries on the standby keep working while it applies.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let path = env.path("standby.db");
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(conn) = cluster_wal::sqlite::open_readonly(&path) {
+                    let n: i64 = conn
+                        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                        .expect("standby read failed during apply");
+                    assert!(n >= 0);
+                    reads += 1;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            reads
+        })
+    };
+
+    let mut rng = Rng::new(0x5eed);
+    for i in 0..300 {
+        let what = step(&leader, &mut rng).await;
+        if i % 60 == 59 {
+            converge(&leader, &follower).await;
+            assert_same_pages(&leader_db, &env.path("standby.db"));
+            let _ = what;
+        }
+    }
+    let txid = converge(&leader, &follower).await;
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        reader.join().unwrap() > 0,
+        "the reader made no successful read"
+    );
+    assert!(txid > 250, "only {txid} transactions replicated");
+    let p = follower.progress();
+    assert_eq!(p.errors, 0, "{:?}", p.last_error);
+    let standby = follower.stop().await.unwrap();
+    drop(standby);
+    leader.shutdown().await;
+    assert_same_pages(&leader_db, &env.path("standby.db"));
+    assert_integrity(&env.path("standby.db"));
+    assert_integrity(&leader_db);
+    assert_eq!(count(&leader_db, "t"), count(&env.path("standby.db"), "t"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_checkpoints_reset_the_wal_and_replication_follows() {
+    let env = Env::new();
+    let leader_db = env.path("leader.db");
+    let leader = {
+        let log = env.log();
+        let l = bootstrap(&leader_db, "n1", 1, log, env.store())
+            .await
+            .unwrap();
+        // Restart with a small checkpoint threshold so that the WAL resets many times.
+        let start = l.start_info().clone();
+        let seq = l.progress().acked_seq;
+        let checksum = l.progress().acked_checksum;
+        l.shutdown().await;
+        let mut cfg = cluster_wal::LeaderConfig::new(
+            &leader_db,
+            cluster_wal::LeaderStart {
+                base_checksum: Some(checksum),
+                ..start
+            },
+            seq,
+        );
+        cfg.checkpoint_frames = 20;
+        cluster_wal::Leader::start(cfg, env.log()).await.unwrap()
+    };
+    exec(&leader, SCHEMA).await;
+    let follower = env.follower("standby.db");
+    for i in 0..400i64 {
+        leader
+            .write(Durability::Async, move |c| {
+                c.execute("INSERT INTO t(n, v) VALUES (?1, randomblob(200))", [i])
+                    .map(|_| ())
+            })
+            .await
+            .unwrap();
+    }
+    converge(&leader, &follower).await;
+    let wal_len = std::fs::metadata(cluster_wal::sqlite::wal_path(&leader_db))
+        .unwrap()
+        .len();
+    assert!(
+        wal_len < 200 * 4200,
+        "WAL kept growing ({wal_len} bytes): checkpoints did not reset it"
+    );
+    follower.stop().await.unwrap();
+    leader.shutdown().await;
+    assert_same_pages(&leader_db, &env.path("standby.db"));
+    assert_integrity(&env.path("standby.db"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_wait_returns_after_the_log_acknowledged() {
+    let env = Env::new();
+    let leader = bootstrap(env.path("l.db"), "n1", 1, env.log(), env.store())
+        .await
+        .unwrap();
+    exec(&leader, SCHEMA).await;
+    for i in 0..50i64 {
+        let (_, txid) = leader
+            .write(Durability::CommitWait, move |c| {
+                c.execute("INSERT INTO t(n) VALUES (?1)", [i]).map(|_| ())
+            })
+            .await
+            .unwrap();
+        assert!(leader.progress().acked_txid >= txid);
+        let last = env.log.state_now().last_seq;
+        assert!(last >= leader.progress().acked_seq);
+    }
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_standby_resumes_from_its_position() {
+    let env = Env::new();
+    let leader_db = env.path("leader.db");
+    let leader = bootstrap(&leader_db, "n1", 1, env.log(), env.store())
+        .await
+        .unwrap();
+    exec(&leader, SCHEMA).await;
+    let f = env.follower("s.db");
+    for _ in 0..20 {
+        exec(&leader, "INSERT INTO t(n, v) VALUES (1, randomblob(3000))").await;
+    }
+    converge(&leader, &f).await;
+    drop(f.stop().await.unwrap());
+    for _ in 0..20 {
+        exec(&leader, "INSERT INTO t(n, v) VALUES (2, randomblob(3000))").await;
+    }
+    let f = env.follower("s.db");
+    converge(&leader, &f).await;
+    assert_eq!(f.progress().restores, 0, "resumed without a snapshot");
+    drop(f.stop().await.unwrap());
+    leader.shutdown().await;
+    assert_same_pages(&leader_db, &env.path("s.db"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_position_sidecar_is_recovered_by_checksum_search() {
+    let env = Env::new();
+    let leader_db = env.path("leader.db");
+    let leader = bootstrap(&leader_db, "n1", 1, env.log(), env.store())
+        .await
+        .unwrap();
+    exec(&leader, SCHEMA).await;
+    let f = env.follower("s.db");
+    for _ in 0..10 {
+        exec(&leader, "INSERT INTO t(n, v) VALUES (1, randomblob(100))").await;
+    }
+    converge(&leader, &f).await;
+    drop(f.stop().await.unwrap());
+    // Simulate a crash after SQLite committed but before the sidecar was written.
+    let path = env.path("s.db");
+    let mut pos = cluster_wal::position::load(&path).unwrap();
+    pos.txid -= 3;
+    pos.stream_seq -= 3;
+    pos.checksum ^= 0xdead;
+    cluster_wal::position::store(&path, &pos, false).unwrap();
+    exec(&leader, "INSERT INTO t(n, v) VALUES (2, randomblob(100))").await;
+    let f = env.follower("s.db");
+    converge(&leader, &f).await;
+    assert_eq!(f.progress().restores, 0, "recovered without a snapshot");
+    drop(f.stop().await.unwrap());
+    leader.shutdown().await;
+    assert_same_pages(&leader_db, &path);
+}
