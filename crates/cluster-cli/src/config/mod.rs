@@ -1,6 +1,6 @@
 //! The configuration file (TOML, documented in `docs/CONFIG.md`).
 //!
-//! Loading never stops at the first mistake: [`load`] returns every problem found (file, key,
+//! Loading never stops at the first mistake: [`load()`] returns every problem found (file, key,
 //! why), and nothing starts while there is one.
 
 mod duration;
