@@ -5,12 +5,16 @@
 //!   all tests, and `cargo doc` without warnings.
 //! * `deps-check`: only the `cluster-core` dependency check.
 //! * `tools`: only install the tools.
+//! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons).
+//! * `demo`: nats-server + 3 daemons, show the leader, SIGKILL it, show the failover, clean up.
+//! * `release`: optimised `cluster` binary and SHA-256 checksums in `dist/`, version from git.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod e2e;
 mod tools;
 
 /// Crates `cluster-core` must never depend on, even transitively.
@@ -38,11 +42,14 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("deps-check") => deps_check(&root),
+        Some("e2e") => e2e::e2e(&root),
+        Some("demo") => e2e::demo(&root),
+        Some("release") => e2e::release(&root),
         Some("tools") => tools::ensure_nats_server(&root).map(|p| {
             println!("nats-server: {}", p.display());
         }),
         _ => {
-            eprintln!("usage: cargo xtask <test|deps-check|tools>");
+            eprintln!("usage: cargo xtask <test|e2e|demo|release|deps-check|tools>");
             std::process::exit(2);
         }
     }
@@ -55,7 +62,7 @@ fn workspace_root() -> Result<PathBuf> {
         .context("xtask must live one level below the workspace root")
 }
 
-fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     println!("==> {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)

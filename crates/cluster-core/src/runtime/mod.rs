@@ -1,5 +1,7 @@
 //! The platform/app runtime, written only against the core traits.
 
+mod admin;
+mod admin_client;
 mod app;
 mod events;
 mod hooks;
@@ -15,6 +17,7 @@ mod platform;
 mod resource;
 mod rpc;
 
+pub use admin_client::{AdminClient, AdminTarget};
 pub use app::{App, HealthStatus, RoleState};
 pub use events::{Event, EventStream, EventSubscription, Events};
 pub use hooks::{BoxError, HookContext};

@@ -610,6 +610,9 @@ impl Platform {
                 }
             }
         }
+        for handle in super::admin::serve(shared).await? {
+            shared.track(handle);
+        }
         Ok(presence)
     }
 

@@ -4,6 +4,7 @@
 //! message carries a version (`Cluster-Version` header or a `v` field); a message with an
 //! unknown version or missing fields is rejected and counted, never panics.
 
+pub mod admin;
 pub mod event;
 pub mod headers;
 pub mod member;

@@ -113,6 +113,17 @@ impl Names {
         format!("{SUBJECT_ROOT}.{}.ev.{subject}", self.platform)
     }
 
+    /// Admin subject of one node: `cluster.{P}.admin.{node}` (platform-level admin requests,
+    /// see `docs/protocol/admin.md`).
+    pub fn admin_node(&self, node: &NodeId) -> String {
+        format!("{SUBJECT_ROOT}.{}.admin.{node}", self.platform)
+    }
+
+    /// Admin subject served by every node (broadcast): `cluster.{P}.admin._all`.
+    pub fn admin_all(&self) -> String {
+        format!("{SUBJECT_ROOT}.{}.admin._all", self.platform)
+    }
+
     /// Strips the app-event prefix, giving the event's own subject.
     pub fn app_event_suffix<'a>(&self, app: &AppName, subject: &'a str) -> Option<&'a str> {
         let prefix = format!("{}.ev.", self.app_prefix(app));

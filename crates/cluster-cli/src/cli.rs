@@ -1,0 +1,338 @@
+//! The command line (clap). Precedence of every setting: flag > environment variable >
+//! configuration file > default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The cluster daemon and admin CLI.
+#[derive(Debug, Parser)]
+#[command(name = "cluster", version, about, long_about = None, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct Global {
+    /// Configuration file (TOML, see docs/CONFIG.md).
+    #[arg(long, global = true, env = "CLUSTER_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222].
+    #[arg(long, global = true, env = "CLUSTER_NATS", value_name = "URLS")]
+    pub(crate) nats: Option<String>,
+    /// Node id [default: the hostname].
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "CLUSTER_NODE",
+        value_name = "ID"
+    )]
+    pub(crate) node: Option<String>,
+    /// Platform name [default: "default"].
+    #[arg(
+        short = 'p',
+        long,
+        global = true,
+        env = "CLUSTER_PLATFORM",
+        value_name = "NAME"
+    )]
+    pub(crate) platform: Option<String>,
+    /// Verbose output (debug logs).
+    #[arg(short = 'v', long, global = true, env = "CLUSTER_VERBOSE")]
+    pub(crate) verbose: bool,
+    /// Machine-readable JSON output (schemas in docs/CLI.md).
+    #[arg(long, global = true, env = "CLUSTER_JSON")]
+    pub(crate) json: bool,
+    /// Dev mode: `run --dev` runs a single-node in-memory platform; other commands talk to it.
+    #[arg(long, global = true, env = "CLUSTER_DEV")]
+    pub(crate) dev: bool,
+    /// Local socket of the dev daemon [default: $XDG_RUNTIME_DIR or /tmp, cluster-dev-{platform}.sock].
+    #[arg(long, global = true, env = "CLUSTER_DEV_SOCKET", value_name = "PATH")]
+    pub(crate) dev_socket: Option<PathBuf>,
+    /// How long admin commands wait for daemons (e.g. 5s) [default: 5s].
+    #[arg(long, global = true, env = "CLUSTER_TIMEOUT", value_name = "DURATION")]
+    pub(crate) timeout: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the daemon (a node of the platform) until SIGTERM/SIGINT.
+    Run(RunArgs),
+    /// Platform status: members, apps, leaders and epochs.
+    Status,
+    /// Health of every node and app (exit 1 when something is unhealthy).
+    Health,
+    /// Step down from leadership: of one app (its leader steps down), or every app the
+    /// node given by --node leads.
+    Stepdown(StepdownArgs),
+    /// Node management.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// App management.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Rebalance apps over the nodes.
+    Rebalance(RebalanceArgs),
+    /// Platform configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Snapshots of app data.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Service discovery.
+    #[command(subcommand)]
+    Services(ServicesCommand),
+    /// Leaf platforms (multi-zone).
+    #[command(subcommand)]
+    Leaf(LeafCommand),
+    /// Query the audit log.
+    Audit(AuditArgs),
+    /// Validate a configuration file and exit.
+    Check,
+    /// Print the version.
+    Version,
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `run` flags.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Label of this node (key=value), repeatable; added to the configuration's labels.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+}
+
+/// `stepdown` flags.
+#[derive(Debug, Args)]
+pub(crate) struct StepdownArgs {
+    /// The Singleton app whose leader steps down.
+    #[arg(long)]
+    pub(crate) app: Option<String>,
+    /// How long to wait for the new leader [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) wait: Option<String>,
+}
+
+/// `node` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// List the live nodes.
+    List,
+    /// Status of one node.
+    Status {
+        /// The node id.
+        id: String,
+    },
+    /// Move every app off a node (needs the placement controller).
+    Drain {
+        /// The node id.
+        id: String,
+        /// Give up after this long.
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Force moves that violate soft constraints.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop placing apps on a node (needs the placement controller).
+    Cordon {
+        /// The node id.
+        id: String,
+    },
+    /// Allow placing apps on a node again (needs the placement controller).
+    Uncordon {
+        /// The node id.
+        id: String,
+    },
+    /// Set (key=value) or remove (key-) labels of a node.
+    Label {
+        /// The node id.
+        id: String,
+        /// key=value to set, key- to remove.
+        #[arg(required = true)]
+        changes: Vec<String>,
+    },
+    /// Wait until a node's placement is stable.
+    WaitStable {
+        /// The node id.
+        id: String,
+        /// Give up after this long.
+        #[arg(long)]
+        timeout: Option<String>,
+    },
+}
+
+/// `app` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AppCommand {
+    /// List the apps running on the platform.
+    List,
+    /// Status of one app: mode, leader, epoch and every instance.
+    Status {
+        /// The app.
+        app: String,
+    },
+    /// Move an app instance to another node.
+    Move {
+        /// The app.
+        app: String,
+        /// The node to move from.
+        #[arg(long)]
+        from: String,
+        /// The node to move to (default: the platform chooses).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Rebalance the instances of an app.
+    Rebalance {
+        /// The app (or --all).
+        app: Option<String>,
+        /// Every app.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Move apps off nodes matching a label selector.
+    Evacuate {
+        /// Label selector (key=value).
+        #[arg(long)]
+        label: String,
+    },
+}
+
+/// `rebalance` flags and subcommands.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct RebalanceArgs {
+    /// Status or cancel of an ongoing rebalance.
+    #[command(subcommand)]
+    pub(crate) command: Option<RebalanceCommand>,
+    /// Every app.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// One app.
+    #[arg(long)]
+    pub(crate) app: Option<String>,
+    /// Show the plan without moving anything.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// `rebalance` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RebalanceCommand {
+    /// Progress of the ongoing rebalance.
+    Status,
+    /// Cancel the ongoing rebalance.
+    Cancel,
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Set a platform setting (auto-rebalance.enabled, auto-rebalance.threshold, …).
+    Set {
+        /// The setting.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+}
+
+/// `snapshot` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Create a snapshot of an app's data.
+    Create {
+        /// The app.
+        #[arg(long)]
+        app: String,
+    },
+    /// List an app's snapshots.
+    List {
+        /// The app.
+        #[arg(long)]
+        app: String,
+    },
+    /// Restore a snapshot.
+    Restore {
+        /// The snapshot.
+        id: String,
+        /// The app.
+        #[arg(long)]
+        app: String,
+    },
+    /// Delete a snapshot.
+    Delete {
+        /// The snapshot.
+        id: String,
+        /// The app.
+        #[arg(long)]
+        app: String,
+    },
+}
+
+/// `services` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServicesCommand {
+    /// List registered services.
+    List,
+    /// Show one service.
+    Show {
+        /// The app.
+        app: String,
+        /// The service.
+        service: String,
+    },
+    /// Export services for another system.
+    Export {
+        /// prometheus or consul.
+        #[arg(long)]
+        format: String,
+    },
+}
+
+/// `leaf` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LeafCommand {
+    /// List leaf platforms.
+    List,
+    /// Status of a leaf platform.
+    Status {
+        /// The leaf platform.
+        platform: String,
+    },
+    /// Ping a leaf platform.
+    Ping {
+        /// The leaf platform.
+        platform: String,
+    },
+    /// Promote a leaf platform.
+    Promote {
+        /// The leaf platform.
+        platform: String,
+    },
+}
+
+/// `audit` flags.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Category (election, membership, placement, operator, …).
+    #[arg(long)]
+    pub(crate) category: Option<String>,
+    /// Only events of this app.
+    #[arg(long)]
+    pub(crate) app: Option<String>,
+    /// Only events since (duration, e.g. 1h).
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+}

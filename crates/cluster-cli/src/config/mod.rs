@@ -1,0 +1,162 @@
+//! The configuration file (TOML, documented in `docs/CONFIG.md`).
+//!
+//! Loading never stops at the first mistake: [`load()`] returns every problem found (file, key,
+//! why), and nothing starts while there is one.
+
+mod duration;
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cluster::{AppName, Labels, Mode, NodeId, PlatformName, PlatformOptions};
+
+pub(crate) use duration::parse as parse_duration;
+pub(crate) use load::load;
+
+/// One problem in a configuration: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// The file (or `<flags>` for command-line values).
+    pub(crate) file: String,
+    /// The key path (`apps[0].mode`).
+    pub(crate) key: String,
+    /// What is wrong and what to do.
+    pub(crate) why: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.why)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.why)
+        }
+    }
+}
+
+/// Every problem of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problems(pub(crate) Vec<Problem>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}); nothing was started:",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        )?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        write!(f, "see docs/CONFIG.md for every key")
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// TLS files for the NATS connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TlsConfig {
+    pub(crate) ca: Option<PathBuf>,
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+}
+
+/// How to reach NATS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NatsConfig {
+    pub(crate) servers: Vec<String>,
+    pub(crate) creds: Option<PathBuf>,
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) tls: Option<TlsConfig>,
+    /// Replicas of the platform's buckets (1 on a single server, 3 on a cluster).
+    pub(crate) replicas: Option<usize>,
+}
+
+/// A backend declared for an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BackendConfig {
+    /// A child process.
+    Process {
+        command: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        dir: Option<PathBuf>,
+        graceful_timeout: Duration,
+    },
+    /// A systemd unit.
+    Systemd {
+        unit: String,
+        start_timeout: Option<Duration>,
+        stop_timeout: Option<Duration>,
+    },
+    /// A container.
+    Docker {
+        image: String,
+        name: Option<String>,
+        env: Vec<(String, String)>,
+        ports: Vec<String>,
+        volumes: Vec<String>,
+        network: Option<String>,
+        stop_timeout: Option<Duration>,
+    },
+}
+
+impl BackendConfig {
+    /// The backend's type name in the file.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            BackendConfig::Process { .. } => "process",
+            BackendConfig::Systemd { .. } => "systemd",
+            BackendConfig::Docker { .. } => "docker",
+        }
+    }
+}
+
+/// An app declared in the file (no code: election, membership and an optional backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AppConfig {
+    pub(crate) name: AppName,
+    pub(crate) mode: Mode,
+    pub(crate) backend: Option<BackendConfig>,
+}
+
+/// A loaded, validated configuration file. Every field is optional where a flag, an
+/// environment variable or a default can supply it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Config {
+    pub(crate) file: String,
+    pub(crate) platform: Option<PlatformName>,
+    pub(crate) node: Option<NodeId>,
+    pub(crate) address: Option<String>,
+    pub(crate) labels: Labels,
+    pub(crate) nats: NatsConfig,
+    /// Address of the health server (stored for the observability work).
+    pub(crate) health_addr: Option<SocketAddr>,
+    /// Address of the metrics server (stored for the observability work).
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    pub(crate) options: PlatformOptions,
+    pub(crate) apps: Vec<AppConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            file: "<defaults>".to_owned(),
+            platform: None,
+            node: None,
+            address: None,
+            labels: Labels::new(),
+            nats: NatsConfig::default(),
+            health_addr: None,
+            metrics_addr: None,
+            options: PlatformOptions::default(),
+            apps: Vec::new(),
+        }
+    }
+}

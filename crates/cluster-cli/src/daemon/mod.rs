@@ -1,0 +1,186 @@
+//! `cluster run`: the daemon.
+//!
+//! ```text
+//! load + validate config (every problem listed, nothing starts) → connect to NATS (retrying
+//! until a signal) → build the platform, register the declared apps → run until SIGTERM/SIGINT
+//! → graceful shutdown bounded by shutdown_timeout (+5 s); a second signal exits at once
+//! ```
+
+pub(crate) mod backends;
+mod dev;
+mod signals;
+
+use std::time::Duration;
+
+use cluster::core::runtime::RetryPolicy;
+use cluster::{App, Labels, Platform, PlatformOptions};
+use tracing::{info, warn};
+
+use crate::cli::RunArgs;
+use crate::config::{AppConfig, Config};
+use crate::exit::{CliResult, Code, Failure};
+use crate::settings::Settings;
+
+pub(crate) use dev::run_dev;
+
+/// Extra time over `shutdown_timeout` before the daemon gives up waiting for the platform.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Builds the apps declared in the configuration.
+pub(crate) fn build_apps(apps: &[AppConfig]) -> CliResult<Vec<App>> {
+    let mut out = Vec::new();
+    for a in apps {
+        let app = App::new(a.name.as_str(), a.mode)?;
+        let name = a.name.clone();
+        app.on_active(move |ctx| {
+            let name = name.clone();
+            async move {
+                info!(app = %name, epoch = ?ctx.epoch, "this node is now the leader");
+                Ok(())
+            }
+        });
+        let name = a.name.clone();
+        app.on_passive(move |_ctx| {
+            let name = name.clone();
+            async move {
+                info!(app = %name, "this node is no longer the leader");
+                Ok(())
+            }
+        });
+        if let Some(backend) = &a.backend {
+            let resource = backends::resource_for(a, backend)
+                .map_err(|e| Failure::new(Code::NotAvailable, format!("{e:#}")))?;
+            app.add_resource(resource, RetryPolicy::default());
+        }
+        out.push(app);
+    }
+    Ok(out)
+}
+
+/// Labels of the file plus `--label key=value` flags.
+pub(crate) fn labels(config: &Config, args: &RunArgs) -> CliResult<Labels> {
+    let mut labels = config.labels.clone();
+    for l in &args.labels {
+        let Some((k, v)) = l.split_once('=') else {
+            return Err(Failure::new(
+                Code::Invalid,
+                format!("--label {l:?}: write key=value"),
+            ));
+        };
+        labels
+            .insert(k, v)
+            .map_err(|e| Failure::new(Code::Invalid, format!("--label {l:?}: {e}")))?;
+    }
+    Ok(labels)
+}
+
+/// `cluster run` over NATS.
+pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
+    if settings.global.dev {
+        return run_dev(settings, args).await;
+    }
+    let node = settings.node()?;
+    let config = &settings.config;
+    let labels = labels(config, args)?;
+    let apps = build_apps(&config.apps)?;
+    let mut signals = signals::Signals::install()?;
+    let options = settings.connect_options(&format!("cluster-{node}"));
+    let servers = settings.nats.servers.join(",");
+    let conn = loop {
+        match cluster::nats::connect(options.clone()).await {
+            Ok(c) => break c,
+            Err(e @ (cluster::Error::InvalidArgument(_) | cluster::Error::Unsupported(_))) => {
+                return Err(Failure::new(
+                    Code::Invalid,
+                    format!("NATS at {servers}: {e}"),
+                ));
+            }
+            Err(e) => {
+                warn!(%servers, error = %e, "cannot connect to NATS; retrying in 1s (Ctrl-C to stop)");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = signals.next() => return Err(Failure::new(Code::Error, "stopped before NATS was reachable")),
+                }
+            }
+        }
+    };
+    let replicas = settings.nats.replicas.unwrap_or(1);
+    let platform =
+        cluster::nats::platform(&conn, settings.platform.as_str(), node.as_str(), replicas)?
+            .options(PlatformOptions {
+                replicas,
+                address: config.address.clone().unwrap_or_default(),
+                ..config.options.clone()
+            })
+            .labels(labels)
+            .build()?;
+    for app in &apps {
+        platform.register(app)?;
+    }
+    if config.health_addr.is_some() || config.metrics_addr.is_some() {
+        info!(
+            "health_addr/metrics_addr are configured; the health and metrics servers are not in this build yet"
+        );
+    }
+    info!(platform = %settings.platform, %node, nats = %servers, apps = apps.len(), "starting");
+    let result = run_until_signal(&platform, &mut signals, config.options.shutdown_timeout).await;
+    let _ = conn.close().await;
+    result
+}
+
+/// Runs `platform` until a signal, then shuts it down gracefully within `shutdown_timeout`
+/// (+ grace); a second signal exits the process at once.
+pub(crate) async fn run_until_signal(
+    platform: &Platform,
+    signals: &mut signals::Signals,
+    shutdown_timeout: Duration,
+) -> CliResult {
+    let runner = platform.clone();
+    let mut task = tokio::spawn(async move { runner.run().await });
+    let started = tokio::select! {
+        r = platform.wait_started() => r.is_ok(),
+        r = &mut task => return finished(r),
+        s = signals.next() => {
+            info!(signal = s, "signal before start completed; shutting down");
+            false
+        }
+    };
+    if started {
+        eprintln!(
+            "node {} of platform {} is running; stop with Ctrl-C or SIGTERM",
+            platform.node_id(),
+            platform.name()
+        );
+        tokio::select! {
+            r = &mut task => return finished(r),
+            s = signals.next() => info!(signal = s, "shutting down gracefully (a second signal forces exit)"),
+        }
+    }
+    platform.shutdown();
+    let bound = shutdown_timeout + SHUTDOWN_GRACE;
+    tokio::select! {
+        r = &mut task => finished(r),
+        _ = tokio::time::sleep(bound) => {
+            platform.abort();
+            Err(Failure::new(Code::Error, format!("graceful shutdown did not finish within {bound:?}; abandoned")))
+        }
+        s = signals.next() => {
+            eprintln!("second signal ({s}): forcing exit");
+            std::process::exit(130);
+        }
+    }
+}
+
+fn finished(r: Result<cluster::Result<()>, tokio::task::JoinError>) -> CliResult {
+    match r {
+        Ok(Ok(())) => {
+            info!("stopped");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(Failure::new(
+            Code::Error,
+            format!("the platform task failed: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,223 @@
+//! `cluster`: the daemon (`cluster run`) and the admin CLI of the cluster platform.
+//!
+//! Admin commands talk to running daemons over NATS request/reply (or to the dev daemon's
+//! local socket with `--dev`); they never start a node. Exit codes: 0 ok, 1 error, 2 not
+//! available in this build yet, 3 unknown app or node, 4 invalid usage or configuration
+//! (docs/CLI.md).
+
+mod admin;
+mod cli;
+mod config;
+mod daemon;
+mod exit;
+mod output;
+mod settings;
+
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{AppCommand, Cli, Command, NodeCommand, RebalanceCommand};
+use exit::{CliResult, Code, Failure};
+use output::print_failure;
+use settings::Settings;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Code::Ok,
+                _ => Code::Invalid,
+            };
+            let _ = e.print();
+            std::process::exit(code as i32);
+        }
+    };
+    init_logs(cli.global.verbose, matches!(cli.command, Command::Run(_)));
+    let json = cli.global.json;
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dispatch(cli)),
+        Err(e) => Err(Failure::new(
+            Code::Error,
+            format!("cannot start the async runtime: {e}"),
+        )),
+    };
+    match result {
+        Ok(()) => std::process::exit(Code::Ok as i32),
+        Err(f) => {
+            print_failure(&f, json);
+            std::process::exit(f.code as i32);
+        }
+    }
+}
+
+fn init_logs(verbose: bool, daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (verbose, daemon) {
+        (true, _) => "debug",
+        (false, true) => "info",
+        (false, false) => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> CliResult {
+    let g = &cli.global;
+    match cli.command {
+        Command::Version => return version(g.json),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "cluster", &mut std::io::stdout());
+            return Ok(());
+        }
+        _ => {}
+    }
+    let settings = Settings::resolve(g)?;
+    match cli.command {
+        Command::Run(args) => daemon::run(&settings, &args).await,
+        Command::Check => check(&settings),
+        Command::Status => admin_cmd(&settings, Admin::Status).await,
+        Command::Health => admin_cmd(&settings, Admin::Health).await,
+        Command::Stepdown(args) => {
+            let wait = match &args.wait {
+                Some(w) => config::parse_duration(w)
+                    .map_err(|e| Failure::new(Code::Invalid, format!("--wait: {e}")))?,
+                None => Duration::from_secs(10),
+            };
+            if args.app.is_none() {
+                settings.node()?; // fail on an unusable node id before connecting
+            }
+            admin_cmd(&settings, Admin::Stepdown(args.app, wait)).await
+        }
+        Command::Node(NodeCommand::List) => admin_cmd(&settings, Admin::NodeList).await,
+        Command::Node(NodeCommand::Status { id }) => {
+            admin_cmd(&settings, Admin::NodeStatus(id)).await
+        }
+        Command::App(AppCommand::List) => admin_cmd(&settings, Admin::AppList).await,
+        Command::App(AppCommand::Status { app }) => {
+            admin_cmd(&settings, Admin::AppStatus(app)).await
+        }
+        Command::Node(cmd) => Err(not_available_node(&cmd)),
+        Command::App(cmd) => Err(not_available_app(&cmd)),
+        Command::Rebalance(args) => Err(Failure::not_available(
+            match args.command {
+                Some(RebalanceCommand::Status) => "rebalance status",
+                Some(RebalanceCommand::Cancel) => "rebalance cancel",
+                None => "rebalance",
+            },
+            PLACEMENT,
+        )),
+        Command::Config(_) => Err(Failure::not_available("config set", PLACEMENT)),
+        Command::Snapshot(_) => Err(Failure::not_available(
+            "snapshot",
+            "SQLite replication (the WAL capability)",
+        )),
+        Command::Services(_) => Err(Failure::not_available("services", "the service registry")),
+        Command::Leaf(_) => Err(Failure::not_available(
+            "leaf",
+            "leaf-platform (multi-zone) support",
+        )),
+        Command::Audit(_) => Err(Failure::not_available("audit", "the audit log")),
+        Command::Version | Command::Completions { .. } => Ok(()),
+    }
+}
+
+const PLACEMENT: &str = "the placement controller (drain, cordon, move, rebalance)";
+
+fn not_available_node(cmd: &NodeCommand) -> Failure {
+    let name = match cmd {
+        NodeCommand::Drain { .. } => "node drain",
+        NodeCommand::Cordon { .. } => "node cordon",
+        NodeCommand::Uncordon { .. } => "node uncordon",
+        NodeCommand::Label { .. } => "node label",
+        NodeCommand::WaitStable { .. } => "node wait-stable",
+        NodeCommand::List | NodeCommand::Status { .. } => "node",
+    };
+    Failure::not_available(name, PLACEMENT)
+}
+
+fn not_available_app(cmd: &AppCommand) -> Failure {
+    let name = match cmd {
+        AppCommand::Move { .. } => "app move",
+        AppCommand::Rebalance { .. } => "app rebalance",
+        AppCommand::Evacuate { .. } => "app evacuate",
+        AppCommand::List | AppCommand::Status { .. } => "app",
+    };
+    Failure::not_available(name, PLACEMENT)
+}
+
+enum Admin {
+    Status,
+    Health,
+    Stepdown(Option<String>, Duration),
+    NodeList,
+    NodeStatus(String),
+    AppList,
+    AppStatus(String),
+}
+
+async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
+    admin::with_channel(settings, |channel| async move {
+        let r = match &cmd {
+            Admin::Status => admin::status(settings, &channel).await,
+            Admin::Health => admin::health(settings, &channel).await,
+            Admin::Stepdown(app, wait) => {
+                admin::stepdown(settings, &channel, app.as_deref(), *wait).await
+            }
+            Admin::NodeList => admin::node_list(settings, &channel).await,
+            Admin::NodeStatus(id) => admin::node_status(settings, &channel, id).await,
+            Admin::AppList => admin::app_list(settings, &channel).await,
+            Admin::AppStatus(app) => admin::app_status(settings, &channel, app).await,
+        };
+        (channel, r)
+    })
+    .await
+}
+
+/// `cluster check`: the configuration was loaded and validated by `Settings::resolve`.
+fn check(settings: &Settings) -> CliResult {
+    let c = &settings.config;
+    if settings.global.config.is_none() {
+        return Err(Failure::new(
+            Code::Invalid,
+            "nothing to check: pass --config <file> (or CLUSTER_CONFIG)",
+        ));
+    }
+    if settings.global.json {
+        return output::print_json(&serde_json::json!({
+            "v": output::JSON_VERSION, "valid": true, "file": c.file,
+            "platform": settings.platform, "apps": c.apps.iter().map(|a| a.name.to_string()).collect::<Vec<_>>(),
+        }));
+    }
+    println!(
+        "{}: valid (platform {}, {} app(s))",
+        c.file,
+        settings.platform,
+        c.apps.len()
+    );
+    Ok(())
+}
+
+fn version(json: bool) -> CliResult {
+    let version = env!("CARGO_PKG_VERSION");
+    let build = option_env!("CLUSTER_BUILD_VERSION").unwrap_or("dev");
+    let protocol = cluster::core::wire::PROTOCOL_VERSION;
+    if json {
+        return output::print_json(&serde_json::json!({
+            "v": output::JSON_VERSION, "version": version, "build": build, "protocol": protocol,
+        }));
+    }
+    println!("cluster {version} (build {build}, protocol {protocol})");
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! The real `cluster` binary without NATS: configuration validation, dev mode, commands that
+//! are not available yet, completions and version.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Scratch, bin, cli, wait_for};
+
+const BAD: &str = r#"
+platform = "Prod_1"
+colour = "blue"
+[nats]
+servers = ["localhost:4222"]
+user = "u"
+[election]
+lease_ttl = "3s"
+renew_interval = "2s"
+safety_margin = 0.7
+[[apps]]
+name = "db"
+mode = "singel"
+[[apps]]
+name = "db2"
+mode = "singleton"
+[apps.backend]
+type = "process"
+command = "/bin/sleep"
+[[apps]]
+name = "db2"
+mode = "spread"
+"#;
+
+#[test]
+fn an_invalid_config_lists_every_problem_and_starts_nothing() {
+    let dir = Scratch::new("bad");
+    let cfg = dir.file("bad.toml", BAD);
+    let cfg_s = cfg.to_str().unwrap();
+    let r = cli(&["run", "--config", cfg_s, "--node", "n1"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let expected = [
+        "bad.toml: platform: ",
+        "bad.toml: colour: unknown key",
+        "bad.toml: nats.servers[0]: \"localhost:4222\" is not a NATS URL",
+        "bad.toml: nats.user: user and password must be given together",
+        "bad.toml: election.renew_interval: 2s must be > 0 and at most a third of lease_ttl (3s)",
+        "bad.toml: election.safety_margin: 0.7 must be between 0 and 0.5",
+        "bad.toml: apps[0].mode: unknown mode \"singel\"",
+        "bad.toml: apps[1].backend.type: backend type \"process\" is not available in this build yet",
+        "bad.toml: apps[2].name: app db2 is declared twice",
+        "nothing was started",
+    ];
+    for e in expected {
+        assert!(r.stderr.contains(e), "missing {e:?} in:\n{}", r.stderr);
+    }
+    assert!(
+        r.stderr.contains("invalid configuration (9 problems)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    // `check` gives the same problems; --json gives them as a JSON error.
+    let r = cli(&["check", "--config", cfg_s, "--json"]);
+    assert_eq!(r.code, 4);
+    let v = r.json();
+    assert_eq!(v["error"]["kind"], "invalid");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("apps[2].name")
+    );
+    // A TOML syntax error names the line.
+    let cfg = dir.file("syntax.toml", "platform = \"x\"\n[nats\n");
+    let r = cli(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, 4);
+    assert!(
+        r.stderr.contains("not valid TOML") && r.stderr.contains("line 2"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cluster.toml");
+    let r = cli(&["check", "--config", example]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("valid (platform demo"), "{}", r.stdout);
+}
+
+#[test]
+fn dev_mode_starts_answers_status_and_stops_on_sigterm() {
+    let dir = Scratch::new("dev");
+    let socket = dir.0.join("dev.sock");
+    let socket_s = socket.to_str().unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--dev", "--dev-socket", socket_s])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let v = wait_for("dev status", Duration::from_secs(20), || {
+        let r = cli(&["--dev", "--dev-socket", socket_s, "--json", "status"]);
+        (r.code == 0).then(|| r.json())
+    });
+    assert_eq!(v["members"][0]["node"], "dev-1");
+    let sched = v["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "scheduler")
+        .unwrap()
+        .clone();
+    let sched = if sched["leader"].is_null() {
+        wait_for("dev leader", Duration::from_secs(10), || {
+            let r = cli(&[
+                "--dev",
+                "--dev-socket",
+                socket_s,
+                "--json",
+                "app",
+                "status",
+                "scheduler",
+            ]);
+            let v = r.json();
+            (!v["app"]["leader"].is_null()).then_some(v["app"].clone())
+        })
+    } else {
+        sched
+    };
+    assert_eq!(sched["leader"], "dev-1");
+    let r = cli(&["--dev", "--dev-socket", socket_s, "status"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains(
+            "APP        MODE       LEADER  EPOCH  INSTANCES\nscheduler  singleton  dev-1"
+        ),
+        "{}",
+        r.stdout
+    );
+    // SAFETY: kill(2) on our own child with SIGTERM.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let status = wait_for("dev daemon exit", Duration::from_secs(20), || {
+        child.try_wait().unwrap()
+    });
+    assert!(status.success(), "{status:?}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains("to go multi-node"), "{out}");
+    assert!(!socket.exists(), "the socket is removed on exit");
+    // Without a dev daemon: a hint.
+    let r = cli(&["--dev", "--dev-socket", socket_s, "status"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cluster run --dev"), "{}", r.stderr);
+}
+
+#[test]
+fn commands_that_are_not_available_exit_2_and_change_nothing() {
+    let cases: &[&[&str]] = &[
+        &["node", "drain", "n1", "--timeout", "5m"],
+        &["node", "cordon", "n1"],
+        &["node", "uncordon", "n1"],
+        &["node", "label", "n1", "zone=a", "tier-"],
+        &["node", "wait-stable", "n1"],
+        &["app", "move", "db", "--from", "n1", "--to", "n2"],
+        &["app", "rebalance", "db"],
+        &["app", "evacuate", "--label", "zone=a"],
+        &["rebalance", "--all", "--dry-run"],
+        &["rebalance", "status"],
+        &["rebalance", "cancel"],
+        &["config", "set", "auto-rebalance.enabled", "true"],
+        &["snapshot", "create", "--app", "db"],
+        &["snapshot", "restore", "s1", "--app", "db"],
+        &["services", "list"],
+        &["services", "export", "--format", "consul"],
+        &["leaf", "ping", "eu"],
+        &["audit", "--since", "1h"],
+    ];
+    for args in cases {
+        let r = cli(args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("is not available yet") && r.stderr.contains("Nothing was changed"),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = cli(&["--json", "node", "drain", "n1"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.json()["error"]["kind"], "not_available");
+}
+
+#[test]
+fn usage_errors_completions_and_version() {
+    let r = cli(&["node", "frobnicate"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let r = cli(&["completions", "bash"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("_cluster()") && r.stdout.contains("stepdown"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+    let r = cli(&["--json", "version"]);
+    assert_eq!(r.code, 0);
+    let v = r.json();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["protocol"], 1);
+    let r = cli(&[
+        "--node",
+        "Not.Valid",
+        "--platform",
+        "x",
+        "--nats",
+        "nats://127.0.0.1:1",
+        "--timeout",
+        "1s",
+        "stepdown",
+    ]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("pass --node") || r.stderr.contains("--node"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,196 @@
+//! Helpers for tests that run the real `cluster` binary.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cluster")
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cluster-cli-{name}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A test configuration for platform `platform` on `nats_url`: fast election and membership,
+/// a Singleton app `db` and a Spread app `web`.
+pub fn config(platform: &str, nats_url: &str) -> String {
+    format!(
+        r#"platform = "{platform}"
+shutdown_timeout = "10s"
+[nats]
+servers = ["{nats_url}"]
+[election]
+profile = "fast"
+[membership]
+ttl = "3s"
+refresh = "500ms"
+[[apps]]
+name = "db"
+mode = "singleton"
+[[apps]]
+name = "web"
+mode = "spread"
+"#
+    )
+}
+
+/// The result of one CLI invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `cluster args…` to completion (with a 60 s safety bound).
+pub fn cli(args: &[&str]) -> Run {
+    let child = Command::new(bin())
+        .args(args)
+        .env_remove("CLUSTER_CONFIG")
+        .env_remove("CLUSTER_NATS")
+        .env_remove("CLUSTER_NODE")
+        .env_remove("CLUSTER_PLATFORM")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the output concurrently (a full pipe would block the child).
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.unwrap().into(),
+        Err(_) => {
+            // SAFETY: kill(2) of our own child.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid, libc::SIGKILL)
+            };
+            panic!("cluster {args:?} did not finish within 60s");
+        }
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub node: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `cluster run --config <config> --node <node>` with output to a log file.
+    pub fn start(config: &Path, node: &str, dir: &Path) -> Self {
+        let log = dir.join(format!("{node}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .args(["run", "--config", config.to_str().unwrap(), "--node", node])
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Self {
+            node: node.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with the pid of our own child and a valid signal number.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon {} did not exit within {within:?}; log:\n{}",
+                self.node,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some` (real time), failing with `what` after `within`.
+pub fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
