@@ -12,6 +12,9 @@ use cluster::{App, Labels, Mode, PlatformOptions, Role};
 use cluster_core::runtime::{DrainOptions, MoveRequest};
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
+/// (node, "own" | "release", partitions)
+type OwnershipEvent = (String, &'static str, Vec<u32>);
+
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied()).unwrap()
 }
@@ -341,7 +344,7 @@ async fn a_label_change_migrates_an_on_label_app_and_pending_apps_get_placed_lat
 #[tokio::test(start_paused = true)]
 async fn ring_partitions_move_release_before_own_and_never_have_two_owners() {
     let mut c = cluster();
-    let log: Arc<Mutex<Vec<(String, &'static str, Vec<u32>)>>> = Arc::default();
+    let log: Arc<Mutex<Vec<OwnershipEvent>>> = Arc::default();
     let owners: Arc<Mutex<BTreeMap<u32, String>>> = Arc::default();
     let mk = |node: &str| {
         let app = App::new("cache", Mode::Ring { partitions: 12 }).unwrap();
