@@ -16,5 +16,6 @@ pub mod nats_server;
 pub mod scenario;
 
 pub use memory::{
-    MemoryBucket, MemoryKvStore, MemoryNetwork, MemoryTransport, NetworkConfig, NodeStats,
+    MemoryAuditLog, MemoryBucket, MemoryKvStore, MemoryNetwork, MemoryTransport, NetworkConfig,
+    NodeStats,
 };

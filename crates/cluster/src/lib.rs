@@ -28,9 +28,9 @@
 //! ```
 
 pub use cluster_core::runtime::{
-    AppKv, BoxError, BroadcastReply, DistLock, Event, EventStream, EventSubscription, Events,
-    HealthStatus, HookContext, HookKind, Next, PlatformBuilder, Request, RoleState, Routing,
-    RpcClient, Stats, json_response,
+    AppKv, Audit, BoxError, BroadcastReply, DistLock, Event, EventStream, EventSubscription,
+    Events, HealthStatus, HookContext, HookKind, Next, PlatformBuilder, Request, RoleState,
+    Routing, RpcClient, Stats, json_response,
 };
 pub use cluster_core::{
     App, AppName, Clock, Election, Epoch, Error, FencingToken, Labels, Lock, LockName, Member,
@@ -53,7 +53,8 @@ pub mod dev {
     pub fn platform(network: &Network, name: &str, node: &str) -> Result<PlatformBuilder> {
         Ok(Platform::builder(name, node)
             .transport(network.transport(node))
-            .kv_store(network.kv(node)))
+            .kv_store(network.kv(node))
+            .audit(network.audit()))
     }
 }
 
@@ -72,7 +73,21 @@ pub mod nats {
     use cluster_core::runtime::PlatformBuilder;
     use cluster_core::{Platform, PlatformOptions, Result};
 
-    pub use cluster_nats::{Auth, ConnectOptions, NatsConnection, TlsOptions};
+    pub use cluster_nats::{
+        AuditStreamOptions, Auth, ConnectOptions, NatsAuditLog, NatsConnection, TlsOptions,
+    };
+
+    /// Opens the platform's audit stream `{P}_audit` (pass it to `PlatformBuilder::audit`).
+    pub async fn audit(
+        conn: &NatsConnection,
+        platform: &str,
+        options: AuditStreamOptions,
+    ) -> Result<Arc<NatsAuditLog>> {
+        let platform = cluster_core::PlatformName::new(platform)?;
+        Ok(Arc::new(
+            NatsAuditLog::open(conn, &platform, options).await?,
+        ))
+    }
 
     /// Connects to NATS (refusing servers older than 2.11).
     pub async fn connect(options: ConnectOptions) -> Result<NatsConnection> {

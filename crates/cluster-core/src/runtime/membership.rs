@@ -48,6 +48,12 @@ impl Presence {
         {
             Ok(rev) => {
                 info!(node = %shared.node, "joined the platform");
+                shared.audit(
+                    crate::audit::category::MEMBER,
+                    "join",
+                    None,
+                    serde_json::json!({"node": shared.node, "instance": shared.instance}),
+                );
                 Ok(Self {
                     bucket,
                     key,
@@ -142,6 +148,8 @@ pub(crate) async fn start_view(
     };
     view.reconcile(shared, bucket.as_ref(), false).await?;
     let (tx, rx) = watch::channel(view.members.clone());
+    let platform = shared.names.platform().to_string();
+    crate::metrics::members(&platform, view.members.len());
     let weak = Arc::downgrade(shared);
     let every = shared.options.member_ttl;
     let task = tokio::spawn(async move {
@@ -167,6 +175,7 @@ pub(crate) async fn start_view(
                     }
                 }
             }
+            crate::metrics::members(&platform, view.members.len());
             tx.send_if_modified(|m| {
                 if *m != view.members {
                     m.clone_from(&view.members);
@@ -188,7 +197,7 @@ struct View {
 impl View {
     fn apply(&mut self, shared: &Arc<Shared>, ev: crate::kv::WatchEvent) {
         let Ok(node) = NodeId::new(ev.key.as_str()) else {
-            shared.stats.count_malformed();
+            shared.stats.count_malformed("member");
             return;
         };
         if self.revisions.get(&node).is_some_and(|r| *r >= ev.revision) {
@@ -198,14 +207,22 @@ impl View {
             WatchOp::Put => match MemberRecord::decode(&ev.value) {
                 Ok(record) => self.upsert(shared, node, record.into_member(), ev.revision, true),
                 Err(e) => {
-                    shared.stats.count_malformed();
+                    shared.stats.count_malformed("member");
                     warn!(error = %e, "ignoring malformed member record");
                 }
             },
             WatchOp::Delete | WatchOp::Expired => {
+                // The last record's revision identifies this departure on every observer.
+                let last = self.revisions.get(&node).copied().unwrap_or(ev.revision);
                 self.revisions.insert(node.clone(), ev.revision);
                 if let Some(member) = self.members.remove(&node) {
                     info!(node = %node, reason = ?ev.op, "member left");
+                    let reason = if ev.op == WatchOp::Expired {
+                        "expired"
+                    } else {
+                        "graceful"
+                    };
+                    left(shared, &node, reason, last);
                     shared.notify_apps(&node, Notification::MemberLeave(member));
                 }
             }
@@ -224,6 +241,9 @@ impl View {
         let joined = self.members.insert(node.clone(), member.clone()).is_none();
         if joined && notify {
             info!(node = %node, "member joined");
+            if node != shared.node {
+                crate::metrics::member_joined();
+            }
             shared.notify_apps(&node, Notification::MemberJoin(member));
         }
     }
@@ -254,7 +274,7 @@ impl View {
             }
             match MemberRecord::decode(&entry.value) {
                 Ok(r) => self.upsert(shared, node, r.into_member(), entry.revision, notify),
-                Err(_) => shared.stats.count_malformed(),
+                Err(_) => shared.stats.count_malformed("member"),
             }
         }
         let gone: Vec<NodeId> = self
@@ -266,11 +286,34 @@ impl View {
         for node in gone {
             if let Some(member) = self.members.remove(&node) {
                 info!(node = %node, "member left (reconciliation)");
+                let rev = self.revisions.get(&node).copied().unwrap_or(Revision(0));
+                left(shared, &node, "expired", rev);
                 if notify {
                     shared.notify_apps(&node, Notification::MemberLeave(member));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Counts another node's departure; an expiry (the node could not say goodbye) is audited by
+/// every observer with one deduplication id, so it is stored once.
+fn left(shared: &Shared, node: &NodeId, reason: &'static str, revision: Revision) {
+    if *node == shared.node {
+        return;
+    }
+    crate::metrics::member_left(reason);
+    if reason == "expired" {
+        shared.audit_record(
+            crate::audit::AuditRecord::new(
+                crate::audit::category::MEMBER,
+                "leave",
+                None,
+                &shared.node,
+                serde_json::json!({"node": node, "reason": reason}),
+            )
+            .with_id(format!("member.leave.{node}.{}", revision.0)),
+        );
     }
 }

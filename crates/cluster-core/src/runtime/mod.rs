@@ -3,6 +3,7 @@
 mod admin;
 mod admin_client;
 mod app;
+mod audit;
 mod events;
 mod hooks;
 mod instance;
@@ -19,6 +20,7 @@ mod rpc;
 
 pub use admin_client::{AdminClient, AdminTarget};
 pub use app::{App, HealthStatus, RoleState};
+pub use audit::Audit;
 pub use events::{Event, EventStream, EventSubscription, Events};
 pub use hooks::{BoxError, HookContext};
 pub use kv::AppKv;

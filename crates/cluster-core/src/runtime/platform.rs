@@ -33,8 +33,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn count_malformed(&self) {
+    /// Counts a rejected message; `kind` names what it was (`rpc`, `admin`, `member`, `event`,
+    /// `placement`, `audit`) in the `gc_malformed_messages_total` metric.
+    pub(crate) fn count_malformed(&self, kind: &'static str) {
         self.malformed.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::malformed(kind);
     }
 
     /// Messages on platform subjects or buckets that were rejected as malformed.
@@ -75,6 +78,7 @@ pub(crate) struct Shared {
     pub(crate) planner: Option<Arc<dyn super::Planner>>,
     pub(crate) assignment: watch::Sender<Option<Arc<super::AssignmentRecord>>>,
     pub(crate) label_overrides: RwLock<Option<crate::wire::placement::LabelsRecord>>,
+    pub(crate) audit: super::audit::AuditHub,
 }
 
 impl Shared {
@@ -220,6 +224,7 @@ pub struct PlatformBuilder {
     kv: Option<Arc<dyn KvStore>>,
     clock: Arc<dyn Clock>,
     planner: Option<Arc<dyn super::Planner>>,
+    audit: Option<Arc<dyn crate::audit::AuditSink>>,
 }
 
 impl std::fmt::Debug for PlatformBuilder {
@@ -257,6 +262,13 @@ impl PlatformBuilder {
     /// where each app runs and `Replicas`/`Ring` modes become available.
     pub fn planner(mut self, planner: Arc<dyn super::Planner>) -> Self {
         self.planner = Some(planner);
+        self
+    }
+
+    /// Sets where audit records go (without one, records are only logged and
+    /// [`Platform::audit`] queries fail with `Unsupported`).
+    pub fn audit(mut self, sink: Arc<dyn crate::audit::AuditSink>) -> Self {
+        self.audit = Some(sink);
         self
     }
 
@@ -317,6 +329,7 @@ impl PlatformBuilder {
                 planner: self.planner,
                 assignment: watch::channel(None).0,
                 label_overrides: RwLock::new(None),
+                audit: super::audit::AuditHub::new(self.audit),
             }),
         })
     }
@@ -357,6 +370,7 @@ impl Platform {
             kv: None,
             clock: Arc::new(TokioClock),
             planner: None,
+            audit: None,
         }
     }
 
@@ -387,6 +401,11 @@ impl Platform {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// The platform's audit records (query, application events).
+    pub fn audit(&self) -> super::audit::Audit {
+        super::audit::Audit::new(&self.shared)
     }
 
     /// Registers an app (before [`Platform::run`]). Fails on a duplicate name or an app
@@ -575,6 +594,9 @@ impl Platform {
             app_buckets.insert(app.name().clone(), b);
         }
 
+        if let Some(writer) = shared.audit.spawn_writer() {
+            shared.track(writer);
+        }
         let presence = Presence::join(shared, members.clone()).await?;
         shared.track(presence.spawn_heartbeat(shared, fatal).abort_handle());
         let (membership, view_task) = start_view(shared, members).await?;
@@ -625,11 +647,18 @@ impl Platform {
         // Leaders first: run on_passive and release the lease so standbys take over at once.
         let stops = apps.iter().map(|app| super::instance::stop(app, shared));
         futures::future::join_all(stops).await;
-        if let Some(presence) = presence
-            && let Err(e) = presence.leave().await
-        {
-            warn!(error = %e, "could not delete member record; it will expire");
+        if let Some(presence) = presence {
+            match presence.leave().await {
+                Ok(()) => shared.audit(
+                    crate::audit::category::MEMBER,
+                    "leave",
+                    None,
+                    serde_json::json!({"node": shared.node, "reason": "graceful"}),
+                ),
+                Err(e) => warn!(error = %e, "could not delete member record; it will expire"),
+            }
         }
+        shared.audit.flush().await;
         for handle in locked(&shared.tasks).drain(..) {
             handle.abort();
         }

@@ -119,7 +119,7 @@ async fn reconcile(
                     to: m.to,
                 }),
                 (_, Err(e)) => {
-                    shared.stats.count_malformed();
+                    shared.stats.count_malformed("placement");
                     warn!(key, error = %e, "ignoring malformed move record");
                 }
                 (Err(e), _) => warn!(key, error = %e, "ignoring move record of an invalid app"),
@@ -132,7 +132,7 @@ async fn reconcile(
         Some(e) => match decode::<AssignmentRecord>("assignment", &e.value) {
             Ok(r) => (Some(r), Some(e.revision)),
             Err(err) => {
-                shared.stats.count_malformed();
+                shared.stats.count_malformed("placement");
                 warn!(error = %err, "replacing a malformed assignment record");
                 (None, Some(e.revision))
             }
@@ -173,6 +173,23 @@ async fn reconcile(
             });
         }
     }
+    let reason = if !moves.is_empty() {
+        "move"
+    } else if !draining.is_empty() {
+        "drain"
+    } else if current_record.is_none() {
+        "initial"
+    } else if current_record.as_ref().is_some_and(|r| {
+        r.assignment
+            .apps
+            .values()
+            .flat_map(|p| p.nodes.iter())
+            .any(|n| !members.contains_key(n))
+    }) {
+        "member_leave"
+    } else {
+        "reconcile"
+    };
     let request = PlanRequest {
         nodes,
         apps: apps.into_values().collect(),
@@ -209,6 +226,7 @@ async fn reconcile(
     };
     info!(version = record.assignment.version, %epoch, pending = record.pending.len(),
         "placement assignment updated");
+    super::observe::assignment_written(shared, current_record.as_ref(), &record, reason);
     Ok(())
 }
 

@@ -15,6 +15,7 @@
 
 mod agent;
 mod controller;
+mod observe;
 mod ops;
 mod ring;
 
