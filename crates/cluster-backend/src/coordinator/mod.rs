@@ -131,6 +131,7 @@ impl BackendResource {
     /// Binds the coordinator to `app` (held weakly): on giving up it reports the app
     /// unhealthy and, for a Singleton app, steps the node down so a standby takes over.
     pub fn with_app(self, app: &App) -> Self {
+        self.core.stats.set_app(app.name().as_str());
         let app = WeakApp::new(app);
         self.rebuild(|c| c.app = Some(app))
     }

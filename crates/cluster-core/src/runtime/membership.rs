@@ -35,6 +35,8 @@ pub(crate) struct Presence {
     bucket: Arc<dyn KvBucket>,
     key: String,
     revision: Arc<Mutex<Revision>>,
+    /// Set by `leave`: the heartbeat must not write (or re-create) the record any more.
+    left: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Presence {
@@ -58,6 +60,7 @@ impl Presence {
                     bucket,
                     key,
                     revision: Arc::new(Mutex::new(rev)),
+                    left: Arc::default(),
                 })
             }
             Err(Error::Conflict { .. }) => Err(Error::NodeIdInUse(shared.node.clone())),
@@ -74,6 +77,7 @@ impl Presence {
         let bucket = self.bucket.clone();
         let key = self.key.clone();
         let revision = self.revision.clone();
+        let left = self.left.clone();
         let weak = Arc::downgrade(shared);
         let every = shared.options.member_refresh;
         tokio::spawn(async move {
@@ -89,12 +93,20 @@ impl Presence {
                     }
                 }
                 let Some(shared) = weak.upgrade() else { return };
+                if left.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
                 let Ok(record) = MemberRecord::from_member(&shared.local_member()).encode() else {
                     continue;
                 };
                 let ttl = Some(shared.options.member_ttl);
                 let expected = *locked(&revision);
                 let result = match bucket.update(&key, record.clone(), expected, ttl).await {
+                    Err(Error::Conflict { current: None, .. })
+                        if left.load(std::sync::atomic::Ordering::SeqCst) =>
+                    {
+                        return;
+                    }
                     Err(Error::Conflict { current: None, .. }) => {
                         warn!(node = %shared.node, "member record expired; joining again");
                         bucket.create(&key, record, ttl).await
@@ -126,13 +138,27 @@ impl Presence {
         })
     }
 
-    /// Deletes this node's record (graceful leave).
-    pub(crate) async fn leave(&self) -> Result<()> {
-        let rev = *locked(&self.revision);
-        match self.bucket.delete(&self.key, Some(rev)).await {
-            Ok(()) | Err(Error::Conflict { .. }) => Ok(()),
-            Err(e) => Err(e),
+    /// Deletes this node's record (graceful leave). A heartbeat racing with the leave may have
+    /// rewritten the record: then the current revision is re-read and, if the record is still
+    /// this process's, deleted.
+    pub(crate) async fn leave(&self, instance: &str) -> Result<()> {
+        self.left.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut rev = *locked(&self.revision);
+        for _ in 0..3 {
+            match self.bucket.delete(&self.key, Some(rev)).await {
+                Ok(()) => return Ok(()),
+                Err(Error::Conflict { .. }) => match self.bucket.get(&self.key).await? {
+                    Some(e)
+                        if MemberRecord::decode(&e.value).is_ok_and(|r| r.instance == instance) =>
+                    {
+                        rev = e.revision;
+                    }
+                    _ => return Ok(()),
+                },
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
 }
 

@@ -648,7 +648,7 @@ impl Platform {
         let stops = apps.iter().map(|app| super::instance::stop(app, shared));
         futures::future::join_all(stops).await;
         if let Some(presence) = presence {
-            match presence.leave().await {
+            match presence.leave(&shared.instance).await {
                 Ok(()) => shared.audit(
                     crate::audit::category::MEMBER,
                     "leave",
