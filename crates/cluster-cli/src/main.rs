@@ -6,10 +6,12 @@
 //! (docs/CLI.md).
 
 mod admin;
+mod audit;
 mod cli;
 mod config;
 mod daemon;
 mod exit;
+mod observe;
 mod output;
 mod settings;
 
@@ -128,7 +130,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             "leaf",
             "leaf-platform (multi-zone) support",
         )),
-        Command::Audit(_) => Err(Failure::not_available("audit", "the audit log")),
+        Command::Audit(args) => audit::run(&settings, &args).await,
         Command::Version | Command::Completions { .. } => Ok(()),
     }
 }

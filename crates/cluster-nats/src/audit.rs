@@ -225,6 +225,24 @@ impl AuditSink for NatsAuditLog {
 }
 
 impl NatsAuditLog {
+    /// Opens the existing audit stream of `platform` without creating or changing it (for
+    /// read-only tools); `Unavailable` when no node has created it yet.
+    pub async fn existing(conn: &NatsConnection, platform: &PlatformName) -> Result<Self> {
+        let name = audit_stream_name(platform);
+        let js = conn.jetstream().clone();
+        let stream = js.get_stream(&name).await.map_err(|e| {
+            cluster_core::Error::Unavailable(format!(
+                "audit stream {name}: {} (has a node of platform {platform} run yet?)",
+                describe(&e)
+            ))
+        })?;
+        Ok(Self {
+            js,
+            stream,
+            platform: platform.clone(),
+        })
+    }
+
     /// The stream's name.
     pub fn stream_name(&self) -> String {
         audit_stream_name(&self.platform)

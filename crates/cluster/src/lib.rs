@@ -77,6 +77,12 @@ pub mod nats {
         AuditStreamOptions, Auth, ConnectOptions, NatsAuditLog, NatsConnection, TlsOptions,
     };
 
+    /// Opens the existing audit stream of `platform` read-only (for tools such as the CLI).
+    pub async fn existing_audit(conn: &NatsConnection, platform: &str) -> Result<NatsAuditLog> {
+        let platform = cluster_core::PlatformName::new(platform)?;
+        NatsAuditLog::existing(conn, &platform).await
+    }
+
     /// Opens the platform's audit stream `{P}_audit` (pass it to `PlatformBuilder::audit`).
     pub async fn audit(
         conn: &NatsConnection,

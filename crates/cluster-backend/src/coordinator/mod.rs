@@ -101,6 +101,7 @@ impl BackendResource {
     /// A coordinator of `backend`, not bound to an app: when it gives up it only stops the
     /// backend and calls the failure handler.
     pub fn new(backend: Arc<dyn Backend>, options: BackendOptions) -> Self {
+        crate::metrics::describe();
         Self {
             core: Arc::new(Core {
                 backend,

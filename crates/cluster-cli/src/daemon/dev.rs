@@ -53,6 +53,7 @@ pub(crate) async fn run_dev(settings: &Settings, args: &RunArgs) -> CliResult {
         build_apps(&settings.config.apps)?
     };
     let mut signals = Signals::install()?;
+    let prometheus = crate::observe::install_metrics(&settings.config)?;
     let network = cluster::dev::Network::new();
     let platform = cluster::dev::platform(&network, settings.platform.as_str(), node.as_str())?
         .options(PlatformOptions {
@@ -64,6 +65,8 @@ pub(crate) async fn run_dev(settings: &Settings, args: &RunArgs) -> CliResult {
     for app in &apps {
         platform.register(app)?;
     }
+    let _servers =
+        crate::observe::start(&settings.config, prometheus, &platform, &apps, None).await?;
     let socket = settings.dev_socket();
     let client = AdminClient::new(network.transport("_dev-bridge"), settings.platform.clone())
         .with_gather(std::time::Duration::from_millis(300));

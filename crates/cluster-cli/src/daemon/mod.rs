@@ -105,6 +105,19 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
         }
     };
     let replicas = settings.nats.replicas.unwrap_or(1);
+    let prometheus = crate::observe::install_metrics(config)?;
+    let audit = cluster::nats::audit(
+        &conn,
+        settings.platform.as_str(),
+        cluster::nats::AuditStreamOptions {
+            replicas,
+            max_age: config
+                .observe
+                .audit_max_age
+                .unwrap_or(cluster::nats::AuditStreamOptions::default().max_age),
+        },
+    )
+    .await?;
     let platform =
         cluster::nats::platform(&conn, settings.platform.as_str(), node.as_str(), replicas)?
             .options(PlatformOptions {
@@ -113,15 +126,20 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
                 ..config.options.clone()
             })
             .labels(labels)
+            .audit(audit)
             .build()?;
     for app in &apps {
         platform.register(app)?;
     }
-    if config.health_addr.is_some() || config.metrics_addr.is_some() {
-        info!(
-            "health_addr/metrics_addr are configured; the health and metrics servers are not in this build yet"
-        );
-    }
+    let nats = conn.clone();
+    let _servers = crate::observe::start(
+        config,
+        prometheus,
+        &platform,
+        &apps,
+        Some(std::sync::Arc::new(move || nats.is_connected())),
+    )
+    .await?;
     info!(platform = %settings.platform, %node, nats = %servers, apps = apps.len(), "starting");
     let result = run_until_signal(&platform, &mut signals, config.options.shutdown_timeout).await;
     let _ = conn.close().await;

@@ -306,6 +306,7 @@ impl PlatformBuilder {
             return Err(Error::InvalidArgument(problems.join("; ")));
         };
         let (started, _) = watch::channel(None);
+        crate::metrics::describe();
         Ok(Platform {
             shared: Arc::new(Shared {
                 names: Names::new(name),
@@ -487,6 +488,11 @@ impl Platform {
             r = ready.wait_for(|r| *r) => r.map(|_| ()).map_err(|_| Error::ShuttingDown),
             _ = self.shared.shutdown.cancelled() => Err(Error::ShuttingDown),
         }
+    }
+
+    /// Whether the platform completed its start and is not shutting down.
+    pub fn is_started(&self) -> bool {
+        *self.shared.ready.borrow() && !self.shared.is_draining()
     }
 
     /// Requests a graceful shutdown; [`Platform::run`] returns when it is done.
