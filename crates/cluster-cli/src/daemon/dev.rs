@@ -53,6 +53,10 @@ pub(crate) async fn run_dev(settings: &Settings, args: &RunArgs) -> CliResult {
         build_apps(&settings.config.apps)?
     };
     let mut signals = Signals::install()?;
+    let _telemetry = match &settings.config.observe.otlp_endpoint {
+        Some(endpoint) => Some(crate::telemetry::start(endpoint, node.as_str())?),
+        None => None,
+    };
     let prometheus = crate::observe::install_metrics(&settings.config)?;
     let network = cluster::dev::Network::new();
     let platform = cluster::dev::platform(&network, settings.platform.as_str(), node.as_str())?

@@ -105,6 +105,10 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
         }
     };
     let replicas = settings.nats.replicas.unwrap_or(1);
+    let _telemetry = match &config.observe.otlp_endpoint {
+        Some(endpoint) => Some(crate::telemetry::start(endpoint, node.as_str())?),
+        None => None,
+    };
     let prometheus = crate::observe::install_metrics(config)?;
     let audit = cluster::nats::audit(
         &conn,
