@@ -3,8 +3,8 @@
 use std::fmt::Display;
 
 use async_nats::jetstream::context::PublishErrorKind;
+use cluster_core::Error;
 use cluster_core::kv::Revision;
-use cluster_core::{Error, Result};
 
 /// The full error text, including sources (async-nats puts the server's description there).
 pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {

@@ -15,9 +15,15 @@ async fn three_nodes(urls: &[String], platform: &str) -> Vec<NatsNode> {
     let mut nodes = Vec::new();
     for n in ["n1", "n2", "n3"] {
         nodes.push(
-            start_node(urls, platform, n, vec![App::singleton("db").unwrap()], options(3))
-                .await
-                .unwrap(),
+            start_node(
+                urls,
+                platform,
+                n,
+                vec![App::singleton("db").unwrap()],
+                options(3),
+            )
+            .await
+            .unwrap(),
         );
     }
     nodes
@@ -77,24 +83,43 @@ async fn sigstop_and_sigcont_of_a_server_resync_without_two_leaders() {
     for _ in 0..30 {
         let view: Vec<_> = refs
             .iter()
-            .map(|n| (n.platform.node_id().to_string(), n.platform.members().len(), n.app("db").leader()))
+            .map(|n| {
+                (
+                    n.platform.node_id().to_string(),
+                    n.platform.members().len(),
+                    n.app("db").leader(),
+                )
+            })
             .collect();
-        eprintln!("leader {leader}: {view:?} finished: {:?}", refs.iter().map(|n| n.run.as_ref().unwrap().is_finished()).collect::<Vec<_>>());
+        eprintln!(
+            "leader {leader}: {view:?} finished: {:?}",
+            refs.iter()
+                .map(|n| n.run.as_ref().unwrap().is_finished())
+                .collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let mut nodes = nodes;
     for n in nodes.iter_mut() {
         if n.run.as_ref().unwrap().is_finished() {
-            eprintln!("{} ended: {:?}", n.platform.node_id(), n.run.take().unwrap().await);
+            eprintln!(
+                "{} ended: {:?}",
+                n.platform.node_id(),
+                n.run.take().unwrap().await
+            );
         }
     }
     let refs: Vec<&NatsNode> = nodes.iter().collect();
-    common::wait_until("members and leader resynced", Duration::from_secs(15), || {
-        refs.iter().all(|n| {
-            n.platform.members().len() == 3
-                && n.app("db").leader().map(|l| l.to_string()) == Some(leader.clone())
-        })
-    })
+    common::wait_until(
+        "members and leader resynced",
+        Duration::from_secs(15),
+        || {
+            refs.iter().all(|n| {
+                n.platform.members().len() == 3
+                    && n.app("db").leader().map(|l| l.to_string()) == Some(leader.clone())
+            })
+        },
+    )
     .await;
     for n in nodes {
         n.stop().await.unwrap();
