@@ -334,8 +334,12 @@ impl Actor {
                     if self.pump(&mut cap).is_ok() {
                         let _ = self.wait_acked(cap.txid());
                     }
+                    // Close every connection before answering: after `shutdown` returns, the
+                    // database is free for other processes.
+                    drop(cap);
+                    drop(conn);
                     let _ = reply.send(());
-                    break;
+                    return;
                 }
             }
             if cap.wal_frames() >= self.cfg.checkpoint_frames
