@@ -94,7 +94,7 @@ impl NatsReplicatedLog {
             }
         };
         let subjects = &stream.cached_info().config.subjects;
-        if subjects != &[config.subject.clone()] {
+        if subjects.as_slice() != std::slice::from_ref(&config.subject) {
             return Err(Error::InvalidArgument(format!(
                 "{what}: the stream exists with subjects {subjects:?}, expected [{}]",
                 config.subject
