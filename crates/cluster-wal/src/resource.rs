@@ -21,6 +21,7 @@
 //!   through read-only connections.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -146,6 +147,7 @@ impl WithSqlite {
             state: tokio::sync::Mutex::new(State::Stopped),
             views: RwLock::new(Views::default()),
             role: role_tx,
+            last_snapshot_us: AtomicU64::new(0),
         });
         let follower = inner.start_follower()?;
         *inner.state.lock().await = State::Standby(follower);
@@ -206,6 +208,8 @@ struct Inner {
     state: tokio::sync::Mutex<State>,
     views: RwLock<Views>,
     role: watch::Sender<WalRole>,
+    /// `created_us` of the newest snapshot seen (for the age metric).
+    last_snapshot_us: AtomicU64,
 }
 
 impl Inner {
@@ -269,20 +273,38 @@ impl Inner {
         let every = self.cfg.snapshot_interval?;
         let inner = Arc::downgrade(self);
         Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // A 1 s tick refreshes the snapshot-age metric; a snapshot is due `every` after the
+            // previous one (or after the start of the term).
+            let mut tick = tokio::time::interval(every.min(Duration::from_secs(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
+            let mut due = tokio::time::Instant::now() + every;
             loop {
                 tick.tick().await;
                 let Some(inner) = inner.upgrade() else { return };
                 if leader.progress().stopped.is_some() {
                     return;
                 }
-                if let Err(e) = inner.snapshot_on(&leader).await {
-                    tracing::warn!(error = %e, "scheduled snapshot failed");
+                if tokio::time::Instant::now() >= due {
+                    due = tokio::time::Instant::now() + every;
+                    if let Err(e) = inner.snapshot_on(&leader).await {
+                        tracing::warn!(error = %e, "scheduled snapshot failed");
+                    }
                 }
+                inner.report_snapshot_age();
             }
         }))
+    }
+
+    fn report_snapshot_age(&self) {
+        let last = self.last_snapshot_us.load(Ordering::Relaxed);
+        if last > 0 {
+            let age = crate::sqlite::now_us().saturating_sub(last);
+            metrics::set(
+                metrics::SNAPSHOT_AGE_SECONDS,
+                &self.metrics_name(),
+                age as f64 / 1e6,
+            );
+        }
     }
 
     async fn snapshot_on(&self, leader: &Leader) -> Result<SnapshotMeta> {
@@ -294,9 +316,10 @@ impl Inner {
             self.cfg.retention,
         )
         .await?;
-        let db = self.metrics_name();
-        metrics::add(metrics::SNAPSHOTS, &db, 1);
-        metrics::set(metrics::SNAPSHOT_AGE_SECONDS, &db, 0.0);
+        metrics::add(metrics::SNAPSHOTS, &self.metrics_name(), 1);
+        self.last_snapshot_us
+            .fetch_max(snap.meta.created_us, Ordering::Relaxed);
+        self.report_snapshot_age();
         tracing::info!(
             txid = snap.meta.txid,
             seq = snap.meta.stream_seq,
@@ -583,10 +606,11 @@ impl WalDb {
     pub async fn snapshots(&self) -> Result<Vec<SnapshotMeta>> {
         let mut v = snapshot::list(self.inner.store.as_ref()).await?;
         v.sort_by_key(|m| std::cmp::Reverse(m.stream_seq));
-        let db = self.inner.metrics_name();
-        if let Some(newest) = v.first().filter(|m| m.created_us > 0) {
-            let age = crate::sqlite::now_us().saturating_sub(newest.created_us);
-            metrics::set(metrics::SNAPSHOT_AGE_SECONDS, &db, age as f64 / 1e6);
+        if let Some(newest) = v.first() {
+            self.inner
+                .last_snapshot_us
+                .fetch_max(newest.created_us, Ordering::Relaxed);
+            self.inner.report_snapshot_age();
         }
         Ok(v)
     }
