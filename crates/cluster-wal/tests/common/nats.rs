@@ -123,3 +123,15 @@ impl NatsEnv {
         self.log.state().await.unwrap().last_seq
     }
 }
+
+/// Polls `f` every 20 ms until it holds, panicking after `within`.
+pub async fn eventually(within: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
