@@ -94,7 +94,12 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
         ("cluster-placement", "placement"),
         ("cluster-wal", "replication"),
     ] {
-        run(root, "cargo", &["bench", "-p", package, "--bench", bench], &envs)?;
+        run(
+            root,
+            "cargo",
+            &["bench", "-p", package, "--bench", bench],
+            &envs,
+        )?;
     }
     Ok(())
 }

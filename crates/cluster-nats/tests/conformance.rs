@@ -84,3 +84,17 @@ async fn election_and_lock_suites_single_server() {
     election::run_all(&LeaseElectionFactory::new(nats(), suite_timing())).await;
     lock::run_all(&KvLockFactory::new(nats())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_and_lock_suites_on_a_three_server_cluster() {
+    use cluster_testkit::conformance::election::{self, LeaseElectionFactory, suite_timing};
+    use cluster_testkit::conformance::lock::{self, KvLockFactory};
+
+    let cluster = NatsCluster::start(3);
+    let nats = || Nats {
+        urls: cluster.urls(),
+        replicas: 3,
+    };
+    election::run_all(&LeaseElectionFactory::new(nats(), suite_timing()).replicas(3)).await;
+    lock::run_all(&KvLockFactory::new(nats())).await;
+}

@@ -27,7 +27,8 @@ async fn node(url: &str, platform: &str, name: &str, options: PlatformOptions) -
         .await
         .unwrap();
     let app = App::singleton("db").unwrap();
-    app.handle("echo", |r| async move { Ok(r.payload) }).unwrap();
+    app.handle("echo", |r| async move { Ok(r.payload) })
+        .unwrap();
     let p = cluster::nats::platform(&conn, platform, name, 1)
         .unwrap()
         .options(options)
@@ -59,7 +60,10 @@ fn pct(samples: &mut [f64], p: f64) -> f64 {
 
 fn row(name: &str, samples: &mut [f64], unit: &str) -> (f64, f64) {
     let (p50, p99) = (pct(samples, 0.5), pct(samples, 0.99));
-    println!("| {name} | {} | {p50:.3} | {p99:.3} | {unit} |", samples.len());
+    println!(
+        "| {name} | {} | {p50:.3} | {p99:.3} | {unit} |",
+        samples.len()
+    );
     (p50, p99)
 }
 
@@ -75,7 +79,11 @@ async fn graceful_handover(url: &str, n: usize) {
     let b = node(url, "bh", "b", options).await;
     let mut samples = Vec::new();
     for _ in 0..n {
-        let (leader, standby) = if a.app.is_leader() { (&a, &b) } else { (&b, &a) };
+        let (leader, standby) = if a.app.is_leader() {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
         if !leader.app.is_leader() {
             until_leader(&a.app).await;
             continue;
@@ -87,7 +95,11 @@ async fn graceful_handover(url: &str, n: usize) {
         samples.push(t0.elapsed().as_secs_f64() * 1e3);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    row("graceful step-down → new leader active (fast profile, empty hooks)", &mut samples, "ms");
+    row(
+        "graceful step-down → new leader active (fast profile, empty hooks)",
+        &mut samples,
+        "ms",
+    );
     for n in [a, b] {
         n.platform.shutdown();
         let _ = n.run.await;
@@ -112,7 +124,11 @@ async fn crash_failover(url: &str, profile: &str, options: PlatformOptions, n: u
         let _ = b.run.await;
     }
     let ttl = options.election.lease_ttl.as_secs_f64();
-    row(&format!("crash → new leader active ({profile} profile, TTL {ttl} s)"), &mut samples, "s");
+    row(
+        &format!("crash → new leader active ({profile} profile, TTL {ttl} s)"),
+        &mut samples,
+        "s",
+    );
 }
 
 async fn rpc_and_kv(url: &str, n: usize) {
@@ -122,12 +138,16 @@ async fn rpc_and_kv(url: &str, n: usize) {
     let to_b = Routing::ToNode("b".parse().unwrap());
     let payload = Bytes::from(vec![7u8; 128]);
     for _ in 0..100 {
-        rpc.call(to_b.clone(), "echo", payload.clone()).await.unwrap();
+        rpc.call(to_b.clone(), "echo", payload.clone())
+            .await
+            .unwrap();
     }
     let mut ours = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
-        rpc.call(to_b.clone(), "echo", payload.clone()).await.unwrap();
+        rpc.call(to_b.clone(), "echo", payload.clone())
+            .await
+            .unwrap();
         ours.push(t.elapsed().as_secs_f64() * 1e3);
     }
     // Raw async-nats: a responder on another connection, request/reply with 128 B.
@@ -151,9 +171,17 @@ async fn rpc_and_kv(url: &str, n: usize) {
         client.request("raw.echo", payload.clone()).await.unwrap();
         raw.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let (o50, o99) = row("RPC round trip, 128 B (platform RpcClient → handler)", &mut ours, "ms");
+    let (o50, o99) = row(
+        "RPC round trip, 128 B (platform RpcClient → handler)",
+        &mut ours,
+        "ms",
+    );
     let (r50, r99) = row("request/reply, 128 B (raw async-nats)", &mut raw, "ms");
-    println!("| ratio platform/raw | | {:.2} | {:.2} | × |", o50 / r50, o99 / r99);
+    println!(
+        "| ratio platform/raw | | {:.2} | {:.2} | × |",
+        o50 / r50,
+        o99 / r99
+    );
     responder.abort();
 
     // KV through the app's private store vs raw async-nats KV on its own bucket.
@@ -192,10 +220,18 @@ async fn rpc_and_kv(url: &str, n: usize) {
     }
     let (p50, p99) = row("KV put, 64 B (App::kv)", &mut put, "ms");
     let (rp50, rp99) = row("KV put, 64 B (raw async-nats)", &mut rput, "ms");
-    println!("| ratio put platform/raw | | {:.2} | {:.2} | × |", p50 / rp50, p99 / rp99);
+    println!(
+        "| ratio put platform/raw | | {:.2} | {:.2} | × |",
+        p50 / rp50,
+        p99 / rp99
+    );
     let (g50, g99) = row("KV get (App::kv, stream-leader read)", &mut get, "ms");
     let (rg50, rg99) = row("KV get (raw async-nats, direct get)", &mut rget, "ms");
-    println!("| ratio get platform/raw | | {:.2} | {:.2} | × |", g50 / rg50, g99 / rg99);
+    println!(
+        "| ratio get platform/raw | | {:.2} | {:.2} | × |",
+        g50 / rg50,
+        g99 / rg99
+    );
     for n in [a, b] {
         n.platform.shutdown();
         let _ = n.run.await;
@@ -211,14 +247,29 @@ fn main() {
         .unwrap();
     let server = NatsServer::start();
     let url = server.url();
-    println!("nats-server: single server, loopback; {} ", if quick { "quick run" } else { "full run" });
+    println!(
+        "nats-server: single server, loopback; {} ",
+        if quick { "quick run" } else { "full run" }
+    );
     println!();
     println!("| measurement | n | p50 | p99 | unit |");
     println!("|---|---|---|---|---|");
     rt.block_on(async {
         graceful_handover(&url, if quick { 20 } else { 100 }).await;
         rpc_and_kv(&url, if quick { 500 } else { 2000 }).await;
-        crash_failover(&url, "fast", PlatformOptions::fast(), if quick { 5 } else { 20 }).await;
-        crash_failover(&url, "default", PlatformOptions::default(), if quick { 2 } else { 5 }).await;
+        crash_failover(
+            &url,
+            "fast",
+            PlatformOptions::fast(),
+            if quick { 5 } else { 20 },
+        )
+        .await;
+        crash_failover(
+            &url,
+            "default",
+            PlatformOptions::default(),
+            if quick { 2 } else { 5 },
+        )
+        .await;
     });
 }
