@@ -133,23 +133,26 @@ pub(crate) enum NodeCommand {
         /// The node id.
         id: String,
     },
-    /// Move every app off a node (needs the placement controller).
+    /// Cordon a node and move every app off it; completes when it runs nothing.
     Drain {
         /// The node id.
         id: String,
-        /// Give up after this long.
+        /// Give up after this long [default: 5m].
         #[arg(long)]
         timeout: Option<String>,
-        /// Force moves that violate soft constraints.
+        /// Stop instances that cannot be placed anywhere else.
         #[arg(long)]
         force: bool,
     },
-    /// Stop placing apps on a node (needs the placement controller).
+    /// Stop placing new instances on a node (it keeps what it runs).
     Cordon {
         /// The node id.
         id: String,
+        /// Why (stored in the cordon record).
+        #[arg(long)]
+        reason: Option<String>,
     },
-    /// Allow placing apps on a node again (needs the placement controller).
+    /// Allow placing apps on a node again (also ends a drain).
     Uncordon {
         /// The node id.
         id: String,
@@ -162,11 +165,11 @@ pub(crate) enum NodeCommand {
         #[arg(required = true)]
         changes: Vec<String>,
     },
-    /// Wait until a node's placement is stable.
+    /// Wait until a node's instances are settled: running where placed, no pending moves.
     WaitStable {
         /// The node id.
         id: String,
-        /// Give up after this long.
+        /// Give up after this long [default: 60s].
         #[arg(long)]
         timeout: Option<String>,
     },
@@ -192,6 +195,9 @@ pub(crate) enum AppCommand {
         /// The node to move to (default: the platform chooses).
         #[arg(long)]
         to: Option<String>,
+        /// Give up after this long [default: 60s].
+        #[arg(long)]
+        timeout: Option<String>,
     },
     /// Rebalance the instances of an app.
     Rebalance {
@@ -200,12 +206,21 @@ pub(crate) enum AppCommand {
         /// Every app.
         #[arg(long)]
         all: bool,
+        /// Show the plan without moving anything.
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Move apps off nodes matching a label selector.
+    /// Drain every node matching a label selector.
     Evacuate {
         /// Label selector (key=value).
         #[arg(long)]
         label: String,
+        /// Give up after this long [default: 5m].
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Stop instances that cannot be placed anywhere else.
+        #[arg(long)]
+        force: bool,
     },
 }
 

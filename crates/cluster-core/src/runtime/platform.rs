@@ -364,6 +364,11 @@ impl Platform {
         &self.shared
     }
 
+    /// A handle on the platform `shared` belongs to (for services running inside it).
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
     /// The platform's name.
     pub fn name(&self) -> &PlatformName {
         self.shared.names.platform()
