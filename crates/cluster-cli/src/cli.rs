@@ -79,6 +79,8 @@ pub(crate) enum Command {
     App(AppCommand),
     /// Rebalance apps over the nodes.
     Rebalance(RebalanceArgs),
+    /// Placement as a node sees it: controller, assignment, pending apps, cordons, drains, moves.
+    Placement(PlacementArgs),
     /// Platform configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -240,6 +242,14 @@ pub(crate) struct RebalanceArgs {
     /// Show the plan without moving anything.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+/// `placement` flags.
+#[derive(Debug, Args)]
+pub(crate) struct PlacementArgs {
+    /// The node whose view to show [default: any node].
+    #[arg(long, value_name = "NODE")]
+    pub(crate) from: Option<String>,
 }
 
 /// `rebalance` subcommands.

@@ -113,7 +113,9 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Rebalance(args) => match args.command {
             Some(RebalanceCommand::Status) | Some(RebalanceCommand::Cancel) => Err(Failure::new(
                 Code::NotAvailable,
-                "`cluster rebalance status|cancel` is not available: a rebalance runs in the                      command that started it (Ctrl-C stops it between steps); there is no                      background rebalance to query or cancel. Nothing was changed.",
+                "`cluster rebalance status|cancel` is not available yet: a rebalance runs in the \
+                 command that started it (Ctrl-C stops it between steps); there is no \
+                 background rebalance to query or cancel. Nothing was changed.",
             )),
             None => {
                 if args.all == args.app.is_some() {
@@ -125,6 +127,7 @@ async fn dispatch(cli: Cli) -> CliResult {
                 admin_cmd(&settings, Admin::Rebalance(args.app, args.dry_run)).await
             }
         },
+        Command::Placement(args) => admin_cmd(&settings, Admin::Placement(args.from)).await,
         Command::Config(_) => Err(Failure::not_available(
             "config set",
             "auto-rebalance (the platform rebalances only on request: `cluster rebalance`)",
@@ -154,6 +157,7 @@ enum Admin {
     Node(NodeCommand),
     App(AppCommand),
     Rebalance(Option<String>, bool),
+    Placement(Option<String>),
 }
 
 async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
@@ -170,6 +174,9 @@ async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
             Admin::AppStatus(app) => admin::app_status(settings, &channel, app).await,
             Admin::Node(cmd) => admin::node_command(settings, &channel, cmd).await,
             Admin::App(cmd) => admin::app_command(settings, &channel, cmd).await,
+            Admin::Placement(from) => {
+                admin::placement::show(settings, &channel, from.as_deref()).await
+            }
             Admin::Rebalance(app, dry_run) => {
                 admin::placement::rebalance(settings, &channel, app.as_deref(), *dry_run).await
             }

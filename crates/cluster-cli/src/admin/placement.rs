@@ -671,3 +671,79 @@ async fn run_step(
         _ => Ok(None),
     }
 }
+
+/// `cluster placement [--from <node>]`.
+pub(crate) async fn show(settings: &Settings, channel: &Channel, from: Option<&str>) -> CliResult {
+    let node = match from {
+        Some(n) => parse_node(n)?,
+        None => any_node(settings, channel).await?,
+    };
+    let st = placement_status(settings, channel, &node).await?;
+    if settings.global.json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            v: u32,
+            node: &'a NodeId,
+            #[serde(flatten)]
+            status: &'a PlacementStatus,
+        }
+        return print_json(&Doc {
+            v: JSON_VERSION,
+            node: &node,
+            status: &st,
+        });
+    }
+    let record = st.assignment.as_ref();
+    println!(
+        "placement as seen by {node}: controller {}, assignment version {} (epoch {})",
+        dash(st.controller.as_ref()),
+        dash(record.map(|r| r.assignment.version)),
+        dash(record.map(|r| r.epoch))
+    );
+    println!("cordoned: {}", list_or_dash(&st.cordoned));
+    println!("draining: {}", list_or_dash(&st.draining));
+    for m in &st.moves {
+        println!(
+            "move in progress: {} from {} to {}",
+            m.app,
+            m.from,
+            dash(m.to.as_ref())
+        );
+    }
+    println!();
+    let mut t = Table::new(&["APP", "NODES", "RUNNING ON", "PENDING"]);
+    if let Some(r) = record {
+        let mut apps: BTreeSet<&AppName> = r.assignment.apps.keys().collect();
+        apps.extend(r.pending.keys());
+        for app in apps {
+            let placed = r
+                .assignment
+                .apps
+                .get(app)
+                .map(|p| list_or_dash(&p.nodes))
+                .unwrap_or_else(|| "-".into());
+            let running: Vec<NodeId> = st
+                .members
+                .iter()
+                .filter(|m| m.apps.iter().any(|a| &a.name == app && a.running))
+                .map(|m| m.node.clone())
+                .collect();
+            t.row(vec![
+                app.to_string(),
+                placed,
+                list_or_dash(&running),
+                r.pending.get(app).cloned().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
+fn list_or_dash<T: ToString>(items: &[T]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        join(items)
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::placement::{DrainOptions, MoveRequest, gather_plan_request};
 use super::platform::{Platform, Shared};
+use crate::election::LeaseRecord;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::labels::Labels;
@@ -139,7 +140,19 @@ async fn status(shared: &Arc<Shared>) -> Result<PlacementStatus> {
         .values()
         .map(MemberRecord::from_member)
         .collect();
+    let controller = match started
+        .election
+        .get(&shared.names.controller_lease_key())
+        .await?
+    {
+        Some(e) => LeaseRecord::decode(&e.value)
+            .ok()
+            .filter(|r| r.handoff_to.is_none())
+            .map(|r| r.node),
+        None => None,
+    };
     Ok(PlacementStatus {
+        controller,
         assignment: gathered.current,
         cordoned: nodes(&gathered.cordoned),
         draining: nodes(&gathered.draining),

@@ -151,4 +151,7 @@ pub struct PlacementStatus {
     pub moves: Vec<PendingMove>,
     /// The live members (what each runs, with its role).
     pub members: Vec<MemberRecord>,
+    /// The node holding the placement controller's lease (`None` during an election).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<NodeId>,
 }
