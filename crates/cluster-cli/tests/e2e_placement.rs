@@ -206,7 +206,7 @@ fn singleton_backend_runs_once_fails_over_drains_and_moves() {
         (backend_nodes(m, &daemons) == [l.clone()]).then_some(l)
     });
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(backend_nodes(m, &daemons), [first.clone()]);
+    assert_eq!(backend_nodes(m, &daemons), std::slice::from_ref(&first));
 
     // SIGKILL of the leader daemon: the backend runs elsewhere within TTL + bound.
     let killed_at = Instant::now();
