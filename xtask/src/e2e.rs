@@ -25,6 +25,8 @@ pub(crate) fn e2e(root: &Path) -> Result<()> {
             "e2e",
             "--test",
             "cli",
+            "--test",
+            "e2e_placement",
             "--",
             "--nocapture",
         ],

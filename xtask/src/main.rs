@@ -43,13 +43,14 @@ fn main() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("deps-check") => deps_check(&root),
         Some("e2e") => e2e::e2e(&root),
+        Some("bench") => bench(&root, &args[1..]),
         Some("demo") => e2e::demo(&root),
         Some("release") => e2e::release(&root),
         Some("tools") => tools::ensure_nats_server(&root).map(|p| {
             println!("nats-server: {}", p.display());
         }),
         _ => {
-            eprintln!("usage: cargo xtask <test|e2e|demo|release|deps-check|tools>");
+            eprintln!("usage: cargo xtask <test|e2e|bench|demo|release|deps-check|tools>");
             std::process::exit(2);
         }
     }
@@ -72,6 +73,33 @@ pub(crate) fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str
         .with_context(|| format!("cannot run {program}"))?;
     if !status.success() {
         bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Every benchmark: leadership and messaging (`cluster`), the NATS adapter (`cluster-nats`),
+/// placement (`cluster-placement`) and WAL replication (`cluster-wal`). Each prints a table;
+/// `docs/BENCHMARKS.md` records them. `--quick` runs fewer iterations where supported.
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    let nats = tools::ensure_nats_server(root)?;
+    let nats = nats.to_string_lossy().to_string();
+    let quick = extra.iter().any(|a| a == "--quick");
+    let mut envs = vec![("NATS_SERVER_BIN", nats.as_str())];
+    if quick {
+        envs.push(("BENCH_QUICK", "1"));
+    }
+    for (package, bench) in [
+        ("cluster", "failover"),
+        ("cluster-nats", "kv_latency"),
+        ("cluster-placement", "placement"),
+        ("cluster-wal", "replication"),
+    ] {
+        run(
+            root,
+            "cargo",
+            &["bench", "-p", package, "--bench", bench],
+            &envs,
+        )?;
     }
     Ok(())
 }

@@ -79,6 +79,8 @@ pub(crate) enum Command {
     App(AppCommand),
     /// Rebalance apps over the nodes.
     Rebalance(RebalanceArgs),
+    /// Placement as a node sees it: controller, assignment, pending apps, cordons, drains, moves.
+    Placement(PlacementArgs),
     /// Platform configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -133,23 +135,26 @@ pub(crate) enum NodeCommand {
         /// The node id.
         id: String,
     },
-    /// Move every app off a node (needs the placement controller).
+    /// Cordon a node and move every app off it; completes when it runs nothing.
     Drain {
         /// The node id.
         id: String,
-        /// Give up after this long.
+        /// Give up after this long [default: 5m].
         #[arg(long)]
         timeout: Option<String>,
-        /// Force moves that violate soft constraints.
+        /// Stop instances that cannot be placed anywhere else.
         #[arg(long)]
         force: bool,
     },
-    /// Stop placing apps on a node (needs the placement controller).
+    /// Stop placing new instances on a node (it keeps what it runs).
     Cordon {
         /// The node id.
         id: String,
+        /// Why (stored in the cordon record).
+        #[arg(long)]
+        reason: Option<String>,
     },
-    /// Allow placing apps on a node again (needs the placement controller).
+    /// Allow placing apps on a node again (also ends a drain).
     Uncordon {
         /// The node id.
         id: String,
@@ -162,11 +167,11 @@ pub(crate) enum NodeCommand {
         #[arg(required = true)]
         changes: Vec<String>,
     },
-    /// Wait until a node's placement is stable.
+    /// Wait until a node's instances are settled: running where placed, no pending moves.
     WaitStable {
         /// The node id.
         id: String,
-        /// Give up after this long.
+        /// Give up after this long [default: 60s].
         #[arg(long)]
         timeout: Option<String>,
     },
@@ -192,6 +197,9 @@ pub(crate) enum AppCommand {
         /// The node to move to (default: the platform chooses).
         #[arg(long)]
         to: Option<String>,
+        /// Give up after this long [default: 60s].
+        #[arg(long)]
+        timeout: Option<String>,
     },
     /// Rebalance the instances of an app.
     Rebalance {
@@ -200,12 +208,21 @@ pub(crate) enum AppCommand {
         /// Every app.
         #[arg(long)]
         all: bool,
+        /// Show the plan without moving anything.
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Move apps off nodes matching a label selector.
+    /// Drain every node matching a label selector.
     Evacuate {
         /// Label selector (key=value).
         #[arg(long)]
         label: String,
+        /// Give up after this long [default: 5m].
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Stop instances that cannot be placed anywhere else.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -225,6 +242,14 @@ pub(crate) struct RebalanceArgs {
     /// Show the plan without moving anything.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+/// `placement` flags.
+#[derive(Debug, Args)]
+pub(crate) struct PlacementArgs {
+    /// The node whose view to show [default: any node].
+    #[arg(long, value_name = "NODE")]
+    pub(crate) from: Option<String>,
 }
 
 /// `rebalance` subcommands.

@@ -119,17 +119,30 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::App(AppCommand::Status { app }) => {
             admin_cmd(&settings, Admin::AppStatus(app)).await
         }
-        Command::Node(cmd) => Err(not_available_node(&cmd)),
-        Command::App(cmd) => Err(not_available_app(&cmd)),
-        Command::Rebalance(args) => Err(Failure::not_available(
-            match args.command {
-                Some(RebalanceCommand::Status) => "rebalance status",
-                Some(RebalanceCommand::Cancel) => "rebalance cancel",
-                None => "rebalance",
-            },
-            PLACEMENT,
+        Command::Node(cmd) => admin_cmd(&settings, Admin::Node(cmd)).await,
+        Command::App(cmd) => admin_cmd(&settings, Admin::App(cmd)).await,
+        Command::Rebalance(args) => match args.command {
+            Some(RebalanceCommand::Status) | Some(RebalanceCommand::Cancel) => Err(Failure::new(
+                Code::NotAvailable,
+                "`cluster rebalance status|cancel` is not available yet: a rebalance runs in the \
+                 command that started it (Ctrl-C stops it between steps); there is no \
+                 background rebalance to query or cancel. Nothing was changed.",
+            )),
+            None => {
+                if args.all == args.app.is_some() {
+                    return Err(Failure::new(
+                        Code::Invalid,
+                        "rebalance: give exactly one of --all and --app <app> (add --dry-run to only see the plan)",
+                    ));
+                }
+                admin_cmd(&settings, Admin::Rebalance(args.app, args.dry_run)).await
+            }
+        },
+        Command::Placement(args) => admin_cmd(&settings, Admin::Placement(args.from)).await,
+        Command::Config(_) => Err(Failure::not_available(
+            "config set",
+            "auto-rebalance (the platform rebalances only on request: `cluster rebalance`)",
         )),
-        Command::Config(_) => Err(Failure::not_available("config set", PLACEMENT)),
         Command::Snapshot(_) => Err(Failure::not_available(
             "snapshot",
             "SQLite replication (the WAL capability)",
@@ -144,30 +157,6 @@ async fn dispatch(cli: Cli) -> CliResult {
     }
 }
 
-const PLACEMENT: &str = "the placement controller (drain, cordon, move, rebalance)";
-
-fn not_available_node(cmd: &NodeCommand) -> Failure {
-    let name = match cmd {
-        NodeCommand::Drain { .. } => "node drain",
-        NodeCommand::Cordon { .. } => "node cordon",
-        NodeCommand::Uncordon { .. } => "node uncordon",
-        NodeCommand::Label { .. } => "node label",
-        NodeCommand::WaitStable { .. } => "node wait-stable",
-        NodeCommand::List | NodeCommand::Status { .. } => "node",
-    };
-    Failure::not_available(name, PLACEMENT)
-}
-
-fn not_available_app(cmd: &AppCommand) -> Failure {
-    let name = match cmd {
-        AppCommand::Move { .. } => "app move",
-        AppCommand::Rebalance { .. } => "app rebalance",
-        AppCommand::Evacuate { .. } => "app evacuate",
-        AppCommand::List | AppCommand::Status { .. } => "app",
-    };
-    Failure::not_available(name, PLACEMENT)
-}
-
 enum Admin {
     Status,
     Health,
@@ -176,6 +165,10 @@ enum Admin {
     NodeStatus(String),
     AppList,
     AppStatus(String),
+    Node(NodeCommand),
+    App(AppCommand),
+    Rebalance(Option<String>, bool),
+    Placement(Option<String>),
 }
 
 async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
@@ -190,6 +183,14 @@ async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
             Admin::NodeStatus(id) => admin::node_status(settings, &channel, id).await,
             Admin::AppList => admin::app_list(settings, &channel).await,
             Admin::AppStatus(app) => admin::app_status(settings, &channel, app).await,
+            Admin::Node(cmd) => admin::node_command(settings, &channel, cmd).await,
+            Admin::App(cmd) => admin::app_command(settings, &channel, cmd).await,
+            Admin::Placement(from) => {
+                admin::placement::show(settings, &channel, from.as_deref()).await
+            }
+            Admin::Rebalance(app, dry_run) => {
+                admin::placement::rebalance(settings, &channel, app.as_deref(), *dry_run).await
+            }
         };
         (channel, r)
     })

@@ -114,9 +114,13 @@ impl Stream for Subscription {
 ///   `Error::PayloadTooLarge` **before** sending anything.
 /// * Delivery is at most once and unordered across publishers, but messages from one publisher
 ///   to one subscriber arrive in publish order.
-/// * Once `subscribe` has returned, every message published afterwards to a matching subject is
-///   delivered to the subscription (unless the transport is disconnected or partitioned). A
-///   subscription with a queue group receives each message on exactly one member of the group.
+/// * Once `subscribe` has returned, every message published afterwards to a matching subject
+///   through the same server is delivered to the subscription (unless the transport is
+///   disconnected or partitioned). Across the servers of a NATS cluster interest propagates
+///   asynchronously (typically well under a millisecond), so a publisher on another server may
+///   briefly see no responders; callers of request/reply retry or treat `NoResponders` as
+///   transient. A subscription with a queue group receives each message on exactly one member of
+///   the group.
 /// * `request` returns the first reply, `Error::NoResponders` when nobody is subscribed, and
 ///   `Error::Timeout` when no reply arrived within `timeout`. It never waits longer than
 ///   `timeout` (plus scheduling noise).

@@ -7,6 +7,9 @@
 //!   groups).
 //! * [`NatsKvStore`] / [`NatsKvBucket`]: `cluster_core::KvStore` / `KvBucket` on JetStream KV
 //!   buckets with per-key TTLs and expiry events from server delete markers.
+//! * [`NatsReplicatedLog`] / [`NatsObjectStore`]: `cluster_core::stream::ReplicatedLog` on one
+//!   JetStream stream (compare-and-append with `Nats-Expected-Last-Sequence`, `Nats-Msg-Id`
+//!   dedup, ordered-consumer reads) and `ObjectStore` on a JetStream object store.
 //!
 //! The wire mapping (buckets, subjects, headers, markers) is in `docs/protocol/nats-mapping.md`.
 
@@ -15,6 +18,7 @@ mod connection;
 mod error;
 mod kv;
 mod options;
+mod stream;
 mod transport;
 mod version;
 
@@ -22,5 +26,8 @@ pub use audit::{AuditStreamOptions, NatsAuditLog, audit_stream_name, audit_subje
 pub use connection::NatsConnection;
 pub use kv::{NatsKvBucket, NatsKvStore};
 pub use options::{Auth, ConnectOptions, TlsOptions};
+pub use stream::{
+    DEFAULT_DUPLICATE_WINDOW, LogConfig, NatsObjectStore, NatsReplicatedLog, ObjectStoreConfig,
+};
 pub use transport::NatsTransport;
 pub use version::{MIN_SERVER_VERSION, check_server_version, parse_version};

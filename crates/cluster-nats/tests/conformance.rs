@@ -68,7 +68,14 @@ async fn kv_and_transport_suites_on_a_three_server_cluster() {
         replicas: 3,
     };
     kv::run_all(&nats).await;
-    transport::run_all(&nats).await;
+    // Core NATS propagates subscription interest between servers asynchronously, so "delivered
+    // once subscribe returned" holds per server (see the Transport contract): the transport
+    // suite runs with every connection on the same cluster member.
+    let pinned = Nats {
+        urls: vec![cluster.url(0)],
+        replicas: 3,
+    };
+    transport::run_all(&pinned).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,5 +89,19 @@ async fn election_and_lock_suites_single_server() {
         replicas: 1,
     };
     election::run_all(&LeaseElectionFactory::new(nats(), suite_timing())).await;
+    lock::run_all(&KvLockFactory::new(nats())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_and_lock_suites_on_a_three_server_cluster() {
+    use cluster_testkit::conformance::election::{self, LeaseElectionFactory, suite_timing};
+    use cluster_testkit::conformance::lock::{self, KvLockFactory};
+
+    let cluster = NatsCluster::start(3);
+    let nats = || Nats {
+        urls: cluster.urls(),
+        replicas: 3,
+    };
+    election::run_all(&LeaseElectionFactory::new(nats(), suite_timing()).replicas(3)).await;
     lock::run_all(&KvLockFactory::new(nats())).await;
 }

@@ -16,10 +16,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::apply::{Applied, Standby, StandbyOptions};
 use crate::error::{ErrorKind, Result, WalError};
+use crate::metrics;
 use crate::position::Position;
-use crate::record::{H_POST, Record};
+use crate::record::{H_POST, H_TXID, Record};
 use crate::snapshot::{self, Snapshot};
 use crate::sqlite::now_us;
+
+/// How often a standby samples its lag in transactions.
+const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Follower configuration.
 #[derive(Debug, Clone)]
@@ -30,13 +34,17 @@ pub struct FollowerConfig {
     pub options: StandbyOptions,
     /// Pause before retrying after an error.
     pub retry_interval: Duration,
+    /// The `db` label of this database's metrics (default: the file stem).
+    pub metrics_name: String,
 }
 
 impl FollowerConfig {
     /// Defaults: durable position, 1 s retry interval.
     pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        let db_path = db_path.into();
         Self {
-            db_path: db_path.into(),
+            metrics_name: crate::metrics::name_of(&db_path),
+            db_path,
             options: StandbyOptions::default(),
             retry_interval: Duration::from_secs(1),
         }
@@ -56,6 +64,8 @@ pub struct FollowerProgress {
     pub errors: u64,
     /// The last error, cleared by the next successful apply.
     pub last_error: Option<String>,
+    /// Transactions behind the log tail at the last sample (sampled every second).
+    pub lag_txns: u64,
 }
 
 enum FCmd {
@@ -201,6 +211,7 @@ struct Worker {
 
 enum Next {
     Stop,
+    Tick,
     Cmd(Option<FCmd>),
     Entry(Option<cluster_core::Result<LogEntry>>),
 }
@@ -212,6 +223,7 @@ impl Worker {
 
     fn report_error(&self, e: &WalError) {
         tracing::error!(error = %e, "standby error");
+        metrics::add(metrics::APPLY_ERRORS, &self.cfg.metrics_name, 1);
         self.progress.send_modify(|p| {
             p.errors += 1;
             p.last_error = Some(e.to_string());
@@ -305,6 +317,7 @@ impl Worker {
             .and_then(|_| Standby::open(&path, self.cfg.options));
         match restored {
             Ok(s) => {
+                metrics::add(metrics::RESTORES, &self.cfg.metrics_name, 1);
                 self.progress.send_modify(|p| {
                     p.restores += 1;
                     p.position = s.position();
@@ -352,11 +365,39 @@ impl Worker {
         Ok(false)
     }
 
+    /// Samples the lag in transactions (the log tail's txid minus the applied txid) and the
+    /// time since the last apply. Best effort: a failing log read skips the sample.
+    fn sample_lag(&self, applied_txid: u64, last_apply: std::time::Instant) {
+        let db = &self.cfg.metrics_name;
+        metrics::set(
+            metrics::SINCE_APPLY_SECONDS,
+            db,
+            last_apply.elapsed().as_secs_f64(),
+        );
+        let h = self.handle.clone();
+        let tail_txid = h.block_on(async {
+            let last = self.log.last_sequence().await.ok()?;
+            let e = self.log.get(last).await.ok()??;
+            e.headers.get(H_TXID)?.parse::<u64>().ok()
+        });
+        if let Some(tail) = tail_txid {
+            let lag = tail.saturating_sub(applied_txid);
+            metrics::set(metrics::LAG_TRANSACTIONS, db, lag as f64);
+            self.progress.send_modify(|p| p.lag_txns = lag);
+        }
+    }
+
     /// Applies entries until stopped (Ok) or an error.
     fn follow(&mut self, standby: &mut Standby) -> Result<()> {
         let h = self.handle.clone();
         let mut expect = standby.position().stream_seq + 1;
         let mut stream = h.block_on(self.log.read_from(expect))?;
+        let mut tick = h.block_on(async {
+            let mut t = tokio::time::interval(LAG_SAMPLE_INTERVAL);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        let mut last_apply = std::time::Instant::now();
         loop {
             let mut stop = self.stop.clone();
             let next = h.block_on(async {
@@ -364,9 +405,14 @@ impl Worker {
                     _ = stop.wait_for(|s| *s) => Next::Stop,
                     c = self.cmd.recv() => Next::Cmd(c),
                     e = stream.next() => Next::Entry(e),
+                    _ = tick.tick() => Next::Tick,
                 }
             });
             let entry = match next {
+                Next::Tick => {
+                    self.sample_lag(standby.position().txid, last_apply);
+                    continue;
+                }
                 Next::Stop | Next::Entry(None) => return Ok(()),
                 Next::Cmd(Some(FCmd::Snapshot(reply))) => {
                     let _ = reply.send(standby.snapshot());
@@ -392,6 +438,11 @@ impl Worker {
             };
             if let Applied::Txn { commit_ts_us, .. } = applied {
                 let lag = now_us().saturating_sub(commit_ts_us);
+                last_apply = std::time::Instant::now();
+                let db = &self.cfg.metrics_name;
+                metrics::observe(metrics::LAG_SECONDS, db, lag as f64 / 1e6);
+                metrics::set(metrics::APPLIED_TXID, db, standby.position().txid as f64);
+                metrics::set(metrics::APPLIED_SEQ, db, entry.seq as f64);
                 self.lags
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

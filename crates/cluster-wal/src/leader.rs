@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::capture::{Capture, CheckpointOutcome, LeaderStart};
 use crate::error::{Result, WalError};
+use crate::metrics;
 use crate::record::{Record, TxnData};
 use crate::snapshot::Snapshot;
 use crate::sqlite::{Doorbell, WriteGate, open_leader_connection};
@@ -49,13 +50,17 @@ pub struct LeaderConfig {
     pub checkpoint_frames: u64,
     /// How long a checkpoint or snapshot waits for acknowledgements before giving up.
     pub ack_timeout: Duration,
+    /// The `db` label of this database's metrics (default: the file stem).
+    pub metrics_name: String,
 }
 
 impl LeaderConfig {
     /// Defaults: 25 ms poll, checkpoint at 1000 frames, 30 s ack timeout.
     pub fn new(db_path: impl Into<PathBuf>, start: LeaderStart, expected_last_seq: u64) -> Self {
+        let db_path = db_path.into();
         Self {
-            db_path: db_path.into(),
+            metrics_name: crate::metrics::name_of(&db_path),
+            db_path,
             start,
             expected_last_seq,
             poll_interval: Duration::from_millis(25),
@@ -153,6 +158,7 @@ impl Leader {
             cfg.expected_last_seq,
             max_payload,
             gate.clone(),
+            cfg.metrics_name.clone(),
         ));
         let bell_tx = cmd_tx.clone();
         let poll = cfg.poll_interval;
@@ -268,6 +274,12 @@ impl Leader {
 
     /// Captures what is left, waits (bounded) for acknowledgements and stops.
     pub async fn shutdown(self) -> LeaderProgress {
+        self.stop().await
+    }
+
+    /// [`Leader::shutdown`] through a shared reference: later writes fail with `Stopped`.
+    /// Every connection of the writer thread is closed when it returns.
+    pub async fn stop(&self) -> LeaderProgress {
         let (tx, rx) = oneshot::channel();
         if self.send(Cmd::Stop(tx)).is_ok() {
             let _ = rx.await;
@@ -334,8 +346,12 @@ impl Actor {
                     if self.pump(&mut cap).is_ok() {
                         let _ = self.wait_acked(cap.txid());
                     }
+                    // Close every connection before answering: after `shutdown` returns, the
+                    // database is free for other processes.
+                    drop(cap);
+                    drop(conn);
                     let _ = reply.send(());
-                    break;
+                    return;
                 }
             }
             if cap.wal_frames() >= self.cfg.checkpoint_frames
@@ -372,6 +388,11 @@ impl Actor {
                 .blocking_send(t)
                 .map_err(|_| WalError::Stopped("publisher is gone".into()))?;
             self.progress_tx.send_modify(|p| p.captured_txid = txid);
+            metrics::set(
+                metrics::LEADER_CAPTURED_TXID,
+                &self.cfg.metrics_name,
+                txid as f64,
+            );
         }
         Ok(())
     }
@@ -446,6 +467,7 @@ async fn publisher(
     mut last_seq: u64,
     max_payload: usize,
     gate: WriteGate,
+    db: String,
 ) {
     let stop = |reason: String| {
         tracing::error!(%reason, "leader stops shipping");
@@ -476,6 +498,7 @@ async fn publisher(
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                     }
                     Err(cluster_core::Error::Conflict { current, .. }) => {
+                        metrics::add(metrics::FENCED, &db, 1);
                         let e = WalError::Fenced {
                             expected: last_seq,
                             current: current.map_or(0, |r| r.0),
@@ -496,5 +519,8 @@ async fn publisher(
             p.acked_checksum = post;
             p.bytes_shipped += bytes;
         });
+        metrics::set(metrics::LEADER_ACKED_TXID, &db, txid as f64);
+        metrics::set(metrics::LEADER_ACKED_SEQ, &db, last_seq as f64);
+        metrics::add(metrics::SHIPPED_BYTES, &db, bytes);
     }
 }

@@ -42,6 +42,9 @@ pub struct SnapshotMeta {
     pub page_count: u32,
     /// CRC-32C of the image.
     pub crc32c: u32,
+    /// When the snapshot was taken: the producer's wall clock, µs since the Unix epoch (0 when
+    /// unknown). Used for age-based retention and the snapshot-age metric only.
+    pub created_us: u64,
 }
 
 /// A snapshot image with its metadata.
@@ -74,6 +77,7 @@ impl SnapshotMeta {
             ("page_size".into(), self.page_size.to_string()),
             ("page_count".into(), self.page_count.to_string()),
             ("crc32c".into(), format!("{:08x}", self.crc32c)),
+            ("created_us".into(), self.created_us.to_string()),
         ])
     }
 
@@ -92,6 +96,7 @@ impl SnapshotMeta {
             page_size: get("page_size")?.parse().ok()?,
             page_count: get("page_count")?.parse().ok()?,
             crc32c: u32::from_str_radix(get("crc32c")?, 16).ok()?,
+            created_us: get("created_us").and_then(|v| v.parse().ok()).unwrap_or(0),
         })
     }
 }
@@ -132,6 +137,7 @@ impl Snapshot {
                 page_size,
                 page_count: pages.len() as u32,
                 crc32c: crc32c(&image),
+                created_us: crate::sqlite::now_us(),
             },
             image,
         })
@@ -205,6 +211,25 @@ impl Snapshot {
     }
 }
 
+/// Which snapshots to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at most this many snapshots of the lineage (at least 1).
+    pub count: usize,
+    /// Delete snapshots older than this (the newest is always kept).
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl Default for Retention {
+    /// Three snapshots, no age limit.
+    fn default() -> Self {
+        Self {
+            count: 3,
+            max_age: None,
+        }
+    }
+}
+
 /// Stores a snapshot, keeps the newest `retain` snapshots of its lineage (deleting older
 /// ones), then trims the log below the oldest retained snapshot's sequence + 1. The order
 /// (put, then delete, then purge) keeps the invariant `first_seq ≤ oldest retained
@@ -215,6 +240,27 @@ pub async fn publish(
     snap: &Snapshot,
     retain: usize,
 ) -> Result<()> {
+    publish_with_retention(
+        store,
+        log,
+        snap,
+        Retention {
+            count: retain,
+            max_age: None,
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// [`publish`] with retention by count and age; returns the metadata of the snapshots kept
+/// (newest first).
+pub async fn publish_with_retention(
+    store: &dyn ObjectStore,
+    log: &dyn ReplicatedLog,
+    snap: &Snapshot,
+    retention: Retention,
+) -> Result<Vec<SnapshotMeta>> {
     store
         .put(
             &snap.meta.object_name(),
@@ -222,21 +268,50 @@ pub async fn publish(
             snap.meta.to_metadata(),
         )
         .await?;
+    apply_retention(store, log, snap.meta.lineage, retention).await
+}
+
+/// Deletes the snapshots of `lineage` that `retention` does not keep (the newest is always
+/// kept), then trims the log below the oldest kept snapshot's sequence + 1.
+pub async fn apply_retention(
+    store: &dyn ObjectStore,
+    log: &dyn ReplicatedLog,
+    lineage: Uuid,
+    retention: Retention,
+) -> Result<Vec<SnapshotMeta>> {
     let mut all: Vec<SnapshotMeta> = list(store)
         .await?
         .into_iter()
-        .filter(|m| m.lineage == snap.meta.lineage)
+        .filter(|m| m.lineage == lineage)
         .collect();
     all.sort_by_key(|m| std::cmp::Reverse(m.stream_seq));
-    let retain = retain.max(1);
-    for old in all.iter().skip(retain) {
+    let now = crate::sqlite::now_us();
+    let too_old = |m: &SnapshotMeta| {
+        retention.max_age.is_some_and(|age| {
+            m.created_us > 0 && now.saturating_sub(m.created_us) > age.as_micros() as u64
+        })
+    };
+    let (mut keep, mut drop) = (Vec::new(), Vec::new());
+    for (i, m) in all.into_iter().enumerate() {
+        if i == 0 || (i < retention.count.max(1) && !too_old(&m)) {
+            keep.push(m);
+        } else {
+            drop.push(m);
+        }
+    }
+    for old in &drop {
         store.delete(&old.object_name()).await?;
     }
-    if let Some(oldest) = all.iter().take(retain).map(|m| m.stream_seq).min() {
+    if let Some(oldest) = keep.iter().map(|m| m.stream_seq).min() {
         let purged = log.purge_below(oldest + 1).await?;
-        tracing::info!(below = oldest + 1, purged, "log trimmed behind snapshots");
+        tracing::info!(
+            below = oldest + 1,
+            purged,
+            deleted = drop.len(),
+            "log trimmed behind snapshots"
+        );
     }
-    Ok(())
+    Ok(keep)
 }
 
 /// Lists every snapshot's metadata.

@@ -100,6 +100,20 @@ pub mod nats {
         NatsConnection::connect(options).await
     }
 
+    /// `Platform::builder(name, node).nats(&conn, replicas)`: wires a builder to NATS.
+    pub trait NatsBuilderExt {
+        /// Uses `conn` for the transport and the KV store, with buckets of `replicas` replicas
+        /// (also recorded in the options).
+        fn nats(self, conn: &NatsConnection, replicas: usize) -> PlatformBuilder;
+    }
+
+    impl NatsBuilderExt for PlatformBuilder {
+        fn nats(self, conn: &NatsConnection, replicas: usize) -> PlatformBuilder {
+            self.transport(Arc::new(conn.transport()))
+                .kv_store(Arc::new(conn.kv_store(Some(replicas))))
+        }
+    }
+
     /// A builder for node `node` of platform `name` over `conn`, with buckets of `replicas`
     /// replicas (1 on a single server, 3 on a cluster).
     pub fn platform(
@@ -113,7 +127,6 @@ pub mod nats {
                 replicas,
                 ..PlatformOptions::default()
             })
-            .transport(Arc::new(conn.transport()))
-            .kv_store(Arc::new(conn.kv_store(Some(replicas)))))
+            .nats(conn, replicas))
     }
 }

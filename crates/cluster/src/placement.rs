@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cluster_core::runtime::{AssignmentView, PlacementView, PlanOutcome, PlanRequest, Planner};
+use cluster_core::wire::placement_admin::{PlannedMigration, RebalancePlan};
 use cluster_core::{App, AppName, Error, Labels, Mode, NodeId, Result};
+use cluster_placement::MigrationKind;
 use serde::{Deserialize, Serialize};
 
 pub use cluster_placement::{
@@ -244,9 +246,10 @@ fn to_view(assignment: &Assignment) -> Result<AssignmentView> {
         .map_err(|e| Error::Internal(format!("assignment conversion: {e}")))
 }
 
-impl Planner for PlacementPlanner {
-    fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome> {
-        let nodes: Vec<NodeInfo> = request
+impl PlacementPlanner {
+    /// The nodes of `request` as the scheduler sees them.
+    fn node_infos(request: &PlanRequest) -> Vec<NodeInfo> {
+        request
             .nodes
             .iter()
             .map(|n| {
@@ -260,7 +263,66 @@ impl Planner for PlacementPlanner {
                 info.healthy = n.healthy && !n.draining;
                 info
             })
+            .collect()
+    }
+}
+
+impl Planner for PlacementPlanner {
+    fn rebalance(
+        &self,
+        request: &PlanRequest,
+        app: Option<&AppName>,
+        threshold: Option<f64>,
+    ) -> Result<RebalancePlan> {
+        let nodes = Self::node_infos(request);
+        let specs: Vec<AppSpec> = request
+            .apps
+            .iter()
+            .filter_map(|a| self.app_spec(&a.name, a.mode, a.placement.as_ref()).ok())
             .collect();
+        let current = to_assignment(&request.current)?;
+        let mut policy = cluster_placement::RebalancePolicy {
+            max_concurrent: 0,
+            ..Default::default()
+        };
+        if let Some(t) = threshold {
+            policy.threshold = t;
+        }
+        if let Some(app) = app {
+            policy.exclude_apps = specs
+                .iter()
+                .map(|s| s.name.clone())
+                .filter(|n| n != app)
+                .collect();
+        }
+        let plan = cluster_placement::plan_rebalance(&nodes, &specs, &current, &policy);
+        let step = |m: &cluster_placement::Migration| PlannedMigration {
+            app: m.app.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            kind: match &m.kind {
+                MigrationKind::Start => "start",
+                MigrationKind::Stop => "stop",
+                MigrationKind::Move => "move",
+                MigrationKind::Leader => "leader",
+                MigrationKind::Partitions { .. } => "partitions",
+            }
+            .to_owned(),
+        };
+        Ok(RebalancePlan {
+            migrations: plan.migrations.iter().map(step).collect(),
+            imbalance_before: plan.imbalance_before,
+            imbalance_after: plan.imbalance_after,
+            rejected: plan
+                .rejected
+                .iter()
+                .map(|(m, why)| format!("{m}: {why}"))
+                .collect(),
+        })
+    }
+
+    fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome> {
+        let nodes = Self::node_infos(request);
         let all_nodes: Vec<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
         let mut current = to_assignment(&request.current)?;
         let mut pending = BTreeMap::new();

@@ -106,6 +106,26 @@ impl Channel {
         }
     }
 
+    /// Sends `request` to `target`, waiting up to `timeout` for a reply (long operations such
+    /// as a drain or a move answer when they completed).
+    pub(crate) async fn send_waiting(
+        &self,
+        target: &AdminTarget,
+        request: &AdminRequest,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<AdminReply>, cluster::Error> {
+        match self {
+            Channel::Nats { client, .. } => {
+                client
+                    .clone()
+                    .with_timeout(timeout)
+                    .send(target, request)
+                    .await
+            }
+            Channel::Dev { socket } => bridge_call(socket, target, request).await,
+        }
+    }
+
     /// Closes the connection.
     pub(crate) async fn close(self) {
         if let Channel::Nats { conn, .. } = self {

@@ -1,6 +1,7 @@
 //! Admin commands against a live platform (NATS request/reply, or the dev daemon's socket).
 
 mod channel;
+pub(crate) mod placement;
 mod views;
 
 use std::time::Duration;
@@ -633,5 +634,72 @@ pub(crate) async fn health(settings: &Settings, channel: &Channel) -> CliResult 
                 problems.len()
             ),
         )),
+    }
+}
+
+/// The `node` subcommands beyond list/status (placement).
+pub(crate) async fn node_command(
+    settings: &Settings,
+    channel: &Channel,
+    cmd: &crate::cli::NodeCommand,
+) -> CliResult {
+    use crate::cli::NodeCommand as N;
+    match cmd {
+        N::List => node_list(settings, channel).await,
+        N::Status { id } => node_status(settings, channel, id).await,
+        N::Cordon { id, reason } => {
+            placement::cordon(settings, channel, id, reason.as_deref()).await
+        }
+        N::Uncordon { id } => placement::uncordon(settings, channel, id).await,
+        N::Label { id, changes } => placement::label(settings, channel, id, changes).await,
+        N::Drain { id, timeout, force } => {
+            placement::drain(settings, channel, id, timeout.as_deref(), *force).await
+        }
+        N::WaitStable { id, timeout } => {
+            placement::wait_stable(settings, channel, id, timeout.as_deref()).await
+        }
+    }
+}
+
+/// The `app` subcommands beyond list/status (placement).
+pub(crate) async fn app_command(
+    settings: &Settings,
+    channel: &Channel,
+    cmd: &crate::cli::AppCommand,
+) -> CliResult {
+    use crate::cli::AppCommand as A;
+    match cmd {
+        A::List => app_list(settings, channel).await,
+        A::Status { app } => app_status(settings, channel, app).await,
+        A::Move {
+            app,
+            from,
+            to,
+            timeout,
+        } => {
+            placement::app_move(
+                settings,
+                channel,
+                app,
+                from,
+                to.as_deref(),
+                timeout.as_deref(),
+            )
+            .await
+        }
+        A::Rebalance { app, all, dry_run } => {
+            if *all == app.is_some() {
+                return Err(Failure::new(
+                    Code::Invalid,
+                    "app rebalance: name one app, or pass --all",
+                ));
+            }
+            placement::rebalance(settings, channel, app.as_deref(), *dry_run).await
+        }
+        A::Evacuate {
+            label,
+            timeout,
+            force,
+        } => placement::evacuate(settings, channel, label, timeout.as_deref(), *force).await,
     }
 }

@@ -62,12 +62,12 @@ const TOP_KEYS: &[&str] = &[
     "apps",
 ];
 
-struct Reader {
-    file: String,
-    problems: Vec<Problem>,
+pub(super) struct Reader {
+    pub(super) file: String,
+    pub(super) problems: Vec<Problem>,
 }
 
-fn path(prefix: &str, key: &str) -> String {
+pub(super) fn path(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
     } else {
@@ -75,7 +75,7 @@ fn path(prefix: &str, key: &str) -> String {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(super) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::String(_) => "a string",
         Value::Integer(_) => "an integer",
@@ -88,7 +88,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl Reader {
-    fn problem(&mut self, key: impl Into<String>, why: impl Into<String>) {
+    pub(super) fn problem(&mut self, key: impl Into<String>, why: impl Into<String>) {
         self.problems.push(Problem {
             file: self.file.clone(),
             key: key.into(),
@@ -96,7 +96,7 @@ impl Reader {
         });
     }
 
-    fn known_keys(&mut self, t: &Table, prefix: &str, allowed: &[&str]) {
+    pub(super) fn known_keys(&mut self, t: &Table, prefix: &str, allowed: &[&str]) {
         for key in t.keys() {
             if !allowed.contains(&key.as_str()) {
                 self.problem(
@@ -107,7 +107,7 @@ impl Reader {
         }
     }
 
-    fn string(&mut self, t: &Table, prefix: &str, key: &str) -> Option<String> {
+    pub(super) fn string(&mut self, t: &Table, prefix: &str, key: &str) -> Option<String> {
         match t.get(key)? {
             Value::String(s) => Some(s.clone()),
             other => {
@@ -120,7 +120,7 @@ impl Reader {
         }
     }
 
-    fn table<'t>(&mut self, t: &'t Table, prefix: &str, key: &str) -> Option<&'t Table> {
+    pub(super) fn table<'t>(&mut self, t: &'t Table, prefix: &str, key: &str) -> Option<&'t Table> {
         match t.get(key)? {
             Value::Table(t) => Some(t),
             other => {
@@ -133,7 +133,7 @@ impl Reader {
         }
     }
 
-    fn duration(&mut self, t: &Table, prefix: &str, key: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, t: &Table, prefix: &str, key: &str) -> Option<Duration> {
         let s = self.string(t, prefix, key)?;
         match super::duration::parse(&s) {
             Ok(d) => Some(d),
@@ -158,7 +158,14 @@ impl Reader {
         }
     }
 
-    fn int(&mut self, t: &Table, prefix: &str, key: &str, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn int(
+        &mut self,
+        t: &Table,
+        prefix: &str,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         match t.get(key)? {
             Value::Integer(i) if (min..=max).contains(i) => Some(*i),
             Value::Integer(i) => {
@@ -178,7 +185,7 @@ impl Reader {
         }
     }
 
-    fn strings(&mut self, t: &Table, prefix: &str, key: &str) -> Vec<String> {
+    pub(super) fn strings(&mut self, t: &Table, prefix: &str, key: &str) -> Vec<String> {
         let Some(v) = t.get(key) else {
             return Vec::new();
         };
@@ -202,7 +209,12 @@ impl Reader {
         out
     }
 
-    fn string_map(&mut self, t: &Table, prefix: &str, key: &str) -> Vec<(String, String)> {
+    pub(super) fn string_map(
+        &mut self,
+        t: &Table,
+        prefix: &str,
+        key: &str,
+    ) -> Vec<(String, String)> {
         let Some(map) = self.table(t, prefix, key) else {
             return Vec::new();
         };
@@ -487,7 +499,15 @@ impl Reader {
             self.known_keys(
                 at,
                 &p,
-                &["name", "mode", "replicas", "partitions", "backend"],
+                &[
+                    "name",
+                    "mode",
+                    "replicas",
+                    "partitions",
+                    "backend",
+                    "placement",
+                    "vip",
+                ],
             );
             let name = match self.string(at, &p, "name") {
                 None => {
@@ -510,11 +530,25 @@ impl Reader {
             let backend = self
                 .table(at, &p, "backend")
                 .and_then(|bt| self.backend(bt, &path(&p, "backend")));
+            let placement = self
+                .table(at, &p, "placement")
+                .map(|pt| self.placement(pt, &path(&p, "placement"), mode));
+            let vip = self
+                .table(at, &p, "vip")
+                .and_then(|vt| self.vip(vt, &path(&p, "vip")));
+            if vip.is_some() && mode.is_some_and(|m| !m.is_singleton()) {
+                self.problem(
+                    path(&p, "vip"),
+                    "a VIP is held by one leader: only singleton apps can have one",
+                );
+            }
             if let (Some(name), Some(mode)) = (name, mode) {
                 apps.push(AppConfig {
                     name,
                     mode,
                     backend,
+                    placement,
+                    vip,
                 });
             }
         }
@@ -553,12 +587,6 @@ impl Reader {
                 "mode replicas needs replicas = N (N >= 1)",
             );
         }
-        if matches!(mode, Mode::Replicas { .. } | Mode::Ring { .. }) {
-            self.problem(
-                key,
-                format!("mode {mode} needs the placement controller, which is not available in this build yet; use singleton or spread"),
-            );
-        }
         Some(mode)
     }
 
@@ -593,7 +621,11 @@ impl Reader {
                 }
             }
             Some("systemd") => {
-                self.known_keys(bt, p, &["type", "unit", "start_timeout", "stop_timeout"]);
+                self.known_keys(
+                    bt,
+                    p,
+                    &["type", "unit", "start_timeout", "stop_timeout", "bus"],
+                );
                 let unit = self.string(bt, p, "unit");
                 if unit.is_none() {
                     self.problem(
@@ -605,6 +637,7 @@ impl Reader {
                     unit: unit.unwrap_or_default(),
                     start_timeout: self.duration(bt, p, "start_timeout"),
                     stop_timeout: self.duration(bt, p, "stop_timeout"),
+                    bus: self.string(bt, p, "bus"),
                 }
             }
             Some("docker") => {
@@ -620,6 +653,7 @@ impl Reader {
                         "volumes",
                         "network",
                         "stop_timeout",
+                        "host",
                     ],
                 );
                 let image = self.string(bt, p, "image");
@@ -634,6 +668,7 @@ impl Reader {
                     volumes: self.strings(bt, p, "volumes"),
                     network: self.string(bt, p, "network"),
                     stop_timeout: self.duration(bt, p, "stop_timeout"),
+                    host: self.string(bt, p, "host"),
                 }
             }
             Some(other) => {

@@ -5,6 +5,7 @@
 
 mod duration;
 mod load;
+mod rules;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +95,8 @@ pub(crate) enum BackendConfig {
         unit: String,
         start_timeout: Option<Duration>,
         stop_timeout: Option<Duration>,
+        /// `system` (default), `session`, or a D-Bus address.
+        bus: Option<String>,
     },
     /// A container.
     Docker {
@@ -104,6 +107,8 @@ pub(crate) enum BackendConfig {
         volumes: Vec<String>,
         network: Option<String>,
         stop_timeout: Option<Duration>,
+        /// The engine's socket (default `$DOCKER_HOST`, then `/var/run/docker.sock`).
+        host: Option<String>,
     },
 }
 
@@ -118,12 +123,30 @@ impl BackendConfig {
     }
 }
 
-/// An app declared in the file (no code: election, membership and an optional backend).
+/// A virtual IP held by the active instance of a Singleton app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VipConfig {
+    /// `a.b.c.d/prefix`.
+    pub(crate) cidr: String,
+    /// The interface carrying it.
+    pub(crate) interface: String,
+    pub(crate) garp_count: Option<u32>,
+    pub(crate) garp_interval: Option<Duration>,
+    /// `None` in the file: the default (10 s); `Some(None)`: `"off"`.
+    pub(crate) refresh_interval: Option<Option<Duration>>,
+    pub(crate) check_before_claim: bool,
+}
+
+/// An app declared in the file (no code: election, membership, placement rules, an optional
+/// VIP and an optional backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AppConfig {
     pub(crate) name: AppName,
     pub(crate) mode: Mode,
     pub(crate) backend: Option<BackendConfig>,
+    /// Placement rules (`None`: anywhere, default strategy).
+    pub(crate) placement: Option<cluster::placement::PlacementSpec>,
+    pub(crate) vip: Option<VipConfig>,
 }
 
 /// A loaded, validated configuration file. Every field is optional where a flag, an

@@ -59,13 +59,14 @@ pub(crate) async fn run_dev(settings: &Settings, args: &RunArgs) -> CliResult {
     };
     let prometheus = crate::observe::install_metrics(&settings.config)?;
     let network = cluster::dev::Network::new();
-    let platform = cluster::dev::platform(&network, settings.platform.as_str(), node.as_str())?
-        .options(PlatformOptions {
-            address: settings.config.address.clone().unwrap_or_default(),
-            ..settings.config.options.clone()
-        })
-        .labels(labels(&settings.config, args)?)
-        .build()?;
+    let platform =
+        cluster::placement::dev_platform(&network, settings.platform.as_str(), node.as_str())?
+            .options(PlatformOptions {
+                address: settings.config.address.clone().unwrap_or_default(),
+                ..settings.config.options.clone()
+            })
+            .labels(labels(&settings.config, args)?)
+            .build()?;
     for app in &apps {
         platform.register(app)?;
     }

@@ -9,10 +9,11 @@
 pub(crate) mod backends;
 mod dev;
 mod signals;
+pub(crate) mod vip;
 
 use std::time::Duration;
 
-use cluster::core::runtime::RetryPolicy;
+use cluster::placement::AppPlacementExt;
 use cluster::{App, Labels, Platform, PlatformOptions};
 use tracing::{info, warn};
 
@@ -47,10 +48,18 @@ pub(crate) fn build_apps(apps: &[AppConfig]) -> CliResult<Vec<App>> {
                 Ok(())
             }
         });
+        if let Some(rules) = &a.placement {
+            let rules = rules.clone();
+            app.edit_placement(|s| *s = rules)?;
+        }
+        // Order: the VIP is claimed before the backend starts and released after it stopped.
+        if let Some(v) = &a.vip {
+            vip::attach(&app, v).map_err(|e| {
+                Failure::new(Code::Error, format!("app {}: VIP {}: {e}", a.name, v.cidr))
+            })?;
+        }
         if let Some(backend) = &a.backend {
-            let resource = backends::resource_for(a, backend)
-                .map_err(|e| Failure::new(Code::NotAvailable, format!("{e:#}")))?;
-            app.add_resource(resource, RetryPolicy::default());
+            backends::attach(&app, a, backend);
         }
         out.push(app);
     }
@@ -131,6 +140,7 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
             })
             .labels(labels)
             .audit(audit)
+            .planner(cluster::placement::planner())
             .build()?;
     for app in &apps {
         platform.register(app)?;

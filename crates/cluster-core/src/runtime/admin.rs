@@ -130,6 +130,16 @@ async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
             let reply = step_down(shared, request.app.as_ref()).await?;
             AdminReply::ok(node, members, &reply)
         }
+        AdminMethod::PlacementStatus
+        | AdminMethod::NodeCordon
+        | AdminMethod::NodeUncordon
+        | AdminMethod::NodeDrain
+        | AdminMethod::NodeLabel
+        | AdminMethod::AppMove
+        | AdminMethod::RebalancePlan => {
+            let result = super::admin_placement::dispatch(shared, method, &request).await?;
+            AdminReply::ok(node, live_nodes(shared), &result)
+        }
     }
 }
 

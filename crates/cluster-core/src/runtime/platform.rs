@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) assignment: watch::Sender<Option<Arc<super::AssignmentRecord>>>,
     pub(crate) label_overrides: RwLock<Option<crate::wire::placement::LabelsRecord>>,
     pub(crate) audit: super::audit::AuditHub,
+    /// Serialises Ring ownership changes (the agent's handshake and the release at shutdown).
+    pub(crate) ring_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -331,6 +333,7 @@ impl PlatformBuilder {
                 assignment: watch::channel(None).0,
                 label_overrides: RwLock::new(None),
                 audit: super::audit::AuditHub::new(self.audit),
+                ring_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -377,6 +380,11 @@ impl Platform {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// A handle on the platform `shared` belongs to (for services running inside it).
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
     /// The platform's name.
@@ -650,6 +658,11 @@ impl Platform {
         shared.draining.store(true, Ordering::SeqCst);
         shared.shutdown.cancel();
         let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
+        // Ring partitions are released (on_release, record emptied) while this node is still a
+        // member, so no other node owns them before on_release completed here.
+        for app in &apps {
+            super::placement::ring_release_all(shared, app).await;
+        }
         // Leaders first: run on_passive and release the lease so standbys take over at once.
         let stops = apps.iter().map(|app| super::instance::stop(app, shared));
         futures::future::join_all(stops).await;

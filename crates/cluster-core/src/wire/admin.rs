@@ -41,16 +41,40 @@ pub enum AdminMethod {
     /// The node steps down from leadership of one app, or of every app it leads
     /// ([`StepDownReply`]).
     StepDown,
+    /// The node's view of placement ([`PlacementStatus`](super::placement_admin::PlacementStatus)).
+    PlacementStatus,
+    /// Cordon a node ([`NodeParams`](super::placement_admin::NodeParams)).
+    NodeCordon,
+    /// Uncordon a node ([`NodeParams`](super::placement_admin::NodeParams)).
+    NodeUncordon,
+    /// Drain a node; the reply comes when it runs nothing
+    /// ([`DrainParams`](super::placement_admin::DrainParams) → [`DrainReply`](super::placement_admin::DrainReply)).
+    NodeDrain,
+    /// Set and remove labels of a node ([`LabelParams`](super::placement_admin::LabelParams)).
+    NodeLabel,
+    /// Move an app's instance; the reply comes when the move completed
+    /// ([`MoveParams`](super::placement_admin::MoveParams) → [`MoveReply`](super::placement_admin::MoveReply)).
+    AppMove,
+    /// A rebalance plan, nothing changed
+    /// ([`RebalanceParams`](super::placement_admin::RebalanceParams) → [`RebalancePlan`](super::placement_admin::RebalancePlan)).
+    RebalancePlan,
 }
 
 impl AdminMethod {
     /// Every method, in documentation order.
-    pub const ALL: [AdminMethod; 5] = [
+    pub const ALL: [AdminMethod; 12] = [
         AdminMethod::Status,
         AdminMethod::NodeStatus,
         AdminMethod::AppList,
         AdminMethod::AppStatus,
         AdminMethod::StepDown,
+        AdminMethod::PlacementStatus,
+        AdminMethod::NodeCordon,
+        AdminMethod::NodeUncordon,
+        AdminMethod::NodeDrain,
+        AdminMethod::NodeLabel,
+        AdminMethod::AppMove,
+        AdminMethod::RebalancePlan,
     ];
 
     /// The method's name on the wire.
@@ -61,6 +85,13 @@ impl AdminMethod {
             AdminMethod::AppList => "app.list",
             AdminMethod::AppStatus => "app.status",
             AdminMethod::StepDown => "stepdown",
+            AdminMethod::PlacementStatus => "placement.status",
+            AdminMethod::NodeCordon => "node.cordon",
+            AdminMethod::NodeUncordon => "node.uncordon",
+            AdminMethod::NodeDrain => "node.drain",
+            AdminMethod::NodeLabel => "node.label",
+            AdminMethod::AppMove => "app.move",
+            AdminMethod::RebalancePlan => "rebalance.plan",
         }
     }
 
@@ -86,6 +117,10 @@ pub struct AdminRequest {
     /// The app the method applies to (`app.status`: required; `stepdown`: optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppName>,
+    /// Method parameters (placement methods: the types of
+    /// [`placement_admin`](super::placement_admin)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
 }
 
 impl AdminRequest {
@@ -95,7 +130,28 @@ impl AdminRequest {
             v: ADMIN_VERSION,
             method: method.as_str().to_owned(),
             app: None,
+            params: None,
         }
+    }
+
+    /// A request for `method` with `params`.
+    pub fn with_params<T: Serialize>(method: AdminMethod, params: &T) -> Result<Self> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| Error::Internal(format!("encode admin params: {e}")))?;
+        Ok(Self {
+            params: Some(params),
+            ..Self::new(method)
+        })
+    }
+
+    /// The typed parameters (`InvalidArgument` when missing or of the wrong shape).
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T> {
+        let value = self
+            .params
+            .clone()
+            .ok_or_else(|| Error::InvalidArgument(format!("{} needs parameters", self.method)))?;
+        serde_json::from_value(value)
+            .map_err(|e| Error::InvalidArgument(format!("{} parameters: {e}", self.method)))
     }
 
     /// A request for `method` about `app`.
@@ -434,7 +490,14 @@ mod tests {
                 "node.status",
                 "app.list",
                 "app.status",
-                "stepdown"
+                "stepdown",
+                "placement.status",
+                "node.cordon",
+                "node.uncordon",
+                "node.drain",
+                "node.label",
+                "app.move",
+                "rebalance.plan"
             ]
         );
     }

@@ -10,6 +10,7 @@ pub mod headers;
 pub mod member;
 pub mod names;
 pub mod placement;
+pub mod placement_admin;
 pub mod rpc;
 
 /// The protocol version this build speaks.

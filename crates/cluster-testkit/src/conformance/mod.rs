@@ -21,6 +21,7 @@
 pub mod election;
 pub mod kv;
 pub mod lock;
+pub mod stream;
 pub mod transport;
 
 use std::fmt::Debug;

@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
 
+pub mod nats;
+pub mod workload;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -93,6 +93,81 @@ async fn reconcile(
     election: &dyn Election,
     epoch: Epoch,
 ) -> Result<()> {
+    let gathered = gather(shared, bucket).await?;
+    let (current_record, current_rev) = (gathered.current, gathered.revision);
+    if let Some(r) = &current_record
+        && r.epoch > epoch.0
+    {
+        return Err(Error::Fenced {
+            presented: epoch,
+            current: Epoch(r.epoch),
+        });
+    }
+    let request = gathered.request;
+    let reason = if !request.moves.is_empty() {
+        "move"
+    } else if !gathered.draining.is_empty() {
+        "drain"
+    } else if current_record.is_none() {
+        "initial"
+    } else if current_record.as_ref().is_some_and(|r| {
+        r.assignment
+            .apps
+            .values()
+            .flat_map(|p| p.nodes.iter())
+            .any(|n| !request.nodes.iter().any(|m| m.id == *n))
+    }) {
+        "member_leave"
+    } else {
+        "reconcile"
+    };
+    let outcome = planner.plan(&request)?;
+    let unchanged = current_record.as_ref().is_some_and(|r| {
+        r.assignment == outcome.assignment && r.pending == outcome.pending && r.epoch == epoch.0
+    });
+    if unchanged {
+        return Ok(());
+    }
+    let record = AssignmentRecord {
+        v: PLACEMENT_RECORD_VERSION,
+        epoch: epoch.0,
+        assignment: outcome.assignment,
+        pending: outcome.pending,
+    };
+    // Only the controller of the current term writes, and only over the revision it read.
+    if election.fencing_token() != Some(epoch) {
+        return Err(Error::Fenced {
+            presented: epoch,
+            current: election.fencing_token().unwrap_or(Epoch::ZERO),
+        });
+    }
+    let value = encode(&record)?;
+    match current_rev {
+        Some(rev) => bucket.update(ASSIGNMENT_KEY, value, rev, None).await?,
+        None => bucket.create(ASSIGNMENT_KEY, value, None).await?,
+    };
+    info!(version = record.assignment.version, %epoch, pending = record.pending.len(),
+        "placement assignment updated");
+    super::observe::assignment_written(shared, current_record.as_ref(), &record, reason);
+    Ok(())
+}
+
+/// The planner's input as this node sees it, with the current record and its revision.
+pub(crate) struct Gathered {
+    /// The planner's input.
+    pub(crate) request: PlanRequest,
+    /// The current assignment record.
+    pub(crate) current: Option<AssignmentRecord>,
+    /// Its revision.
+    pub(crate) revision: Option<Revision>,
+    /// Cordoned nodes (records, whether or not the node is live).
+    pub(crate) cordoned: Vec<String>,
+    /// Nodes being drained.
+    pub(crate) draining: Vec<String>,
+}
+
+/// Reads membership and the placement bucket into a planning request.
+pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Result<Gathered> {
     let started = shared.started().await?;
     let members = started.membership.borrow().clone();
     let mut cordoned = Vec::new();
@@ -139,14 +214,6 @@ async fn reconcile(
         },
         None => (None, None),
     };
-    if let Some(r) = &current_record
-        && r.epoch > epoch.0
-    {
-        return Err(Error::Fenced {
-            presented: epoch,
-            current: Epoch(r.epoch),
-        });
-    }
     let nodes: Vec<PlanNode> = members
         .values()
         .map(|m| PlanNode {
@@ -173,23 +240,6 @@ async fn reconcile(
             });
         }
     }
-    let reason = if !moves.is_empty() {
-        "move"
-    } else if !draining.is_empty() {
-        "drain"
-    } else if current_record.is_none() {
-        "initial"
-    } else if current_record.as_ref().is_some_and(|r| {
-        r.assignment
-            .apps
-            .values()
-            .flat_map(|p| p.nodes.iter())
-            .any(|n| !members.contains_key(n))
-    }) {
-        "member_leave"
-    } else {
-        "reconcile"
-    };
     let request = PlanRequest {
         nodes,
         apps: apps.into_values().collect(),
@@ -199,35 +249,13 @@ async fn reconcile(
             .unwrap_or_default(),
         moves,
     };
-    let outcome = planner.plan(&request)?;
-    let unchanged = current_record.as_ref().is_some_and(|r| {
-        r.assignment == outcome.assignment && r.pending == outcome.pending && r.epoch == epoch.0
-    });
-    if unchanged {
-        return Ok(());
-    }
-    let record = AssignmentRecord {
-        v: PLACEMENT_RECORD_VERSION,
-        epoch: epoch.0,
-        assignment: outcome.assignment,
-        pending: outcome.pending,
-    };
-    // Only the controller of the current term writes, and only over the revision it read.
-    if election.fencing_token() != Some(epoch) {
-        return Err(Error::Fenced {
-            presented: epoch,
-            current: election.fencing_token().unwrap_or(Epoch::ZERO),
-        });
-    }
-    let value = encode(&record)?;
-    match current_rev {
-        Some(rev) => bucket.update(ASSIGNMENT_KEY, value, rev, None).await?,
-        None => bucket.create(ASSIGNMENT_KEY, value, None).await?,
-    };
-    info!(version = record.assignment.version, %epoch, pending = record.pending.len(),
-        "placement assignment updated");
-    super::observe::assignment_written(shared, current_record.as_ref(), &record, reason);
-    Ok(())
+    Ok(Gathered {
+        request,
+        current: current_record,
+        revision: current_rev,
+        cordoned,
+        draining,
+    })
 }
 
 impl Default for AssignmentRecord {

@@ -28,10 +28,10 @@ use crate::mode::Mode;
 
 pub use crate::wire::placement::{AssignmentRecord, AssignmentView, PlacementView};
 pub(crate) use agent::spawn as spawn_agent;
-pub(crate) use controller::spawn as spawn_controller;
+pub(crate) use controller::{gather as gather_plan_request, spawn as spawn_controller};
 pub use ops::{DrainOptions, DrainProgress, MoveRequest};
-pub(crate) use ring::view as ring_view;
 pub use ring::{RingView, partition_of};
+pub(crate) use ring::{release_all as ring_release_all, view as ring_view};
 
 /// A node as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,4 +106,19 @@ pub struct PlanOutcome {
 pub trait Planner: Send + Sync + 'static {
     /// Computes the assignment.
     fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome>;
+
+    /// A rebalance plan for the current state (every app, or only `app`), changing nothing.
+    /// Every step must respect the hard constraints; a balanced cluster gives an empty plan.
+    /// The default answers `Unsupported`.
+    fn rebalance(
+        &self,
+        request: &PlanRequest,
+        app: Option<&AppName>,
+        threshold: Option<f64>,
+    ) -> Result<crate::wire::placement_admin::RebalancePlan> {
+        let _ = (request, app, threshold);
+        Err(crate::error::Error::Unsupported(
+            "this planner does not plan rebalances".into(),
+        ))
+    }
 }

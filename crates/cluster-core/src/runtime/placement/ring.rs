@@ -116,6 +116,11 @@ pub(crate) async fn reconcile(
     record: &AssignmentRecord,
     placed: bool,
 ) {
+    let _serial = shared.ring_lock.lock().await;
+    // A node shutting down has released everything (`release_all`) and takes nothing new.
+    if shared.is_draining() {
+        return;
+    }
     let target: BTreeSet<u32> = if placed && app.is_running() {
         record
             .assignment
@@ -171,6 +176,28 @@ pub(crate) async fn reconcile(
         warn!(app = %app.name(), error = %e, "cannot publish owned partitions");
     }
     info!(app = %app.name(), count = acquire.len(), "owns partitions");
+}
+
+/// Graceful shutdown: releases every partition this node owns (`on_release`, then an empty
+/// record) while it is still a member. Afterwards `reconcile` does nothing on this node.
+pub(crate) async fn release_all(shared: &Arc<Shared>, app: &App) {
+    let _serial = shared.ring_lock.lock().await;
+    // After `Platform::abort` (a simulated crash) nothing is released.
+    let Some(started) = shared.started.borrow().clone() else {
+        return;
+    };
+    let owned: Vec<u32> = locked(&app.inner.ring_owned).iter().copied().collect();
+    if owned.is_empty() {
+        return;
+    }
+    if !run_partition_hook(app, HookKind::OnRelease, &owned).await {
+        warn!(app = %app.name(), "on_release failed at shutdown; releasing anyway");
+    }
+    locked(&app.inner.ring_owned).clear();
+    if let Err(e) = publish(shared, &*started.placement, app).await {
+        warn!(app = %app.name(), error = %e, "cannot publish released partitions; they free up when this node's membership expires");
+    }
+    info!(app = %app.name(), count = owned.len(), "released partitions at shutdown");
 }
 
 async fn run_partition_hook(app: &App, kind: HookKind, partitions: &[u32]) -> bool {
