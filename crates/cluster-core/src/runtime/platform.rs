@@ -498,6 +498,19 @@ impl Platform {
         }
     }
 
+    /// Whether `app` should run on this node: with a planner, whether the latest assignment
+    /// seen here places it here (`None` before any assignment arrived); without one, always.
+    pub fn placed_here(&self, app: &AppName) -> Option<bool> {
+        if self.shared.planner.is_none() {
+            return Some(true);
+        }
+        self.shared
+            .assignment
+            .borrow()
+            .as_ref()
+            .map(|r| r.assignment.places(app, &self.shared.node))
+    }
+
     /// Whether the platform completed its start and is not shutting down.
     pub fn is_started(&self) -> bool {
         *self.shared.ready.borrow() && !self.shared.is_draining()
