@@ -64,7 +64,19 @@ pub(crate) fn spawn(
             }
             drop(shared);
             tokio::select! {
-                _ = status.changed() => {}
+                // Only a change of this node's term matters (not the lease renewals every
+                // node observes).
+                _ = async {
+                    let before = status.borrow_and_update().leading.map(|l| l.epoch);
+                    loop {
+                        if status.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        if status.borrow_and_update().leading.map(|l| l.epoch) != before {
+                            return;
+                        }
+                    }
+                } => {}
                 _ = members.changed() => {}
                 ev = async {
                     match records.as_mut() {
