@@ -63,60 +63,110 @@ fn audit_prefix(platform: &PlatformName) -> String {
 }
 
 /// The platform's audit log on JetStream.
-#[derive(Clone)]
 pub struct NatsAuditLog {
     js: async_nats::jetstream::Context,
-    stream: stream::Stream,
+    stream: tokio::sync::OnceCell<stream::Stream>,
     platform: PlatformName,
+    options: AuditStreamOptions,
+    /// Whether the stream may be created or updated (false for read-only tools).
+    create: bool,
 }
 
 impl std::fmt::Debug for NatsAuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsAuditLog")
             .field("platform", &self.platform)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
 impl NatsAuditLog {
-    /// Opens (creating or updating) the audit stream of `platform`.
+    /// The audit log of `platform`; the stream is created (or its retention updated) on first
+    /// use, so this can be wired into a platform builder synchronously.
+    pub fn lazy(
+        conn: &NatsConnection,
+        platform: &PlatformName,
+        options: AuditStreamOptions,
+    ) -> Self {
+        Self {
+            js: conn.jetstream().clone(),
+            stream: tokio::sync::OnceCell::new(),
+            platform: platform.clone(),
+            options,
+            create: true,
+        }
+    }
+
+    /// Opens (creating or updating) the audit stream of `platform` now.
     pub async fn open(
         conn: &NatsConnection,
         platform: &PlatformName,
         options: AuditStreamOptions,
     ) -> Result<Self> {
-        let name = audit_stream_name(platform);
-        let config = stream::Config {
-            name: name.clone(),
-            description: Some("cluster audit records".to_owned()),
-            subjects: vec![format!("{}.>", audit_prefix(platform))],
-            retention: RetentionPolicy::Limits,
-            discard: DiscardPolicy::Old,
-            storage: StorageType::File,
-            max_age: options.max_age,
-            num_replicas: options.replicas.max(1),
-            duplicate_window: Duration::from_secs(120),
-            ..stream::Config::default()
+        let log = Self::lazy(conn, platform, options);
+        log.stream().await?;
+        Ok(log)
+    }
+
+    /// Opens the existing audit stream of `platform` without creating or changing it (for
+    /// read-only tools); `Unavailable` when no node has created it yet.
+    pub async fn existing(conn: &NatsConnection, platform: &PlatformName) -> Result<Self> {
+        let log = Self {
+            create: false,
+            ..Self::lazy(conn, platform, AuditStreamOptions::default())
         };
-        let js = conn.jetstream().clone();
-        let what = format!("audit stream {name}");
-        let stream = match js.get_or_create_stream(config.clone()).await {
-            Ok(s) if s.cached_info().config.max_age != options.max_age => {
-                js.update_stream(config)
-                    .await
-                    .map_err(|e| transient(&what, false, describe(&e)))?;
-                js.get_stream(&name)
-                    .await
-                    .map_err(|e| transient(&what, false, describe(&e)))?
-            }
-            Ok(s) => s,
-            Err(e) => return Err(transient(&what, false, describe(&e))),
-        };
-        Ok(Self {
-            js,
-            stream,
-            platform: platform.clone(),
-        })
+        log.stream().await?;
+        Ok(log)
+    }
+
+    async fn stream(&self) -> Result<&stream::Stream> {
+        self.stream
+            .get_or_try_init(|| async {
+                let name = audit_stream_name(&self.platform);
+                let what = format!("audit stream {name}");
+                if !self.create {
+                    return self.js.get_stream(&name).await.map_err(|e| {
+                        cluster_core::Error::Unavailable(format!(
+                            "{what}: {} (has a node of platform {} run yet?)",
+                            describe(&e),
+                            self.platform
+                        ))
+                    });
+                }
+                let config = stream::Config {
+                    name: name.clone(),
+                    description: Some("cluster audit records".to_owned()),
+                    subjects: vec![format!("{}.>", audit_prefix(&self.platform))],
+                    retention: RetentionPolicy::Limits,
+                    discard: DiscardPolicy::Old,
+                    storage: StorageType::File,
+                    max_age: self.options.max_age,
+                    num_replicas: self.options.replicas.max(1),
+                    duplicate_window: Duration::from_secs(120),
+                    ..stream::Config::default()
+                };
+                match self.js.get_or_create_stream(config.clone()).await {
+                    Ok(s) if s.cached_info().config.max_age != self.options.max_age => {
+                        self.js
+                            .update_stream(config)
+                            .await
+                            .map_err(|e| transient(&what, false, describe(&e)))?;
+                        self.js
+                            .get_stream(&name)
+                            .await
+                            .map_err(|e| transient(&what, false, describe(&e)))
+                    }
+                    Ok(s) => Ok(s),
+                    Err(e) => Err(transient(&what, false, describe(&e))),
+                }
+            })
+            .await
+    }
+
+    /// The stream's name.
+    pub fn stream_name(&self) -> String {
+        audit_stream_name(&self.platform)
     }
 }
 
@@ -124,6 +174,7 @@ impl NatsAuditLog {
 impl AuditSink for NatsAuditLog {
     async fn append(&self, record: &AuditRecord) -> Result<()> {
         record.validate()?;
+        self.stream().await?; // created on first use
         let subject = audit_subject(&self.platform, record);
         let mut headers = async_nats::HeaderMap::new();
         if let Some(id) = &record.id {
@@ -167,8 +218,8 @@ impl AuditSink for NatsAuditLog {
             (None, None) => DeliverPolicy::All,
         };
         let what = "audit query";
-        let consumer = self
-            .stream
+        let stream = self.stream().await?;
+        let consumer = stream
             .create_consumer(pull::Config {
                 filter_subject,
                 deliver_policy,
@@ -219,32 +270,7 @@ impl AuditSink for NatsAuditLog {
                 break;
             }
         }
-        let _ = self.stream.delete_consumer(&consumer_name).await;
+        let _ = stream.delete_consumer(&consumer_name).await;
         Ok(page)
-    }
-}
-
-impl NatsAuditLog {
-    /// Opens the existing audit stream of `platform` without creating or changing it (for
-    /// read-only tools); `Unavailable` when no node has created it yet.
-    pub async fn existing(conn: &NatsConnection, platform: &PlatformName) -> Result<Self> {
-        let name = audit_stream_name(platform);
-        let js = conn.jetstream().clone();
-        let stream = js.get_stream(&name).await.map_err(|e| {
-            cluster_core::Error::Unavailable(format!(
-                "audit stream {name}: {} (has a node of platform {platform} run yet?)",
-                describe(&e)
-            ))
-        })?;
-        Ok(Self {
-            js,
-            stream,
-            platform: platform.clone(),
-        })
-    }
-
-    /// The stream's name.
-    pub fn stream_name(&self) -> String {
-        audit_stream_name(&self.platform)
     }
 }

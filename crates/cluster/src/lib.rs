@@ -115,18 +115,29 @@ pub mod nats {
     }
 
     /// A builder for node `node` of platform `name` over `conn`, with buckets of `replicas`
-    /// replicas (1 on a single server, 3 on a cluster).
+    /// replicas (1 on a single server, 3 on a cluster) and the audit stream `{P}_audit`
+    /// (7 days; created on first use).
     pub fn platform(
         conn: &NatsConnection,
         name: &str,
         node: &str,
         replicas: usize,
     ) -> Result<PlatformBuilder> {
+        let platform = cluster_core::PlatformName::new(name)?;
+        let audit = NatsAuditLog::lazy(
+            conn,
+            &platform,
+            AuditStreamOptions {
+                replicas,
+                ..AuditStreamOptions::default()
+            },
+        );
         Ok(Platform::builder(name, node)
             .options(PlatformOptions {
                 replicas,
                 ..PlatformOptions::default()
             })
-            .nats(conn, replicas))
+            .nats(conn, replicas)
+            .audit(Arc::new(audit)))
     }
 }
