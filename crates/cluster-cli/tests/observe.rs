@@ -246,6 +246,29 @@ fn metrics_health_ready_and_audit_of_a_live_daemon() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("election.acquired"), "{}", r.stdout);
 
+    // A step-down swaps the roles /ready reports (and the audit records it).
+    let r = cli(&["--config", cfg, "--json", "stepdown", "--app", "db"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let new_leader = 1 - leader_idx;
+    wait_for(
+        "/ready shows the new leader",
+        Duration::from_secs(20),
+        || {
+            let roles: Vec<String> = ports
+                .iter()
+                .map(|(h, _)| {
+                    json(*h, "/ready")
+                        .map(|(_, v)| v["apps"]["db"]["role"].as_str().unwrap_or("").to_owned())
+                })
+                .collect::<Option<_>>()?;
+            (roles[new_leader] == "leader" && roles[leader_idx] == "standby").then_some(())
+        },
+    );
+    wait_for("operator.stepdown audited", Duration::from_secs(10), || {
+        let r = cli(&["--config", cfg, "--json", "audit", "--category", "operator"]);
+        (r.code == 0 && r.stdout.contains("\"stepdown\"")).then_some(())
+    });
+
     // Graceful stop: /ready goes away with the daemon.
     for d in &daemons {
         d.signal(libc::SIGTERM);
