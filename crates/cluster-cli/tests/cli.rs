@@ -177,8 +177,6 @@ fn commands_that_are_not_available_exit_2_and_change_nothing() {
         &["rebalance", "status"],
         &["rebalance", "cancel"],
         &["config", "set", "auto-rebalance.enabled", "true"],
-        &["snapshot", "create", "--app", "db"],
-        &["snapshot", "restore", "s1", "--app", "db"],
         &["services", "list"],
         &["services", "export", "--format", "consul"],
         &["leaf", "ping", "eu"],
