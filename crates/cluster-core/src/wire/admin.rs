@@ -512,7 +512,8 @@ mod tests {
                 "node.drain",
                 "node.label",
                 "app.move",
-                "rebalance.plan"
+                "rebalance.plan",
+                "app.ext"
             ]
         );
     }
