@@ -143,10 +143,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             "config set",
             "auto-rebalance (the platform rebalances only on request: `cluster rebalance`)",
         )),
-        Command::Snapshot(_) => Err(Failure::not_available(
-            "snapshot",
-            "SQLite replication (the WAL capability)",
-        )),
+        Command::Snapshot(cmd) => admin_cmd(&settings, Admin::Snapshot(cmd)).await,
         Command::Services(_) => Err(Failure::not_available("services", "the service registry")),
         Command::Leaf(_) => Err(Failure::not_available(
             "leaf",
@@ -169,6 +166,7 @@ enum Admin {
     App(AppCommand),
     Rebalance(Option<String>, bool),
     Placement(Option<String>),
+    Snapshot(cli::SnapshotCommand),
 }
 
 async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
@@ -188,6 +186,7 @@ async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
             Admin::Placement(from) => {
                 admin::placement::show(settings, &channel, from.as_deref()).await
             }
+            Admin::Snapshot(cmd) => admin::snapshot::run(settings, &channel, cmd).await,
             Admin::Rebalance(app, dry_run) => {
                 admin::placement::rebalance(settings, &channel, app.as_deref(), *dry_run).await
             }

@@ -2,6 +2,7 @@
 
 mod channel;
 pub(crate) mod placement;
+pub(crate) mod snapshot;
 mod views;
 
 use std::time::Duration;

@@ -47,17 +47,17 @@ pub(crate) async fn run_dev(settings: &Settings, args: &RunArgs) -> CliResult {
         (None, None) => cluster::NodeId::new("dev-1").map_err(cluster::Error::from)?,
         _ => settings.node()?,
     };
-    let apps = if settings.config.apps.is_empty() {
-        example_apps()?
-    } else {
-        build_apps(&settings.config.apps)?
-    };
-    let mut signals = Signals::install()?;
     let _telemetry = match &settings.config.observe.otlp_endpoint {
         Some(endpoint) => Some(crate::telemetry::start(endpoint, node.as_str())?),
         None => None,
     };
     let prometheus = crate::observe::install_metrics(&settings.config)?;
+    let apps = if settings.config.apps.is_empty() {
+        example_apps()?
+    } else {
+        build_apps(&settings.config.apps, None).await?
+    };
+    let mut signals = Signals::install()?;
     let network = cluster::dev::Network::new();
     let platform =
         cluster::placement::dev_platform(&network, settings.platform.as_str(), node.as_str())?

@@ -58,11 +58,14 @@ pub enum AdminMethod {
     /// A rebalance plan, nothing changed
     /// ([`RebalanceParams`](super::placement_admin::RebalanceParams) → [`RebalancePlan`](super::placement_admin::RebalancePlan)).
     RebalancePlan,
+    /// An app-defined admin operation served by the node's local instance of the app
+    /// ([`AppExtensionParams`] → the extension's JSON result), e.g. `wal.snapshot.create`.
+    AppExtension,
 }
 
 impl AdminMethod {
     /// Every method, in documentation order.
-    pub const ALL: [AdminMethod; 12] = [
+    pub const ALL: [AdminMethod; 13] = [
         AdminMethod::Status,
         AdminMethod::NodeStatus,
         AdminMethod::AppList,
@@ -75,6 +78,7 @@ impl AdminMethod {
         AdminMethod::NodeLabel,
         AdminMethod::AppMove,
         AdminMethod::RebalancePlan,
+        AdminMethod::AppExtension,
     ];
 
     /// The method's name on the wire.
@@ -92,6 +96,7 @@ impl AdminMethod {
             AdminMethod::NodeLabel => "node.label",
             AdminMethod::AppMove => "app.move",
             AdminMethod::RebalancePlan => "rebalance.plan",
+            AdminMethod::AppExtension => "app.ext",
         }
     }
 
@@ -105,6 +110,16 @@ impl std::fmt::Display for AdminMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Parameters of [`AdminMethod::AppExtension`] (the request's `app` names the app).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppExtensionParams {
+    /// The extension's name, as registered with `App::on_admin`.
+    pub name: String,
+    /// Its arguments (extension-defined JSON).
+    #[serde(default)]
+    pub args: serde_json::Value,
 }
 
 /// An admin request (the JSON payload).
@@ -497,7 +512,8 @@ mod tests {
                 "node.drain",
                 "node.label",
                 "app.move",
-                "rebalance.plan"
+                "rebalance.plan",
+                "app.ext"
             ]
         );
     }
