@@ -17,6 +17,7 @@ mod placement;
 mod platform;
 mod resource;
 mod rpc;
+pub mod schedule;
 
 pub use admin_client::{AdminClient, AdminTarget};
 pub use app::{App, HealthStatus, RoleState};
