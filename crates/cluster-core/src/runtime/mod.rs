@@ -28,7 +28,8 @@ pub use locks::DistLock;
 pub use options::{AppOptions, HookKind, PlatformOptions};
 pub use placement::{
     AssignmentRecord, AssignmentView, DrainOptions, DrainProgress, MoveRequest, PlacementView,
-    PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner, RingView, partition_of,
+    PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner, RebalanceOptions, RingView,
+    partition_of,
 };
 pub use platform::{Platform, PlatformBuilder, Stats};
 pub use resource::{ActiveResource, RetryPolicy};

@@ -58,11 +58,24 @@ pub enum AdminMethod {
     /// A rebalance plan, nothing changed
     /// ([`RebalanceParams`](super::placement_admin::RebalanceParams) → [`RebalancePlan`](super::placement_admin::RebalancePlan)).
     RebalancePlan,
+    /// The controller's auto-rebalance status
+    /// ([`RebalanceStatus`](super::rebalance::RebalanceStatus)).
+    RebalanceStatus,
+    /// Cancels the running rebalance (returns the status).
+    RebalanceCancel,
+    /// Approves the next migration of an app
+    /// ([`ApproveParams`](super::rebalance::ApproveParams)).
+    RebalanceApprove,
+    /// The cluster-wide placement settings ([`PlacementConfig`](super::rebalance::PlacementConfig)).
+    ConfigGet,
+    /// Changes one setting ([`ConfigSetParams`](super::rebalance::ConfigSetParams) →
+    /// [`PlacementConfig`](super::rebalance::PlacementConfig)).
+    ConfigSet,
 }
 
 impl AdminMethod {
     /// Every method, in documentation order.
-    pub const ALL: [AdminMethod; 12] = [
+    pub const ALL: [AdminMethod; 17] = [
         AdminMethod::Status,
         AdminMethod::NodeStatus,
         AdminMethod::AppList,
@@ -75,6 +88,11 @@ impl AdminMethod {
         AdminMethod::NodeLabel,
         AdminMethod::AppMove,
         AdminMethod::RebalancePlan,
+        AdminMethod::RebalanceStatus,
+        AdminMethod::RebalanceCancel,
+        AdminMethod::RebalanceApprove,
+        AdminMethod::ConfigGet,
+        AdminMethod::ConfigSet,
     ];
 
     /// The method's name on the wire.
@@ -92,6 +110,11 @@ impl AdminMethod {
             AdminMethod::NodeLabel => "node.label",
             AdminMethod::AppMove => "app.move",
             AdminMethod::RebalancePlan => "rebalance.plan",
+            AdminMethod::RebalanceStatus => "rebalance.status",
+            AdminMethod::RebalanceCancel => "rebalance.cancel",
+            AdminMethod::RebalanceApprove => "rebalance.approve",
+            AdminMethod::ConfigGet => "config.get",
+            AdminMethod::ConfigSet => "config.set",
         }
     }
 
