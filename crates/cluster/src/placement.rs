@@ -16,8 +16,8 @@ use std::sync::Arc;
 use cluster_core::runtime::{
     AssignmentView, PlacementView, PlanOutcome, PlanRequest, Planner, RebalanceOptions,
 };
-use cluster_core::wire::rebalance::{StrategyName, parse_strategy};
 use cluster_core::wire::placement_admin::{PlannedMigration, RebalancePlan};
+use cluster_core::wire::rebalance::{StrategyName, parse_strategy};
 use cluster_core::{App, AppName, Error, Labels, Mode, NodeId, Result};
 use cluster_placement::MigrationKind;
 use serde::{Deserialize, Serialize};
@@ -329,12 +329,9 @@ impl Planner for PlacementPlanner {
             policy.threshold = t;
         }
         if let Some(app) = &options.app {
-            policy.exclude_apps.extend(
-                specs
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .filter(|n| n != app),
-            );
+            policy
+                .exclude_apps
+                .extend(specs.iter().map(|s| s.name.clone()).filter(|n| n != app));
         }
         let plan = cluster_placement::plan_rebalance(&nodes, &specs, &current, &policy);
         let step = |m: &cluster_placement::Migration| PlannedMigration {

@@ -14,11 +14,11 @@ use crate::labels::Labels;
 use crate::wire::admin::{AdminMethod, AdminRequest};
 use crate::wire::member::MemberRecord;
 use crate::wire::placement::cordon_key;
-use crate::wire::rebalance::{ApproveParams, ConfigSetParams};
 use crate::wire::placement_admin::{
     DrainParams, DrainReply, LabelParams, MoveParams, MoveReply, NodeParams, PendingMove,
     PlacementStatus, RebalanceParams,
 };
+use crate::wire::rebalance::{ApproveParams, ConfigSetParams};
 
 /// Longest drain or move an admin request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);

@@ -132,13 +132,11 @@ pub(crate) async fn settings(
 /// Whether `step` completed according to membership.
 fn done(members: &MemberMap, step: &PlannedMigration) -> bool {
     let runs = |n: &Option<NodeId>, role: Option<Role>| {
-        n.as_ref()
-            .and_then(|n| members.get(n))
-            .is_some_and(|m| {
-                m.apps.iter().any(|a| {
-                    a.name == step.app && a.running && role.is_none_or(|r| a.role == r)
-                })
-            })
+        n.as_ref().and_then(|n| members.get(n)).is_some_and(|m| {
+            m.apps
+                .iter()
+                .any(|a| a.name == step.app && a.running && role.is_none_or(|r| a.role == r))
+        })
     };
     if step.kind == "leader" {
         runs(&step.to, Some(Role::Leader))
@@ -202,7 +200,11 @@ impl Auto {
             .cloned()
             .collect();
         Self {
-            plan: if status.in_progress { plan } else { VecDeque::new() },
+            plan: if status.in_progress {
+                plan
+            } else {
+                VecDeque::new()
+            },
             active,
             recent,
             written: Some(status.clone()),
@@ -248,13 +250,18 @@ impl Auto {
             paused = Some("auto-rebalance is disabled".into());
         }
         self.status.paused = paused.clone();
+        if !config.enabled {
+            // Triggers seen while disabled do not fire later.
+            self.trigger = None;
+        }
         if !self.status.in_progress && config.enabled {
             self.collect_triggers(&config, now, wall);
             let cooling = self
                 .run_ended
                 .is_some_and(|t| now < t + Duration::from_millis(config.cooldown_period_ms));
             if self.trigger.is_some() && paused.is_none() && !cooling {
-                self.start_run(shared, bucket, planner, &config, wall).await?;
+                self.start_run(shared, bucket, planner, &config, wall)
+                    .await?;
             }
         }
         if self.status.in_progress && paused.is_none() {
@@ -268,8 +275,12 @@ impl Auto {
             self.status.in_progress = false;
             self.status.awaiting_approval.clear();
             self.run_ended = Some(now);
-            info!(run = self.status.run, completed = self.status.completed,
-                total = self.status.total, "rebalance finished");
+            info!(
+                run = self.status.run,
+                completed = self.status.completed,
+                total = self.status.total,
+                "rebalance finished"
+            );
         }
         self.publish(shared, bucket, &config, &policy, election, now, wall)
             .await
@@ -338,14 +349,25 @@ impl Auto {
         let steps: Vec<PlannedMigration> = plan
             .migrations
             .into_iter()
-            .filter(|m| (m.kind == "move" || m.kind == "leader") && m.from.is_some() && m.to.is_some())
+            .filter(|m| {
+                (m.kind == "move" || m.kind == "leader") && m.from.is_some() && m.to.is_some()
+            })
             .filter(|m| !config.exclude_apps.contains(&m.app))
             .collect();
         if steps.is_empty() {
-            debug!(reason, imbalance = plan.imbalance_before, "balanced; nothing to do");
+            debug!(
+                reason,
+                imbalance = plan.imbalance_before,
+                "balanced; nothing to do"
+            );
             return Ok(());
         }
-        info!(reason, steps = steps.len(), imbalance = plan.imbalance_before, "rebalance started");
+        info!(
+            reason,
+            steps = steps.len(),
+            imbalance = plan.imbalance_before,
+            "rebalance started"
+        );
         let s = &mut self.status;
         s.run += 1;
         s.in_progress = true;

@@ -13,8 +13,8 @@ use crate::runtime::platform::Platform;
 use crate::wire::placement::{PLACEMENT_RECORD_VERSION, decode, encode};
 use crate::wire::rebalance::{
     AUTO_REBALANCE_KEY, ApprovalRecord, AutoRebalanceConfig, CancelRecord, MIGRATION_POLICY_KEY,
-    MigrationPolicy, PlacementConfig, REBALANCE_CANCEL_KEY, REBALANCE_STATUS_KEY,
-    RebalanceStatus, approve_key,
+    MigrationPolicy, PlacementConfig, REBALANCE_CANCEL_KEY, REBALANCE_STATUS_KEY, RebalanceStatus,
+    approve_key,
 };
 
 impl Platform {

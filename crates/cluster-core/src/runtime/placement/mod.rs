@@ -29,9 +29,9 @@ use crate::mode::Mode;
 
 pub use crate::wire::placement::{AssignmentRecord, AssignmentView, PlacementView};
 pub(crate) use agent::spawn as spawn_agent;
+pub(crate) use auto::RebalanceDefaults;
 pub(crate) use controller::{gather as gather_plan_request, spawn as spawn_controller};
 pub use ops::{DrainOptions, DrainProgress, MoveRequest};
-pub(crate) use auto::RebalanceDefaults;
 pub use ring::{RingView, partition_of};
 
 pub(crate) use ring::{release_all as ring_release_all, view as ring_view};
