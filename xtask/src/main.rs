@@ -122,7 +122,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         ],
         &[],
     )?;
-    let mut args = vec!["test", "--workspace"];
+    let mut args = vec!["test", "--workspace", "--no-fail-fast"];
     args.extend(extra.iter().map(String::as_str));
     run(root, "cargo", &args, &[("NATS_SERVER_BIN", &nats)])?;
     run(

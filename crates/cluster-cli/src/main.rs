@@ -128,10 +128,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         },
         Command::Placement(args) => admin_cmd(&settings, Admin::Placement(args.from)).await,
         Command::Config(cmd) => admin_cmd(&settings, Admin::Config(cmd)).await,
-        Command::Snapshot(_) => Err(Failure::not_available(
-            "snapshot",
-            "SQLite replication (the WAL capability)",
-        )),
+        Command::Snapshot(cmd) => admin_cmd(&settings, Admin::Snapshot(cmd)).await,
         Command::Services(_) => Err(Failure::not_available("services", "the service registry")),
         Command::Leaf(_) => Err(Failure::not_available(
             "leaf",
@@ -158,6 +155,7 @@ enum Admin {
     RebalanceCancel,
     RebalanceApprove(String),
     Config(cli::ConfigCommand),
+    Snapshot(cli::SnapshotCommand),
 }
 
 async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
@@ -177,6 +175,7 @@ async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
             Admin::Placement(from) => {
                 admin::placement::show(settings, &channel, from.as_deref()).await
             }
+            Admin::Snapshot(cmd) => admin::snapshot::run(settings, &channel, cmd).await,
             Admin::Rebalance(app, dry_run) => {
                 admin::placement::rebalance(settings, &channel, app.as_deref(), *dry_run).await
             }

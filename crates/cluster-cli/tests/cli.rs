@@ -174,8 +174,6 @@ fn dev_mode_starts_answers_status_and_stops_on_sigterm() {
 #[test]
 fn commands_that_are_not_available_exit_2_and_change_nothing() {
     let cases: &[&[&str]] = &[
-        &["snapshot", "create", "--app", "db"],
-        &["snapshot", "restore", "s1", "--app", "db"],
         &["services", "list"],
         &["services", "export", "--format", "consul"],
         &["leaf", "ping", "eu"],
@@ -228,4 +226,47 @@ fn usage_errors_completions_and_version() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn sqlite_config_problems_are_listed() {
+    let dir = Scratch::new("badsqlite");
+    let cfg = dir.file(
+        "bad.toml",
+        r#"platform = "p"
+[[apps]]
+name = "web"
+mode = "spread"
+[apps.sqlite]
+path = "/tmp/x.db"
+[[apps]]
+name = "db"
+mode = "singleton"
+[apps.sqlite]
+durability = "commit-wait"
+retention_count = 0
+colour = 1
+[apps.backend]
+type = "process"
+command = "true"
+[[apps]]
+name = "db3"
+mode = "singleton"
+[apps.sqlite]
+path = "/tmp/y.db"
+durability = "eventually"
+"#,
+    );
+    let r = cli(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, 4, "{r:?}");
+    for e in [
+        "apps[0].sqlite: SQLite replication has one writer",
+        "apps[1].sqlite.path: give the database file",
+        "apps[1].sqlite.durability: commit-wait needs an in-process writer",
+        "apps[1].sqlite.retention_count: 0 is out of range",
+        "apps[1].sqlite.colour: unknown key",
+        "apps[2].sqlite.durability: unknown durability \"eventually\"",
+    ] {
+        assert!(r.stderr.contains(e), "missing {e:?} in:\n{}", r.stderr);
+    }
 }

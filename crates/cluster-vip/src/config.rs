@@ -118,6 +118,9 @@ pub struct Vip {
     /// On construction, remove the address if it is already on the interface (left behind by an
     /// earlier run that was killed). Default on.
     pub release_stale_on_start: bool,
+    /// While held, run a guard process that removes the address if this process dies without
+    /// releasing it (SIGKILL). Needs `/bin/sh` and `ip` (iproute2). Default on.
+    pub watchdog: bool,
 }
 
 impl Vip {
@@ -132,6 +135,7 @@ impl Vip {
             refresh_interval: Some(Duration::from_secs(10)),
             check_before_claim: None,
             release_stale_on_start: true,
+            watchdog: true,
         };
         vip.validate()?;
         Ok(vip)
@@ -165,6 +169,12 @@ impl Vip {
     /// Sets whether a leftover address is removed on construction.
     pub fn with_release_stale_on_start(mut self, on: bool) -> Self {
         self.release_stale_on_start = on;
+        self
+    }
+
+    /// Sets whether a watchdog process removes the address when this process dies holding it.
+    pub fn with_watchdog(mut self, on: bool) -> Self {
+        self.watchdog = on;
         self
     }
 

@@ -27,6 +27,7 @@ mod fence;
 mod netlink;
 mod packet;
 mod resource;
+mod watchdog;
 mod worker;
 
 pub use arp::Mac;

@@ -28,8 +28,11 @@ use crate::worker::{self, Cmd, VipStatus};
 /// * **Namespace**: the resource acts in the network namespace of the thread that called
 ///   [`VipResource::new`] (its worker thread is spawned from there and opens every socket).
 /// * **Shutdown**: [`VipResource::shutdown`], or dropping the resource, releases a held address
-///   (best effort; `Drop` waits up to 2 s for it). A process killed with SIGKILL cannot release;
-///   the next start of the resource removes the leftover (`release_stale_on_start`).
+///   (best effort; `Drop` waits up to 2 s for it).
+/// * **Watchdog** (default on): while the address is held, a guard process (`/bin/sh` + `ip`) in
+///   the same namespace removes it if this process dies without releasing (SIGKILL); release
+///   and shutdown stop the guard first-hand. Should even the guard be killed, the next start of
+///   the resource removes the leftover (`release_stale_on_start`).
 pub struct VipResource {
     vip: Vip,
     tx: mpsc::UnboundedSender<Cmd>,

@@ -6,6 +6,7 @@
 //! not, the epoch, the announcement schedule) and handles one command at a time.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cluster_core::Epoch;
@@ -18,6 +19,7 @@ use crate::config::{ClaimCheck, GarpForm, Vip};
 use crate::error::VipError;
 use crate::netlink::{Link, Netlink};
 use crate::packet::ArpSocket;
+use crate::watchdog::{self, Guard};
 use crate::{caps, fence};
 
 /// What the resource reports about itself.
@@ -27,6 +29,9 @@ pub struct VipStatus {
     pub claimed: Option<Epoch>,
     /// Whether the address is on the interface right now (asked from the kernel).
     pub on_interface: bool,
+    /// The process id of the watchdog guarding the held address (`None` when not held or the
+    /// watchdog is disabled).
+    pub watchdog_pid: Option<u32>,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, VipError>>;
@@ -47,12 +52,16 @@ struct Held {
     /// GARPs of the claim burst still to send.
     burst_left: u32,
     next: Option<Instant>,
+    /// Removes the address if this process dies while holding it.
+    guard: Option<Guard>,
 }
 
 struct Worker {
     vip: Vip,
     nl: Netlink,
     netns: u64,
+    /// The `ip` binary for the watchdog (`None`: watchdog disabled).
+    ip: Option<PathBuf>,
     held: Option<Held>,
 }
 
@@ -106,6 +115,11 @@ impl Worker {
     async fn start(vip: Vip) -> Result<Self, VipError> {
         vip.validate()?;
         caps::require_net_caps()?;
+        let ip = if vip.watchdog {
+            Some(watchdog::find_ip()?)
+        } else {
+            None
+        };
         let nl = Netlink::open()?;
         let link = nl
             .link(&vip.interface)
@@ -130,6 +144,7 @@ impl Worker {
             vip,
             nl,
             netns,
+            ip,
             held: None,
         })
     }
@@ -190,7 +205,17 @@ impl Worker {
         }
         // The probe took time: a newer claim may have been recorded meanwhile.
         fence::still_current(self.netns, cidr.address, epoch)?;
-        self.nl.add(link.index, cidr).await?;
+        // The watchdog runs before the address exists: dying right after adding it must not
+        // leave it behind.
+        let guard = self.live_guard()?;
+        if let Err(e) = self.nl.add(link.index, cidr).await {
+            match self.held.as_mut() {
+                // Still held from an earlier claim: keep guarding it.
+                Some(h) => h.guard = guard,
+                None => guard.into_iter().for_each(Guard::disarm),
+            }
+            return Err(e);
+        }
         let announced = ArpSocket::open(link.index, false)
             .map_err(|e| VipError::io("opening an AF_PACKET socket for ARP", &e))
             .and_then(|socket| {
@@ -202,23 +227,45 @@ impl Worker {
             Err(e) => {
                 // Leave nothing behind: the runtime does not deactivate a failed activation.
                 self.held = None;
-                if let Err(undo) = self.nl.remove(link.index, cidr).await {
-                    warn!(vip = %cidr, error = %undo, "removing the VIP after a failed claim failed");
+                match self.nl.remove(link.index, cidr).await {
+                    Ok(()) => guard.into_iter().for_each(Guard::disarm),
+                    // Dropping the guard closes its pipe: it tries to remove the address too.
+                    Err(undo) => {
+                        warn!(vip = %cidr, error = %undo, "removing the VIP after a failed claim failed");
+                        drop(guard);
+                    }
                 }
                 return Err(e);
             }
         };
         let burst_left = self.vip.garp_count.saturating_sub(1);
         let next = self.schedule(burst_left);
-        info!(vip = %cidr, interface = %self.vip.interface, %epoch, mac = %link.mac, "VIP claimed");
+        info!(vip = %cidr, interface = %self.vip.interface, %epoch, mac = %link.mac,
+            watchdog = ?guard.as_ref().map(Guard::pid), "VIP claimed");
         self.held = Some(Held {
             epoch,
             link,
             socket,
             burst_left,
             next,
+            guard,
         });
         Ok(())
+    }
+
+    /// The watchdog of the current claim if it still runs, else a new one (`None` when the
+    /// watchdog is disabled).
+    fn live_guard(&mut self) -> Result<Option<Guard>, VipError> {
+        let Some(ip) = &self.ip else {
+            return Ok(None);
+        };
+        if let Some(mut g) = self.held.as_mut().and_then(|h| h.guard.take()) {
+            if g.alive() {
+                return Ok(Some(g));
+            }
+            warn!(vip = %self.vip.cidr, pid = g.pid(), "the VIP watchdog exited; starting a new one");
+        }
+        Guard::spawn(ip, self.vip.cidr, &self.vip.interface).map(Some)
     }
 
     fn schedule(&self, burst_left: u32) -> Option<Instant> {
@@ -302,6 +349,12 @@ impl Worker {
                 .map_err(|e| VipError::io("opening an AF_PACKET socket for ARP", &e))?;
             held.link = link;
         }
+        if self.ip.is_some() && !held.guard.as_mut().is_some_and(Guard::alive) {
+            warn!(vip = %cidr, "the VIP watchdog is gone while the VIP is held; starting a new one");
+            if let Some(ip) = &self.ip {
+                held.guard = Some(Guard::spawn(ip, cidr, &self.vip.interface)?);
+            }
+        }
         if !self.nl.has(held.link.index, cidr).await? {
             warn!(vip = %cidr, interface = %self.vip.interface,
                 "the VIP disappeared from the interface while held; adding it again");
@@ -312,16 +365,27 @@ impl Worker {
 
     async fn release(&mut self) -> Result<(), VipError> {
         let cidr = self.vip.cidr;
-        let was = self.held.take();
-        match self.nl.link(&self.vip.interface).await? {
+        let mut was = self.held.take();
+        let guard = was.as_mut().and_then(|h| h.guard.take());
+        let removed = match self.nl.link(&self.vip.interface).await {
             // The interface is gone, and its addresses with it.
-            None => Ok(()),
-            Some(link) => {
-                self.nl.remove(link.index, cidr).await?;
+            Ok(None) => Ok(()),
+            Ok(Some(link)) => self.nl.remove(link.index, cidr).await,
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => {
+                // The address is gone: stop the watchdog before its pipe closes.
+                guard.into_iter().for_each(Guard::disarm);
                 if let Some(h) = was {
                     info!(vip = %cidr, interface = %self.vip.interface, epoch = %h.epoch, "VIP released");
                 }
                 Ok(())
+            }
+            Err(e) => {
+                // Dropping the guard closes its pipe: it tries to remove the address too.
+                drop(guard);
+                Err(e)
             }
         }
     }
@@ -342,6 +406,10 @@ impl Worker {
         Ok(VipStatus {
             claimed: self.held.as_ref().map(|h| h.epoch),
             on_interface,
+            watchdog_pid: self
+                .held
+                .as_ref()
+                .and_then(|h| h.guard.as_ref().map(Guard::pid)),
         })
     }
 }

@@ -293,3 +293,83 @@ async fn missing_capabilities_give_a_clear_error() {
         "{text}"
     );
 }
+
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
+}
+
+#[tokio::test]
+async fn the_watchdog_runs_while_held_and_release_stops_it_without_side_effects() {
+    let lan = Lan::new(&["a"]);
+    let r = resource(
+        &lan,
+        "a",
+        vip().with_refresh(Some(Duration::from_millis(100))),
+    );
+    assert_eq!(r.status().await.unwrap().watchdog_pid, None);
+    r.activate(Epoch(1)).await.unwrap();
+    let first = r.status().await.unwrap().watchdog_pid.expect("a watchdog");
+    assert!(process_alive(first));
+    // Idempotent claim: the same watchdog.
+    r.activate(Epoch(1)).await.unwrap();
+    assert_eq!(r.status().await.unwrap().watchdog_pid, Some(first));
+
+    // Release removes the address and stops the watchdog (reaped, not left as a zombie).
+    r.deactivate().await.unwrap();
+    assert!(!lan.holds("a", VIP));
+    assert!(!process_alive(first), "the watchdog is stopped on release");
+    assert_eq!(r.status().await.unwrap().watchdog_pid, None);
+
+    // A watchdog killed from outside is replaced by the next refresh.
+    r.activate(Epoch(2)).await.unwrap();
+    let second = r.status().await.unwrap().watchdog_pid.unwrap();
+    assert_ne!(second, first);
+    // SAFETY: kill(2) of the watchdog process (a child of this test process).
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(second as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0);
+    eventually("the refresh starts a new watchdog", SECS, || {
+        watchdog_pid_now(&r).is_some_and(|p| p != second && process_alive(p))
+    })
+    .await;
+    assert!(
+        lan.holds("a", VIP),
+        "a killed watchdog (SIGKILL) does not act"
+    );
+    let third = r.status().await.unwrap().watchdog_pid.unwrap();
+
+    // Shutdown releases and stops it too.
+    r.shutdown().await.unwrap();
+    assert!(!lan.holds("a", VIP));
+    assert!(!process_alive(third));
+}
+
+/// The watchdog pid, read synchronously from a polling closure.
+fn watchdog_pid_now(r: &Arc<VipResource>) -> Option<u32> {
+    let r = r.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.status())
+            .ok()
+            .and_then(|s| s.watchdog_pid)
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn without_the_watchdog_no_guard_process_runs() {
+    let lan = Lan::new(&["a"]);
+    let r = resource(&lan, "a", vip().with_watchdog(false));
+    r.activate(Epoch(1)).await.unwrap();
+    let status = r.status().await.unwrap();
+    assert!(status.on_interface);
+    assert_eq!(status.watchdog_pid, None);
+    r.deactivate().await.unwrap();
+    assert!(!lan.holds("a", VIP));
+}

@@ -9,6 +9,7 @@
 //! * async runtimes: [`leader`], [`follower`], [`mod@promote`];
 //! * [`memory`]: in-memory log and object store for tests, benchmarks and dev mode.
 
+pub mod admin;
 pub mod apply;
 pub mod capture;
 pub mod crc;
@@ -22,6 +23,7 @@ pub mod position;
 pub mod promote;
 pub mod record;
 pub mod resource;
+pub mod restore;
 pub mod snapshot;
 pub mod sqlite;
 pub mod wal;
@@ -34,4 +36,5 @@ pub use leader::{Durability, Leader, LeaderConfig, LeaderProgress};
 pub use position::Position;
 pub use promote::{PromoteConfig, bootstrap, promote, promote_standby};
 pub use resource::{WalDb, WalResource, WalRole, WalStatus, WithSqlite};
+pub use restore::{RestoreReport, RestoreStep};
 pub use snapshot::{Retention, Snapshot, SnapshotMeta};

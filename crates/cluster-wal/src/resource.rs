@@ -45,14 +45,14 @@ use crate::snapshot::{self, Retention, SnapshotMeta};
 /// Builder of a [`WalResource`] for one SQLite database.
 #[derive(Debug, Clone)]
 pub struct WithSqlite {
-    path: PathBuf,
-    node_id: String,
+    pub(crate) path: PathBuf,
+    pub(crate) node_id: String,
     snapshot_interval: Option<Duration>,
     retention: Retention,
     durability: Durability,
     standby: StandbyOptions,
     catch_up_timeout: Duration,
-    stop_timeout: Duration,
+    pub(crate) stop_timeout: Duration,
     poll_interval: Duration,
     checkpoint_frames: u64,
     metrics_name: Option<String>,
@@ -185,13 +185,13 @@ pub struct WalStatus {
 type EpochCheck = Arc<dyn Fn(Epoch) -> cluster_core::Result<()> + Send + Sync>;
 
 #[derive(Default)]
-struct Views {
-    active: Option<(Epoch, Arc<Leader>)>,
+pub(crate) struct Views {
+    pub(crate) active: Option<(Epoch, Arc<Leader>)>,
     follower: Option<watch::Receiver<FollowerProgress>>,
     epoch_check: Option<EpochCheck>,
 }
 
-enum State {
+pub(crate) enum State {
     Stopped,
     Standby(Follower),
     Leader {
@@ -201,13 +201,13 @@ enum State {
     },
 }
 
-struct Inner {
-    cfg: WithSqlite,
-    log: Arc<dyn ReplicatedLog>,
-    store: Arc<dyn ObjectStore>,
-    state: tokio::sync::Mutex<State>,
+pub(crate) struct Inner {
+    pub(crate) cfg: WithSqlite,
+    pub(crate) log: Arc<dyn ReplicatedLog>,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) state: tokio::sync::Mutex<State>,
     views: RwLock<Views>,
-    role: watch::Sender<WalRole>,
+    pub(crate) role: watch::Sender<WalRole>,
     /// `created_us` of the newest snapshot seen (for the age metric).
     last_snapshot_us: AtomicU64,
 }
@@ -217,7 +217,7 @@ impl Inner {
         self.views.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn views_mut(&self) -> std::sync::RwLockWriteGuard<'_, Views> {
+    pub(crate) fn views_mut(&self) -> std::sync::RwLockWriteGuard<'_, Views> {
         self.views.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -451,7 +451,7 @@ impl WalResource {
     }
 }
 
-fn to_core(e: WalError) -> Error {
+pub(crate) fn to_core(e: WalError) -> Error {
     match e {
         WalError::Log(e) => e,
         e if e.kind() == ErrorKind::Retryable => Error::Unavailable(e.to_string()),
@@ -481,7 +481,7 @@ impl ActiveResource for WalResource {
 /// The app's handle on the replicated database.
 #[derive(Clone)]
 pub struct WalDb {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for WalDb {
@@ -532,7 +532,7 @@ impl WalDb {
         }
     }
 
-    fn leader_for(&self, token: Epoch) -> Result<Arc<Leader>> {
+    pub(crate) fn leader_for(&self, token: Epoch) -> Result<Arc<Leader>> {
         let (active, check) = {
             let v = self.inner.views();
             (v.active.clone(), v.epoch_check.clone())

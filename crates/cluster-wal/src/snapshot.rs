@@ -65,6 +65,12 @@ impl SnapshotMeta {
         )
     }
 
+    /// The snapshot's short id for operators: `<first 8 hex digits of the lineage>-<txid>-<epoch>`.
+    pub fn id(&self) -> String {
+        let l = self.lineage.simple().to_string();
+        format!("{}-{}-{}", &l[..8], self.txid, self.epoch)
+    }
+
     /// Object metadata (all decimal except the lineage and hex checksums).
     pub fn to_metadata(&self) -> BTreeMap<String, String> {
         BTreeMap::from([

@@ -19,7 +19,7 @@ const APPS: usize = 12;
 
 fn apps() -> Vec<App> {
     (0..APPS)
-        .map(|i| App::new(&format!("a{i}"), Mode::Replicas { n: 1 }).unwrap())
+        .map(|i| App::new(format!("a{i}"), Mode::Replicas { n: 1 }).unwrap())
         .collect()
 }
 
@@ -169,7 +169,7 @@ async fn a_joining_node_is_filled_in_bounded_waves_and_the_cluster_then_stays_pu
 async fn excluded_apps_never_move() {
     let mut cfg = config();
     cfg.exclude_apps = (0..APPS - 3)
-        .map(|i| cluster::AppName::new(&format!("a{i}")).unwrap())
+        .map(|i| cluster::AppName::new(format!("a{i}")).unwrap())
         .collect();
     let mut c = three_nodes(&cfg, &policy()).await;
     let before = where_(&c);

@@ -20,13 +20,13 @@ async fn call<T: DeserializeOwned>(
     req: AdminRequest,
 ) -> CliResult<T> {
     let node = any_node(settings, channel).await?;
-    Ok(to_node(settings, channel, &node, &req, None)
+    to_node(settings, channel, &node, &req, None)
         .await?
         .into_result()
         .map_err(|e| match e {
             Error::InvalidArgument(m) => Failure::new(Code::Invalid, m),
             other => other.into(),
-        })?)
+        })
 }
 
 fn step(m: &cluster::core::wire::placement_admin::PlannedMigration) -> String {

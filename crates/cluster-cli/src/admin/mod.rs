@@ -3,6 +3,7 @@
 pub(crate) mod auto_rebalance;
 mod channel;
 pub(crate) mod placement;
+pub(crate) mod snapshot;
 mod views;
 
 use std::time::Duration;

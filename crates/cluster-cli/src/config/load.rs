@@ -8,7 +8,9 @@ use cluster::core::election::ElectionTiming;
 use cluster::{AppName, Labels, Mode, NodeId, PlatformName, PlatformOptions};
 use toml::{Table, Value};
 
-use super::{AppConfig, BackendConfig, Config, NatsConfig, Problem, Problems, TlsConfig};
+use super::{
+    AppConfig, BackendConfig, Config, NatsConfig, Problem, Problems, SqliteConfig, TlsConfig,
+};
 use crate::daemon::backends;
 
 /// Loads and validates the file at `path`.
@@ -478,6 +480,7 @@ impl Reader {
                     "backend",
                     "placement",
                     "vip",
+                    "sqlite",
                 ],
             );
             let name = match self.string(at, &p, "name") {
@@ -513,6 +516,9 @@ impl Reader {
                     "a VIP is held by one leader: only singleton apps can have one",
                 );
             }
+            let sqlite = self
+                .table(at, &p, "sqlite")
+                .and_then(|st| self.sqlite(st, &path(&p, "sqlite"), mode, backend.is_some()));
             if let (Some(name), Some(mode)) = (name, mode) {
                 apps.push(AppConfig {
                     name,
@@ -520,10 +526,70 @@ impl Reader {
                     backend,
                     placement,
                     vip,
+                    sqlite,
                 });
             }
         }
         apps
+    }
+
+    fn sqlite(
+        &mut self,
+        st: &Table,
+        p: &str,
+        mode: Option<Mode>,
+        has_backend: bool,
+    ) -> Option<SqliteConfig> {
+        self.known_keys(
+            st,
+            p,
+            &[
+                "path",
+                "snapshot_interval",
+                "retention_count",
+                "retention_age",
+                "durability",
+            ],
+        );
+        if mode.is_some_and(|m| !m.is_singleton()) {
+            self.problem(
+                p.to_owned(),
+                "SQLite replication has one writer (the leader): only singleton apps can have it",
+            );
+        }
+        let path_value = self.path_buf(st, p, "path");
+        if path_value.as_ref().is_none_or(|v| v.as_os_str().is_empty()) {
+            self.problem(
+                path(p, "path"),
+                "give the database file (the local replica), e.g. path = \"/var/lib/app/app.db\"",
+            );
+        }
+        let commit_wait = match self.string(st, p, "durability").as_deref() {
+            None | Some("async") => false,
+            Some("commit-wait") if has_backend => {
+                self.problem(
+                    path(p, "durability"),
+                    "commit-wait needs an in-process writer; the backend process writes this \
+                     database itself, so only durability = \"async\" applies",
+                );
+                false
+            }
+            Some("commit-wait") => true,
+            Some(other) => {
+                self.problem(
+                    path(p, "durability"),
+                    format!("unknown durability {other:?}; use \"async\" or \"commit-wait\""),
+                );
+                false
+            }
+        };
+        Some(SqliteConfig {
+            path: path_value.unwrap_or_default(),
+            snapshot_interval: self.duration(st, p, "snapshot_interval"),
+            retention_count: self.int(st, p, "retention_count", 1, 1000).unwrap_or(3) as usize,
+            retention_age: self.duration(st, p, "retention_age"),
+            commit_wait,
+        })
     }
 
     fn mode(&mut self, at: &Table, p: &str) -> Option<Mode> {

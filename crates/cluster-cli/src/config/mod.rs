@@ -147,6 +147,20 @@ pub(crate) struct AppConfig {
     /// Placement rules (`None`: anywhere, default strategy).
     pub(crate) placement: Option<cluster::placement::PlacementSpec>,
     pub(crate) vip: Option<VipConfig>,
+    /// SQLite replication of the app's database (`[apps.sqlite]`).
+    pub(crate) sqlite: Option<SqliteConfig>,
+}
+
+/// `[apps.sqlite]`: the app's SQLite database replicated through NATS (cluster-wal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SqliteConfig {
+    /// The local replica (the backend process writes it on the leader).
+    pub(crate) path: PathBuf,
+    pub(crate) snapshot_interval: Option<Duration>,
+    pub(crate) retention_count: usize,
+    pub(crate) retention_age: Option<Duration>,
+    /// `commit-wait` only for in-process writers (never with a backend).
+    pub(crate) commit_wait: bool,
 }
 
 /// A loaded, validated configuration file. Every field is optional where a flag, an

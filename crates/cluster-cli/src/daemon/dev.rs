@@ -50,7 +50,7 @@ pub(crate) async fn run_dev(settings: &Settings, args: &RunArgs) -> CliResult {
     let apps = if settings.config.apps.is_empty() {
         example_apps()?
     } else {
-        build_apps(&settings.config.apps)?
+        build_apps(&settings.config.apps, None).await?
     };
     let mut signals = Signals::install()?;
     let network = cluster::dev::Network::new();

@@ -10,6 +10,7 @@ pub(crate) mod backends;
 mod dev;
 mod signals;
 pub(crate) mod vip;
+pub(crate) mod wal;
 
 use std::time::Duration;
 
@@ -27,8 +28,12 @@ pub(crate) use dev::run_dev;
 /// Extra time over `shutdown_timeout` before the daemon gives up waiting for the platform.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Builds the apps declared in the configuration.
-pub(crate) fn build_apps(apps: &[AppConfig]) -> CliResult<Vec<App>> {
+/// Builds the apps declared in the configuration (`wal`: how to reach NATS for
+/// `[apps.sqlite]`; `None` in dev mode, where SQLite replication is refused).
+pub(crate) async fn build_apps(
+    apps: &[AppConfig],
+    wal: Option<&wal::WalContext<'_>>,
+) -> CliResult<Vec<App>> {
     let mut out = Vec::new();
     for a in apps {
         let app = App::new(a.name.as_str(), a.mode)?;
@@ -51,6 +56,20 @@ pub(crate) fn build_apps(apps: &[AppConfig]) -> CliResult<Vec<App>> {
         if let Some(rules) = &a.placement {
             let rules = rules.clone();
             app.edit_placement(|s| *s = rules)?;
+        }
+        // Order: promotion of the database runs first, then the VIP, then the backend.
+        if let Some(sqlite) = &a.sqlite {
+            let Some(ctx) = wal else {
+                return Err(Failure::new(
+                    Code::Invalid,
+                    format!(
+                        "app {}: [apps.sqlite] replicates through NATS JetStream and is not \
+                         available with --dev",
+                        a.name
+                    ),
+                ));
+            };
+            wal::attach(&app, sqlite, ctx).await?;
         }
         // Order: the VIP is claimed before the backend starts and released after it stopped.
         if let Some(v) = &a.vip {
@@ -91,7 +110,6 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
     let node = settings.node()?;
     let config = &settings.config;
     let labels = labels(config, args)?;
-    let apps = build_apps(&config.apps)?;
     let mut signals = signals::Signals::install()?;
     let options = settings.connect_options(&format!("cluster-{node}"));
     let servers = settings.nats.servers.join(",");
@@ -114,6 +132,13 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
         }
     };
     let replicas = settings.nats.replicas.unwrap_or(1);
+    let wal_ctx = wal::WalContext {
+        conn: &conn,
+        platform: settings.platform.as_str(),
+        node: node.as_str(),
+        replicas,
+    };
+    let apps = build_apps(&config.apps, Some(&wal_ctx)).await?;
     let platform =
         cluster::nats::platform(&conn, settings.platform.as_str(), node.as_str(), replicas)?
             .options(PlatformOptions {

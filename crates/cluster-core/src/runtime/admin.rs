@@ -145,6 +145,14 @@ async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
             let result = super::admin_placement::dispatch(shared, method, &request).await?;
             AdminReply::ok(node, live_nodes(shared), &result)
         }
+        AdminMethod::AppExtension => {
+            let app = required_app(&request)?;
+            let local = read(&shared.apps).get(app).cloned().ok_or_else(|| {
+                Error::AppNotFound(format!("{app} (it does not run on node {})", shared.node))
+            })?;
+            let result = super::admin_ext::dispatch(&local, &request).await?;
+            AdminReply::ok(node, members, &result)
+        }
     }
 }
 

@@ -58,6 +58,7 @@ pub(crate) struct Hooks {
     pub(crate) on_placement_invalid: Option<HookWith<String>>,
     pub(crate) on_own: Option<HookWith<Vec<u32>>>,
     pub(crate) on_release: Option<HookWith<Vec<u32>>>,
+    pub(crate) admin: BTreeMap<String, super::admin_ext::AdminHandler>,
 }
 
 pub(crate) struct AppInner {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_client;
+mod admin_ext;
 mod admin_placement;
 mod app;
 mod events;

@@ -200,23 +200,51 @@ impl Shared {
 
     /// The current leader of `app`: from the local election if the app runs here, else from
     /// its lease record.
-    pub(crate) async fn resolve_leader(&self, app: &AppName) -> Result<NodeId> {
+    /// The current leader of `app`: from the local election if the app runs here, else from
+    /// its lease record. During a hand-over (no leader yet) it waits for one until `deadline`,
+    /// so leader-routed calls ride through graceful step-downs and failovers.
+    pub(crate) async fn resolve_leader(
+        &self,
+        app: &AppName,
+        deadline: tokio::time::Instant,
+    ) -> Result<NodeId> {
         let local = read(&self.apps).get(app).cloned();
-        if let Some(app) = local
-            && let Some(state) = app.election_state()
-        {
-            return state
-                .leader
-                .map(|l| l.node)
-                .ok_or_else(|| Error::NoLeader(format!("app {}", app.name())));
+        let election = local
+            .as_ref()
+            .and_then(|a| locked(&a.inner.election).as_ref().map(|e| e.status()));
+        if let Some(mut status) = election {
+            let found = tokio::time::timeout_at(deadline, async {
+                loop {
+                    if let Some(l) = status.borrow_and_update().leader.as_ref() {
+                        return Some(l.node.clone());
+                    }
+                    if status.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            })
+            .await;
+            return match found {
+                Ok(Some(node)) => Ok(node),
+                _ => Err(Error::NoLeader(format!("app {app}"))),
+            };
         }
         let started = self.started().await?;
-        let entry = started.election.get(&self.names.lease_key(app)).await?;
-        entry
-            .and_then(|e| leader_from_record(&e.value))
-            .ok_or_else(|| Error::NoLeader(format!("app {app}")))
+        loop {
+            let entry = started.election.get(&self.names.lease_key(app)).await?;
+            if let Some(node) = entry.and_then(|e| leader_from_record(&e.value)) {
+                return Ok(node);
+            }
+            if tokio::time::Instant::now() + LEADER_POLL >= deadline {
+                return Err(Error::NoLeader(format!("app {app}")));
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
     }
 }
+
+/// How often a caller re-reads a remote app's lease while no leader is known.
+const LEADER_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Builds a [`Platform`].
 pub struct PlatformBuilder {

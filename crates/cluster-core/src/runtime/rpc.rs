@@ -325,6 +325,7 @@ impl RpcClient {
         let shared = self.shared()?;
         let method = MethodName::new(method.as_ref())?;
         let payload = payload.into();
+        let deadline = tokio::time::Instant::now() + timeout;
         let routing = match routing {
             Routing::ForKey(key) => Routing::ToNode(shared.ring_owner(&self.target, &key)?),
             other => other,
@@ -334,11 +335,17 @@ impl RpcClient {
             Routing::ForKey(_) => return Err(Error::Internal("unresolved key routing".into())),
             Routing::ToAny => shared.names.rpc_any(&self.target),
             Routing::ToLeader => {
-                let leader = shared.resolve_leader(&self.target).await?;
+                let leader = shared.resolve_leader(&self.target, deadline).await?;
                 shared.names.rpc_node(&self.target, &leader)
             }
         };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if timeout.is_zero() {
+            return Err(Error::Timeout(format!(
+                "call {}.{method}: no leader found in time",
+                self.target
+            )));
+        }
         let meta = RequestMeta::new(
             method.clone(),
             shared.node.clone(),

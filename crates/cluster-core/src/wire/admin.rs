@@ -71,11 +71,14 @@ pub enum AdminMethod {
     /// Changes one setting ([`ConfigSetParams`](super::rebalance::ConfigSetParams) →
     /// [`PlacementConfig`](super::rebalance::PlacementConfig)).
     ConfigSet,
+    /// An app-defined admin operation served by the node's local instance of the app
+    /// ([`AppExtensionParams`] → the extension's JSON result), e.g. `wal.snapshot.create`.
+    AppExtension,
 }
 
 impl AdminMethod {
     /// Every method, in documentation order.
-    pub const ALL: [AdminMethod; 17] = [
+    pub const ALL: [AdminMethod; 18] = [
         AdminMethod::Status,
         AdminMethod::NodeStatus,
         AdminMethod::AppList,
@@ -93,6 +96,7 @@ impl AdminMethod {
         AdminMethod::RebalanceApprove,
         AdminMethod::ConfigGet,
         AdminMethod::ConfigSet,
+        AdminMethod::AppExtension,
     ];
 
     /// The method's name on the wire.
@@ -115,6 +119,7 @@ impl AdminMethod {
             AdminMethod::RebalanceApprove => "rebalance.approve",
             AdminMethod::ConfigGet => "config.get",
             AdminMethod::ConfigSet => "config.set",
+            AdminMethod::AppExtension => "app.ext",
         }
     }
 
@@ -128,6 +133,16 @@ impl std::fmt::Display for AdminMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Parameters of [`AdminMethod::AppExtension`] (the request's `app` names the app).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppExtensionParams {
+    /// The extension's name, as registered with `App::on_admin`.
+    pub name: String,
+    /// Its arguments (extension-defined JSON).
+    #[serde(default)]
+    pub args: serde_json::Value,
 }
 
 /// An admin request (the JSON payload).
@@ -520,7 +535,8 @@ mod tests {
                 "node.drain",
                 "node.label",
                 "app.move",
-                "rebalance.plan"
+                "rebalance.plan",
+                "app.ext"
             ]
         );
     }

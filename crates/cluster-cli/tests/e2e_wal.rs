@@ -1,0 +1,191 @@
+//! `[apps.sqlite]` with a process backend that writes the database (an external writer:
+//! capture polls the WAL), and `cluster snapshot create|list|delete|restore` through the admin
+//! service: the real binary, two daemons, a real nats-server, the stock `sqlite3` CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cluster_testkit::nats_server::NatsServer;
+use common::{Daemon, Scratch, cli, wait_for};
+
+fn sqlite3(db: &Path, sql: &str) -> Option<String> {
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 5000", db.to_str().unwrap(), sql])
+        .output()
+        .expect("the sqlite3 CLI is needed by this test: apt-get install sqlite3");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn count(db: &Path, filter: &str) -> Option<i64> {
+    if !db.exists() {
+        return None;
+    }
+    sqlite3(db, &format!("SELECT count(*) FROM t WHERE {filter}"))?
+        .parse()
+        .ok()
+}
+
+fn config(platform: &str, url: &str, db: &Path) -> String {
+    // The backend writes one row every 50 ms with the sqlite3 CLI and exits with the daemon.
+    let script = "sqlite3 -cmd '.timeout 5000' \"$DB\" 'CREATE TABLE IF NOT EXISTS t(x INTEGER)'; \
+                  while kill -0 $PPID 2>/dev/null; do \
+                  sqlite3 -cmd '.timeout 5000' \"$DB\" 'INSERT INTO t VALUES (1)' || exit 1; \
+                  sleep 0.05; done";
+    format!(
+        r#"platform = "{platform}"
+shutdown_timeout = "10s"
+[nats]
+servers = ["{url}"]
+[election]
+profile = "fast"
+[membership]
+ttl = "3s"
+refresh = "500ms"
+[[apps]]
+name = "db"
+mode = "singleton"
+[apps.sqlite]
+path = "{db}"
+retention_count = 5
+[apps.backend]
+type = "process"
+command = "sh"
+args = ["-c", "{script}"]
+env = {{ DB = "{db}" }}
+graceful_timeout = "2s"
+[[apps]]
+name = "web"
+mode = "spread"
+"#,
+        db = db.display(),
+        script = script.replace('\\', "\\\\").replace('"', "\\\""),
+    )
+}
+
+fn leader(cfg: &str) -> String {
+    wait_for("a leader of db", Duration::from_secs(20), || {
+        let r = cli(&["--config", cfg, "--json", "app", "status", "db"]);
+        (r.code == 0).then(|| r.json()["app"]["leader"].as_str().map(str::to_owned))?
+    })
+}
+
+#[test]
+fn sqlite_app_with_external_writer_snapshots_and_restore() {
+    let server = NatsServer::start();
+    let dir = Scratch::new("wal");
+    let dbs = [dir.0.join("n1/app.db"), dir.0.join("n2/app.db")];
+    let cfgs: Vec<_> = ["n1", "n2"]
+        .iter()
+        .zip(&dbs)
+        .map(|(n, db)| dir.file(&format!("{n}.toml"), &config("walcli", &server.url(), db)))
+        .collect();
+    let cfg = cfgs[0].to_str().unwrap();
+    let mut daemons: Vec<Daemon> = ["n1", "n2"]
+        .iter()
+        .zip(&cfgs)
+        .map(|(n, c)| Daemon::start(c, n, &dir.0))
+        .collect();
+    let first = leader(cfg);
+    let (ldb, sdb) = if first == "n1" {
+        (&dbs[0], &dbs[1])
+    } else {
+        (&dbs[1], &dbs[0])
+    };
+
+    // The backend's commits (another process, caught by polling) reach the standby.
+    wait_for(
+        "rows replicated to the standby",
+        Duration::from_secs(30),
+        || (count(sdb, "1")? >= 10).then_some(()),
+    );
+
+    // A snapshot, listed with its position.
+    let r = cli(&[
+        "--config", cfg, "--json", "snapshot", "create", "--app", "db",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let snap = r.json()["snapshot"].clone();
+    let id = snap["id"].as_str().unwrap().to_owned();
+    assert!(snap["txid"].as_u64().unwrap() > 0);
+    let r = cli(&["--config", cfg, "--json", "snapshot", "list", "--app", "db"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let list = r.json()["snapshots"].as_array().unwrap().clone();
+    let listed = list.iter().find(|s| s["id"] == id.as_str()).unwrap();
+    for key in ["txid", "stream_seq", "checksum", "size", "age_secs"] {
+        assert!(!listed[key].is_null(), "{key} missing: {listed}");
+    }
+    let r = cli(&["--config", cfg, "snapshot", "list", "--app", "db"]);
+    assert!(
+        r.stdout.contains("STREAM SEQ") && r.stdout.contains(&id),
+        "{r:?}"
+    );
+
+    // The newest snapshot of the lineage cannot be deleted; unknown ids and apps are refused.
+    let r = cli(&["--config", cfg, "snapshot", "delete", &id, "--app", "db"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("newest"), "{}", r.stderr);
+    let r = cli(&[
+        "--config", cfg, "snapshot", "delete", "nope-1-1", "--app", "db",
+    ]);
+    assert_ne!(r.code, 0, "{r:?}");
+    let r = cli(&["--config", cfg, "snapshot", "list", "--app", "web"]);
+    assert_ne!(r.code, 0, "{r:?}");
+
+    // A marker written after the snapshot (by another external writer) is replicated...
+    sqlite3(ldb, "INSERT INTO t VALUES (-1)").unwrap();
+    wait_for("marker on the standby", Duration::from_secs(20), || {
+        (count(sdb, "x = -1")? == 1).then_some(())
+    });
+
+    // ...and gone on every replica after restoring the snapshot.
+    let r = cli(&[
+        "--config", cfg, "--json", "snapshot", "restore", &id, "--app", "db",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = r.json();
+    assert_eq!(v["restore"]["snapshot"], id.as_str());
+    assert!(v["restore"]["steps"].as_array().unwrap().len() >= 5, "{v}");
+    assert!(!v["leader"].is_null(), "resumed with a leader: {v}");
+    for db in &dbs {
+        wait_for(
+            "marker gone and writes resumed",
+            Duration::from_secs(30),
+            || (count(db, "x = -1")? == 0 && count(db, "1")? > 0).then_some(()),
+        );
+    }
+    let now = leader(cfg);
+    let (ldb, sdb) = if now == "n1" {
+        (&dbs[0], &dbs[1])
+    } else {
+        (&dbs[1], &dbs[0])
+    };
+    let before = count(sdb, "1").unwrap();
+    wait_for(
+        "replication continues after the restore",
+        Duration::from_secs(30),
+        || (count(sdb, "1")? > before + 5).then_some(()),
+    );
+    assert_eq!(sqlite3(ldb, "PRAGMA integrity_check").unwrap(), "ok");
+    assert_eq!(sqlite3(sdb, "PRAGMA integrity_check").unwrap(), "ok");
+
+    // The pre-restore snapshot belongs to the old lineage now and can be deleted.
+    let r = cli(&["--config", cfg, "snapshot", "delete", &id, "--app", "db"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    for d in &daemons {
+        d.signal(libc::SIGTERM);
+    }
+    for d in &mut daemons {
+        assert!(
+            d.wait_exit(Duration::from_secs(30)).success(),
+            "{}",
+            d.log_text()
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! Operator snapshot operations on the leader: delete and restore (see
+//! `docs/architecture/cluster-wal.md`, "Snapshot operations").
+//!
+//! **Restore** rolls the database back to a snapshot by starting a new history (lineage) from
+//! its image, entirely through the log, so that leader and standbys converge by the normal
+//! catch-up path and no file is overwritten under a running writer:
+//!
+//! 1. checks (leader, valid token, snapshot exists and verifies);
+//! 2. stops the leader (commit gate revoked, pending transactions shipped): the log ends at `L`;
+//! 3. puts a copy of the image as a snapshot of a new lineage with `stream_seq = L + 1`;
+//! 4. appends `EpochStart{new lineage, same epoch, base txid 0}` expecting `L` (fails if anyone
+//!    appended meanwhile; the copy is deleted again);
+//! 5. leaves the replica *stopped*: the caller steps the app down (the admin extension does),
+//!    which stops the backend and the VIP; deactivation starts the follower, which meets the
+//!    new lineage at `L + 1`, restores the newest snapshot (the copy) and replays. Every
+//!    standby does the same; the next leader promotes from the restored state.
+//!
+//! Writes made after step 2 (e.g. by an external writer process before it is stopped) are
+//! discarded, which is what rolling back to a snapshot means.
+
+use std::time::Instant;
+
+use cluster_core::epoch::Epoch;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::{Result, WalError};
+use crate::record::{EpochStart, Record};
+use crate::resource::{State, WalDb, WalRole};
+use crate::snapshot::{self, Snapshot, SnapshotMeta};
+use crate::sqlite::now_us;
+
+/// One step of a restore, with its duration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreStep {
+    /// What was done.
+    pub step: String,
+    /// How long it took, in milliseconds.
+    pub ms: u64,
+}
+
+/// The outcome of [`WalDb::restore_snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    /// The restored snapshot's id.
+    pub snapshot: String,
+    /// Its txid and log sequence in the old lineage.
+    pub from_txid: u64,
+    /// Log sequence of the restored snapshot in the old lineage.
+    pub from_seq: u64,
+    /// The new lineage (hyphenated UUID).
+    pub lineage: String,
+    /// The id of the snapshot copy that starts the new lineage.
+    pub new_snapshot: String,
+    /// Log sequence of the new lineage's `EpochStart`.
+    pub epoch_start_seq: u64,
+    /// Database checksum (16 hex digits).
+    pub checksum: String,
+    /// Steps done, in order.
+    pub steps: Vec<RestoreStep>,
+}
+
+impl WalDb {
+    /// Finds a snapshot by [`SnapshotMeta::id`] (or full object name).
+    pub async fn find_snapshot(&self, id: &str) -> Result<SnapshotMeta> {
+        snapshot::list(self.inner.store.as_ref())
+            .await?
+            .into_iter()
+            .find(|m| m.id() == id || m.object_name() == id)
+            .ok_or_else(|| {
+                WalError::Log(cluster_core::Error::InvalidArgument(format!(
+                    "unknown snapshot {id} (see `snapshot list`)"
+                )))
+            })
+    }
+
+    /// Deletes a snapshot (leader only, with its token). The newest snapshot of the current
+    /// lineage is refused: the log is trimmed behind it, standbys may need it to catch up.
+    pub async fn delete_snapshot(&self, token: Epoch, id: &str) -> Result<SnapshotMeta> {
+        let leader = self.leader_for(token)?;
+        let meta = self.find_snapshot(id).await?;
+        let lineage = leader.start_info().lineage;
+        let newest = snapshot::list(self.inner.store.as_ref())
+            .await?
+            .into_iter()
+            .filter(|m| m.lineage == lineage)
+            .max_by_key(|m| m.stream_seq);
+        if newest.is_some_and(|n| n == meta) {
+            return Err(WalError::NotWritable(format!(
+                "snapshot {id} is the newest of the current lineage: the log is trimmed behind it \
+                 and standbys may need it; take a newer snapshot first"
+            )));
+        }
+        self.inner.store.delete(&meta.object_name()).await?;
+        tracing::info!(target: "audit", snapshot = %meta.id(), txid = meta.txid, "snapshot deleted");
+        Ok(meta)
+    }
+
+    /// Restores snapshot `id` as a new lineage (leader only, with its token); see the module
+    /// docs. On success this node's replica is stopped: **step the app down** next (writes
+    /// are refused until the next promotion).
+    pub async fn restore_snapshot(&self, token: Epoch, id: &str) -> Result<RestoreReport> {
+        let mut steps = Vec::new();
+        let mut step = |what: String, t: Instant| {
+            tracing::info!(target: "audit", step = %what, "snapshot restore");
+            steps.push(RestoreStep {
+                step: what,
+                ms: t.elapsed().as_millis() as u64,
+            });
+        };
+        let t = Instant::now();
+        self.leader_for(token)?;
+        let meta = self.find_snapshot(id).await?;
+        let Some((_, image)) = self.inner.store.get(&meta.object_name()).await? else {
+            return Err(WalError::Log(cluster_core::Error::InvalidArgument(
+                format!("snapshot {id} was deleted meanwhile"),
+            )));
+        };
+        let old = Snapshot { meta, image };
+        old.verify()?;
+        step(
+            format!(
+                "fetched and verified snapshot {id} (txid {}, {} bytes)",
+                meta.txid,
+                old.image.len()
+            ),
+            t,
+        );
+
+        let t = Instant::now();
+        let mut st = self.inner.state.lock().await;
+        let State::Leader { epoch, .. } = &*st else {
+            return Err(WalError::NotWritable(
+                "this node no longer leads the database".into(),
+            ));
+        };
+        if *epoch != token {
+            return Err(WalError::NotWritable(format!("stale token {token}")));
+        }
+        let State::Leader {
+            leader, snapshots, ..
+        } = std::mem::replace(&mut *st, State::Stopped)
+        else {
+            return Err(WalError::Stopped("state changed".into()));
+        };
+        leader.gate().revoke();
+        self.inner.views_mut().active = None;
+        self.inner.role.send_replace(WalRole::Stopped);
+        if let Some(t) = snapshots {
+            t.abort();
+        }
+        let p = match tokio::time::timeout(self.inner.cfg.stop_timeout, leader.stop()).await {
+            Ok(p) => p,
+            Err(_) => leader.progress(),
+        };
+        if let Some(reason) = &p.stopped {
+            tracing::warn!(%reason, "leader had stopped before the restore");
+        }
+        let last = p.acked_seq;
+        step(
+            format!(
+                "stopped the leader at txid {} (log sequence {last}); writes are refused",
+                p.acked_txid
+            ),
+            t,
+        );
+
+        let t = Instant::now();
+        let lineage = Uuid::new_v4();
+        let mut copy = old.clone();
+        copy.meta.lineage = lineage;
+        copy.meta.epoch = token.get();
+        copy.meta.txid = 0;
+        copy.meta.stream_seq = last + 1;
+        copy.meta.created_us = now_us();
+        self.inner
+            .store
+            .put(
+                &copy.meta.object_name(),
+                copy.image.clone(),
+                copy.meta.to_metadata(),
+            )
+            .await?;
+        step(
+            format!(
+                "stored the image as snapshot {} of lineage {lineage}",
+                copy.meta.id()
+            ),
+            t,
+        );
+
+        let t = Instant::now();
+        let start = EpochStart {
+            lineage,
+            epoch: token.get(),
+            base_txid: 0,
+            base_checksum: copy.meta.checksum,
+            ts_us: now_us(),
+            node_id: self.inner.cfg.node_id.clone(),
+        };
+        let rec = Record::EpochStart(start);
+        let ack = match self
+            .inner
+            .log
+            .append(rec.headers(), rec.encode(), Some(last))
+            .await
+        {
+            Ok(ack) => ack,
+            Err(e) => {
+                let _ = self.inner.store.delete(&copy.meta.object_name()).await;
+                return Err(e.into());
+            }
+        };
+        step(
+            format!(
+                "appended EpochStart of lineage {lineage} at log sequence {}",
+                ack.seq
+            ),
+            t,
+        );
+        tracing::warn!(target: "audit", snapshot = %id, %lineage, seq = ack.seq, "snapshot restored as a new lineage; step the app down to resume");
+        Ok(RestoreReport {
+            snapshot: id.to_owned(),
+            from_txid: old.meta.txid,
+            from_seq: old.meta.stream_seq,
+            lineage: lineage.to_string(),
+            new_snapshot: copy.meta.id(),
+            epoch_start_seq: ack.seq,
+            checksum: format!("{:016x}", copy.meta.checksum),
+            steps,
+        })
+    }
+}
