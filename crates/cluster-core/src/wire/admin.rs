@@ -91,12 +91,12 @@ impl AdminMethod {
         AdminMethod::NodeLabel,
         AdminMethod::AppMove,
         AdminMethod::RebalancePlan,
+        AdminMethod::AppExtension,
         AdminMethod::RebalanceStatus,
         AdminMethod::RebalanceCancel,
         AdminMethod::RebalanceApprove,
         AdminMethod::ConfigGet,
         AdminMethod::ConfigSet,
-        AdminMethod::AppExtension,
     ];
 
     /// The method's name on the wire.
@@ -536,7 +536,12 @@ mod tests {
                 "node.label",
                 "app.move",
                 "rebalance.plan",
-                "app.ext"
+                "app.ext",
+                "rebalance.status",
+                "rebalance.cancel",
+                "rebalance.approve",
+                "config.get",
+                "config.set",
             ]
         );
     }
