@@ -257,20 +257,28 @@ pub(crate) struct PlacementArgs {
 pub(crate) enum RebalanceCommand {
     /// Progress of the ongoing rebalance.
     Status,
-    /// Cancel the ongoing rebalance.
+    /// Cancel the ongoing rebalance (migrations in flight finish).
     Cancel,
+    /// Approve the next migration of an app (migration-policy.require-approval).
+    Approve {
+        /// The app.
+        app: String,
+    },
 }
 
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Set a platform setting (auto-rebalance.enabled, auto-rebalance.threshold, …).
+    /// Set a cluster-wide setting (auto-rebalance.enabled, auto-rebalance.threshold,
+    /// migration-policy.maintenance-windows, …; see docs/CLI.md).
     Set {
         /// The setting.
         key: String,
         /// Its value.
         value: String,
     },
+    /// Show the cluster-wide settings.
+    Get,
 }
 
 /// `snapshot` subcommands.

@@ -122,12 +122,11 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Node(cmd) => admin_cmd(&settings, Admin::Node(cmd)).await,
         Command::App(cmd) => admin_cmd(&settings, Admin::App(cmd)).await,
         Command::Rebalance(args) => match args.command {
-            Some(RebalanceCommand::Status) | Some(RebalanceCommand::Cancel) => Err(Failure::new(
-                Code::NotAvailable,
-                "`cluster rebalance status|cancel` is not available yet: a rebalance runs in the \
-                 command that started it (Ctrl-C stops it between steps); there is no \
-                 background rebalance to query or cancel. Nothing was changed.",
-            )),
+            Some(RebalanceCommand::Status) => admin_cmd(&settings, Admin::RebalanceStatus).await,
+            Some(RebalanceCommand::Cancel) => admin_cmd(&settings, Admin::RebalanceCancel).await,
+            Some(RebalanceCommand::Approve { app }) => {
+                admin_cmd(&settings, Admin::RebalanceApprove(app)).await
+            }
             None => {
                 if args.all == args.app.is_some() {
                     return Err(Failure::new(
@@ -139,10 +138,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             }
         },
         Command::Placement(args) => admin_cmd(&settings, Admin::Placement(args.from)).await,
-        Command::Config(_) => Err(Failure::not_available(
-            "config set",
-            "auto-rebalance (the platform rebalances only on request: `cluster rebalance`)",
-        )),
+        Command::Config(cmd) => admin_cmd(&settings, Admin::Config(cmd)).await,
         Command::Snapshot(cmd) => admin_cmd(&settings, Admin::Snapshot(cmd)).await,
         Command::Services(_) => Err(Failure::not_available("services", "the service registry")),
         Command::Leaf(_) => Err(Failure::not_available(
@@ -166,6 +162,10 @@ enum Admin {
     App(AppCommand),
     Rebalance(Option<String>, bool),
     Placement(Option<String>),
+    RebalanceStatus,
+    RebalanceCancel,
+    RebalanceApprove(String),
+    Config(cli::ConfigCommand),
     Snapshot(cli::SnapshotCommand),
 }
 
@@ -189,6 +189,17 @@ async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
             Admin::Snapshot(cmd) => admin::snapshot::run(settings, &channel, cmd).await,
             Admin::Rebalance(app, dry_run) => {
                 admin::placement::rebalance(settings, &channel, app.as_deref(), *dry_run).await
+            }
+            Admin::RebalanceStatus => admin::auto_rebalance::status(settings, &channel).await,
+            Admin::RebalanceCancel => admin::auto_rebalance::cancel(settings, &channel).await,
+            Admin::RebalanceApprove(app) => {
+                admin::auto_rebalance::approve(settings, &channel, app).await
+            }
+            Admin::Config(cli::ConfigCommand::Set { key, value }) => {
+                admin::auto_rebalance::config_set(settings, &channel, key, value).await
+            }
+            Admin::Config(cli::ConfigCommand::Get) => {
+                admin::auto_rebalance::config_get(settings, &channel).await
             }
         };
         (channel, r)

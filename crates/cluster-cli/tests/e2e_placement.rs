@@ -345,7 +345,52 @@ fn replicas_run_exactly_n_and_are_rescheduled_after_sigkill() {
     ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json()["plan"]["migrations"], serde_json::json!([]));
-    assert_eq!(cli(&["--config", cfg_s, "rebalance", "status"]).code, 2);
+    // Auto-rebalance settings and status through the admin service.
+    let r = cli(&[
+        "--config",
+        cfg_s,
+        "config",
+        "set",
+        "auto-rebalance.enabled",
+        "true",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = cli(&[
+        "--config",
+        cfg_s,
+        "config",
+        "set",
+        "auto-rebalance.interval",
+        "5m",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = cli(&["--config", cfg_s, "--json", "config", "get"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["config"]["auto_rebalance"]["enabled"], true);
+    assert_eq!(r.json()["config"]["auto_rebalance"]["interval_ms"], 300_000);
+    let r = cli(&[
+        "--config",
+        cfg_s,
+        "config",
+        "set",
+        "auto-rebalance.bogus",
+        "1",
+    ]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("unknown setting"), "{r:?}");
+    let r = cli(&[
+        "--config",
+        cfg_s,
+        "config",
+        "set",
+        "migration-policy.maintenance-windows",
+        "25:00-06:00",
+    ]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let r = cli(&["--config", cfg_s, "--json", "rebalance", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["status"]["in_progress"], false);
+    assert_eq!(cli(&["--config", cfg_s, "rebalance", "cancel"]).code, 0);
     assert_eq!(
         cli(&["--config", cfg_s, "app", "rebalance", "nope", "--dry-run"]).code,
         3

@@ -55,6 +55,11 @@ pub struct Member {
     pub joined_at: SystemTime,
     /// When the node last refreshed its record (member's wall clock; display only).
     pub last_seen: SystemTime,
+    /// The platform software version the node runs (empty: not reported). Members with
+    /// different versions mean a rolling upgrade: auto-rebalance pauses.
+    pub version: String,
+    /// The node is stopping gracefully (auto-rebalance pauses).
+    pub shutting_down: bool,
 }
 
 impl Member {

@@ -13,8 +13,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cluster_core::runtime::{AssignmentView, PlacementView, PlanOutcome, PlanRequest, Planner};
+use cluster_core::runtime::{
+    AssignmentView, PlacementView, PlanOutcome, PlanRequest, Planner, RebalanceOptions,
+};
 use cluster_core::wire::placement_admin::{PlannedMigration, RebalancePlan};
+use cluster_core::wire::rebalance::{StrategyName, parse_strategy};
 use cluster_core::{App, AppName, Error, Labels, Mode, NodeId, Result};
 use cluster_placement::MigrationKind;
 use serde::{Deserialize, Serialize};
@@ -63,6 +66,9 @@ pub struct PlacementSpec {
     /// Singleton apps: standby candidates besides the leader (`None` = every eligible node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standbys: Option<u32>,
+    /// App labels, matched by an auto-rebalance `include_labels` filter.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
 }
 
 impl PlacementSpec {
@@ -171,6 +177,17 @@ pub trait AppPlacementExt {
     fn strategy(&self, strategy: NamedStrategy) -> Result<&Self> {
         self.edit_placement(|s| s.strategy = strategy)
     }
+
+    /// Sets an app label (matched by auto-rebalance `include_labels`).
+    fn app_label(&self, key: &str, value: &str) -> Result<&Self> {
+        let mut labels = Labels::new();
+        labels.insert(key, value)?;
+        self.edit_placement(|p| {
+            for (k, v) in labels.iter() {
+                let _ = p.labels.insert(k, v);
+            }
+        })
+    }
 }
 
 impl AppPlacementExt for App {
@@ -224,6 +241,7 @@ impl PlacementPlanner {
         spec.constraints = rules.constraints;
         spec.preferences = rules.preferences;
         spec.standbys = rules.standbys;
+        spec.labels = rules.labels;
         spec.strategy = match (self.custom.get(name), rules.strategy) {
             (Some(custom), _) => StrategyKind::Custom(custom.clone()),
             (None, NamedStrategy::SpreadEvenly) => StrategyKind::SpreadEvenly,
@@ -274,6 +292,19 @@ impl Planner for PlacementPlanner {
         app: Option<&AppName>,
         threshold: Option<f64>,
     ) -> Result<RebalancePlan> {
+        let options = RebalanceOptions {
+            app: app.cloned(),
+            threshold,
+            ..RebalanceOptions::default()
+        };
+        self.rebalance_with(request, &options)
+    }
+
+    fn rebalance_with(
+        &self,
+        request: &PlanRequest,
+        options: &RebalanceOptions,
+    ) -> Result<RebalancePlan> {
         let nodes = Self::node_infos(request);
         let specs: Vec<AppSpec> = request
             .apps
@@ -283,17 +314,24 @@ impl Planner for PlacementPlanner {
         let current = to_assignment(&request.current)?;
         let mut policy = cluster_placement::RebalancePolicy {
             max_concurrent: 0,
+            exclude_apps: options.exclude_apps.clone(),
+            include_labels: options.include_labels.clone(),
+            strategy: match parse_strategy(&options.strategy)? {
+                StrategyName::SpreadEvenly => cluster_placement::RebalanceStrategy::SpreadEvenly,
+                StrategyName::BinPack => cluster_placement::RebalanceStrategy::BinPack,
+                StrategyName::ZoneAware(key) => {
+                    cluster_placement::RebalanceStrategy::ZoneAware { key }
+                }
+            },
             ..Default::default()
         };
-        if let Some(t) = threshold {
+        if let Some(t) = options.threshold {
             policy.threshold = t;
         }
-        if let Some(app) = app {
-            policy.exclude_apps = specs
-                .iter()
-                .map(|s| s.name.clone())
-                .filter(|n| n != app)
-                .collect();
+        if let Some(app) = &options.app {
+            policy
+                .exclude_apps
+                .extend(specs.iter().map(|s| s.name.clone()).filter(|n| n != app));
         }
         let plan = cluster_placement::plan_rebalance(&nodes, &specs, &current, &policy);
         let step = |m: &cluster_placement::Migration| PlannedMigration {

@@ -1,5 +1,6 @@
 //! Admin commands against a live platform (NATS request/reply, or the dev daemon's socket).
 
+pub(crate) mod auto_rebalance;
 mod channel;
 pub(crate) mod placement;
 pub(crate) mod snapshot;

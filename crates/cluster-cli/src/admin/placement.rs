@@ -26,12 +26,12 @@ const POLL: Duration = Duration::from_millis(250);
 /// Extra time a waiting request gets over the operation's own timeout.
 const MARGIN: Duration = Duration::from_secs(5);
 
-fn request<T: Serialize>(method: AdminMethod, params: &T) -> CliResult<AdminRequest> {
+pub(super) fn request<T: Serialize>(method: AdminMethod, params: &T) -> CliResult<AdminRequest> {
     Ok(AdminRequest::with_params(method, params)?)
 }
 
 /// Sends to `node`, mapping "no answer" to exit 3 with the live nodes.
-async fn to_node(
+pub(super) async fn to_node(
     settings: &Settings,
     channel: &Channel,
     node: &NodeId,
@@ -63,7 +63,7 @@ async fn placement_status(
 }
 
 /// Any live node (the first to answer a status broadcast).
-async fn any_node(settings: &Settings, channel: &Channel) -> CliResult<NodeId> {
+pub(super) async fn any_node(settings: &Settings, channel: &Channel) -> CliResult<NodeId> {
     let st = gather_status(settings, channel).await?;
     st.nodes
         .first()

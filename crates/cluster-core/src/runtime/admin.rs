@@ -136,7 +136,12 @@ async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
         | AdminMethod::NodeDrain
         | AdminMethod::NodeLabel
         | AdminMethod::AppMove
-        | AdminMethod::RebalancePlan => {
+        | AdminMethod::RebalancePlan
+        | AdminMethod::RebalanceStatus
+        | AdminMethod::RebalanceCancel
+        | AdminMethod::RebalanceApprove
+        | AdminMethod::ConfigGet
+        | AdminMethod::ConfigSet => {
             let result = super::admin_placement::dispatch(shared, method, &request).await?;
             AdminReply::ok(node, live_nodes(shared), &result)
         }

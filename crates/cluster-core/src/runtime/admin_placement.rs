@@ -18,6 +18,7 @@ use crate::wire::placement_admin::{
     DrainParams, DrainReply, LabelParams, MoveParams, MoveReply, NodeParams, PendingMove,
     PlacementStatus, RebalanceParams,
 };
+use crate::wire::rebalance::{ApproveParams, ConfigSetParams};
 
 /// Longest drain or move an admin request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
@@ -121,6 +122,18 @@ pub(crate) async fn dispatch(
                 return Err(Error::AppNotFound(app.to_string()));
             }
             json(&planner.rebalance(&gathered.request, p.app.as_ref(), p.threshold)?)
+        }
+        AdminMethod::RebalanceStatus => json(&platform.rebalance_status().await?),
+        AdminMethod::RebalanceCancel => json(&platform.cancel_rebalance().await?),
+        AdminMethod::RebalanceApprove => {
+            let p: ApproveParams = request.params()?;
+            platform.approve_migration(p.app.as_str()).await?;
+            json(&p)
+        }
+        AdminMethod::ConfigGet => json(&platform.placement_config().await?),
+        AdminMethod::ConfigSet => {
+            let p: ConfigSetParams = request.params()?;
+            json(&platform.set_placement_config(&p.key, &p.value).await?)
         }
         other => Err(Error::Internal(format!(
             "{other} is not a placement method"

@@ -138,6 +138,18 @@ impl Presence {
         })
     }
 
+    /// Publishes this node's record now (best effort).
+    pub(crate) async fn publish(&self, shared: &Arc<Shared>) {
+        let Ok(record) = MemberRecord::from_member(&shared.local_member()).encode() else {
+            return;
+        };
+        let expected = *locked(&self.revision);
+        let ttl = Some(shared.options.member_ttl);
+        if let Ok(rev) = self.bucket.update(&self.key, record, expected, ttl).await {
+            *locked(&self.revision) = rev;
+        }
+    }
+
     /// Deletes this node's record (graceful leave). A heartbeat racing with the leave may have
     /// rewritten the record: then the current revision is re-read and, if the record is still
     /// this process's, deleted.

@@ -19,6 +19,7 @@ mod placement;
 mod platform;
 mod resource;
 mod rpc;
+pub mod schedule;
 
 pub use admin_client::{AdminClient, AdminTarget};
 pub use app::{App, HealthStatus, RoleState};
@@ -30,7 +31,8 @@ pub use locks::DistLock;
 pub use options::{AppOptions, HookKind, PlatformOptions};
 pub use placement::{
     AssignmentRecord, AssignmentView, DrainOptions, DrainProgress, MoveRequest, PlacementView,
-    PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner, RingView, partition_of,
+    PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner, RebalanceOptions, RingView,
+    partition_of,
 };
 pub use platform::{Platform, PlatformBuilder, Stats};
 pub use resource::{ActiveResource, RetryPolicy};

@@ -81,6 +81,10 @@ pub(crate) struct Shared {
     pub(crate) audit: super::audit::AuditHub,
     /// Serialises Ring ownership changes (the agent's handshake and the release at shutdown).
     pub(crate) ring_lock: tokio::sync::Mutex<()>,
+    /// Software version advertised in the member record.
+    pub(crate) version: String,
+    /// Auto-rebalance settings used while the placement bucket holds none.
+    pub(crate) rebalance_defaults: super::placement::RebalanceDefaults,
 }
 
 impl Shared {
@@ -107,7 +111,7 @@ impl Shared {
         self.draining.load(Ordering::SeqCst)
     }
 
-    fn track(&self, handle: AbortHandle) {
+    pub(crate) fn track(&self, handle: AbortHandle) {
         locked(&self.tasks).push(handle);
     }
 
@@ -135,6 +139,8 @@ impl Shared {
             healthy,
             joined_at: self.joined_at,
             last_seen: self.clock.wall(),
+            version: self.version.clone(),
+            shutting_down: self.is_draining(),
         }
     }
 
@@ -255,6 +261,8 @@ pub struct PlatformBuilder {
     clock: Arc<dyn Clock>,
     planner: Option<Arc<dyn super::Planner>>,
     audit: Option<Arc<dyn crate::audit::AuditSink>>,
+    version: String,
+    rebalance_defaults: super::placement::RebalanceDefaults,
 }
 
 impl std::fmt::Debug for PlatformBuilder {
@@ -299,6 +307,28 @@ impl PlatformBuilder {
     /// [`Platform::audit`] queries fail with `Unsupported`).
     pub fn audit(mut self, sink: Arc<dyn crate::audit::AuditSink>) -> Self {
         self.audit = Some(sink);
+        self
+    }
+
+    /// Sets the software version advertised in the member record (default: this crate's
+    /// version). Members reporting different versions pause auto-rebalance (rolling upgrade).
+    pub fn software_version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// The spec's `WithAutoRebalance`: the auto-rebalance configuration used while the
+    /// placement bucket holds none (`cluster config set auto-rebalance.*` overrides it
+    /// cluster-wide).
+    pub fn auto_rebalance(mut self, config: crate::wire::rebalance::AutoRebalanceConfig) -> Self {
+        self.rebalance_defaults.auto = config;
+        self
+    }
+
+    /// The spec's `WithMigrationPolicy`: the migration policy used while the placement bucket
+    /// holds none.
+    pub fn migration_policy(mut self, policy: crate::wire::rebalance::MigrationPolicy) -> Self {
+        self.rebalance_defaults.policy = policy;
         self
     }
 
@@ -358,6 +388,8 @@ impl PlatformBuilder {
                 presence_changed: Notify::new(),
                 ready: watch::channel(false).0,
                 planner: self.planner,
+                version: self.version,
+                rebalance_defaults: self.rebalance_defaults,
                 assignment: watch::channel(None).0,
                 label_overrides: RwLock::new(None),
                 audit: super::audit::AuditHub::new(self.audit),
@@ -403,6 +435,8 @@ impl Platform {
             clock: Arc::new(TokioClock),
             planner: None,
             audit: None,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            rebalance_defaults: Default::default(),
         }
     }
 
@@ -697,6 +731,10 @@ impl Platform {
     async fn teardown(&self, presence: Option<&Presence>) {
         let shared = &self.shared;
         shared.draining.store(true, Ordering::SeqCst);
+        if let Some(presence) = presence {
+            // Tell the others we are leaving (auto-rebalance pauses meanwhile).
+            presence.publish(shared).await;
+        }
         shared.shutdown.cancel();
         let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
         // Ring partitions are released (on_release, record emptied) while this node is still a

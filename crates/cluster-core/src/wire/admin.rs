@@ -58,6 +58,19 @@ pub enum AdminMethod {
     /// A rebalance plan, nothing changed
     /// ([`RebalanceParams`](super::placement_admin::RebalanceParams) → [`RebalancePlan`](super::placement_admin::RebalancePlan)).
     RebalancePlan,
+    /// The controller's auto-rebalance status
+    /// ([`RebalanceStatus`](super::rebalance::RebalanceStatus)).
+    RebalanceStatus,
+    /// Cancels the running rebalance (returns the status).
+    RebalanceCancel,
+    /// Approves the next migration of an app
+    /// ([`ApproveParams`](super::rebalance::ApproveParams)).
+    RebalanceApprove,
+    /// The cluster-wide placement settings ([`PlacementConfig`](super::rebalance::PlacementConfig)).
+    ConfigGet,
+    /// Changes one setting ([`ConfigSetParams`](super::rebalance::ConfigSetParams) →
+    /// [`PlacementConfig`](super::rebalance::PlacementConfig)).
+    ConfigSet,
     /// An app-defined admin operation served by the node's local instance of the app
     /// ([`AppExtensionParams`] → the extension's JSON result), e.g. `wal.snapshot.create`.
     AppExtension,
@@ -65,7 +78,7 @@ pub enum AdminMethod {
 
 impl AdminMethod {
     /// Every method, in documentation order.
-    pub const ALL: [AdminMethod; 13] = [
+    pub const ALL: [AdminMethod; 18] = [
         AdminMethod::Status,
         AdminMethod::NodeStatus,
         AdminMethod::AppList,
@@ -79,6 +92,11 @@ impl AdminMethod {
         AdminMethod::AppMove,
         AdminMethod::RebalancePlan,
         AdminMethod::AppExtension,
+        AdminMethod::RebalanceStatus,
+        AdminMethod::RebalanceCancel,
+        AdminMethod::RebalanceApprove,
+        AdminMethod::ConfigGet,
+        AdminMethod::ConfigSet,
     ];
 
     /// The method's name on the wire.
@@ -96,6 +114,11 @@ impl AdminMethod {
             AdminMethod::NodeLabel => "node.label",
             AdminMethod::AppMove => "app.move",
             AdminMethod::RebalancePlan => "rebalance.plan",
+            AdminMethod::RebalanceStatus => "rebalance.status",
+            AdminMethod::RebalanceCancel => "rebalance.cancel",
+            AdminMethod::RebalanceApprove => "rebalance.approve",
+            AdminMethod::ConfigGet => "config.get",
+            AdminMethod::ConfigSet => "config.set",
             AdminMethod::AppExtension => "app.ext",
         }
     }
@@ -513,7 +536,12 @@ mod tests {
                 "node.label",
                 "app.move",
                 "rebalance.plan",
-                "app.ext"
+                "app.ext",
+                "rebalance.status",
+                "rebalance.cancel",
+                "rebalance.approve",
+                "config.get",
+                "config.set",
             ]
         );
     }

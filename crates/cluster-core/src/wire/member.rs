@@ -36,6 +36,12 @@ pub struct MemberRecord {
     pub joined_at_ms: u64,
     /// Last refresh, ms since the Unix epoch (writer's clock; display only).
     pub last_seen_ms: u64,
+    /// Software version of the node (optional; empty when not reported).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// The node is stopping gracefully (optional).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shutting_down: bool,
 }
 
 fn to_ms(t: SystemTime) -> u64 {
@@ -62,6 +68,8 @@ impl MemberRecord {
             healthy: member.healthy,
             joined_at_ms: to_ms(member.joined_at),
             last_seen_ms: to_ms(member.last_seen),
+            version: member.version.clone(),
+            shutting_down: member.shutting_down,
         }
     }
 
@@ -77,6 +85,8 @@ impl MemberRecord {
             healthy: self.healthy,
             joined_at: from_ms(self.joined_at_ms),
             last_seen: from_ms(self.last_seen_ms),
+            version: self.version,
+            shutting_down: self.shutting_down,
         }
     }
 

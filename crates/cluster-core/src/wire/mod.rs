@@ -11,6 +11,7 @@ pub mod member;
 pub mod names;
 pub mod placement;
 pub mod placement_admin;
+pub mod rebalance;
 pub mod rpc;
 
 /// The protocol version this build speaks.

@@ -43,6 +43,13 @@ pub(crate) fn spawn(
     )?);
     let mut status = election.status();
     let mut members = started.membership.clone();
+    let auto = super::auto::spawn(
+        shared,
+        started,
+        bucket.clone(),
+        planner.clone(),
+        election.clone(),
+    );
     let weak = Arc::downgrade(shared);
     let task = tokio::spawn(async move {
         if let Err(e) = election.set_candidate(true).await {
@@ -94,7 +101,7 @@ pub(crate) fn spawn(
             tokio::time::sleep(DEBOUNCE).await;
         }
     });
-    Ok(vec![task.abort_handle()])
+    Ok(vec![task.abort_handle(), auto])
 }
 
 /// One planning round: read state, plan, and write the assignment if it changed.

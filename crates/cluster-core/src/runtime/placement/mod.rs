@@ -14,6 +14,8 @@
 //! (`cluster-placement`), so `cluster-core` stays free of placement algorithms.
 
 mod agent;
+mod auto;
+mod auto_ops;
 mod controller;
 mod observe;
 mod ops;
@@ -28,9 +30,11 @@ use crate::mode::Mode;
 
 pub use crate::wire::placement::{AssignmentRecord, AssignmentView, PlacementView};
 pub(crate) use agent::spawn as spawn_agent;
+pub(crate) use auto::RebalanceDefaults;
 pub(crate) use controller::{gather as gather_plan_request, spawn as spawn_controller};
 pub use ops::{DrainOptions, DrainProgress, MoveRequest};
 pub use ring::{RingView, partition_of};
+
 pub(crate) use ring::{release_all as ring_release_all, view as ring_view};
 
 /// A node as the planner sees it.
@@ -121,4 +125,33 @@ pub trait Planner: Send + Sync + 'static {
             "this planner does not plan rebalances".into(),
         ))
     }
+
+    /// A rebalance plan under an auto-rebalance policy (app filters, strategy). The default
+    /// calls [`rebalance`](Self::rebalance) and drops steps of excluded apps; it cannot honour
+    /// `include_labels` or `strategy`.
+    fn rebalance_with(
+        &self,
+        request: &PlanRequest,
+        options: &RebalanceOptions,
+    ) -> Result<crate::wire::placement_admin::RebalancePlan> {
+        let mut plan = self.rebalance(request, options.app.as_ref(), options.threshold)?;
+        plan.migrations
+            .retain(|m| !options.exclude_apps.contains(&m.app));
+        Ok(plan)
+    }
+}
+
+/// What an (auto-)rebalance may do.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RebalanceOptions {
+    /// Only this app (`None`: every app).
+    pub app: Option<AppName>,
+    /// Start above this imbalance (`None`: the planner's default); stop at or below half.
+    pub threshold: Option<f64>,
+    /// Apps never moved.
+    pub exclude_apps: BTreeSet<AppName>,
+    /// When not empty, only apps carrying all these labels are moved.
+    pub include_labels: Labels,
+    /// `spread-evenly`, `bin-pack`, `zone-aware[:label]` (empty: spread evenly).
+    pub strategy: String,
 }
