@@ -16,6 +16,7 @@ mod coordinator;
 #[cfg(feature = "docker")]
 pub mod docker;
 pub mod health;
+pub mod metrics;
 pub mod process;
 #[cfg(feature = "systemd")]
 pub mod systemd;

@@ -359,7 +359,7 @@ pub(crate) enum LeafCommand {
 /// `audit` flags.
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
-    /// Category (election, membership, placement, operator, …).
+    /// Category (placement, node, election, member, operator).
     #[arg(long)]
     pub(crate) category: Option<String>,
     /// Only events of this app.
@@ -368,4 +368,10 @@ pub(crate) struct AuditArgs {
     /// Only events since (duration, e.g. 1h).
     #[arg(long)]
     pub(crate) since: Option<String>,
+    /// At most this many records (1–10000; more exist when the output says so).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: usize,
+    /// Only records after this sequence (the `next_after` of the previous page).
+    #[arg(long)]
+    pub(crate) after: Option<u64>,
 }

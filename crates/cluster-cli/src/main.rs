@@ -6,12 +6,15 @@
 //! (docs/CLI.md).
 
 mod admin;
+mod audit;
 mod cli;
 mod config;
 mod daemon;
 mod exit;
+mod observe;
 mod output;
 mod settings;
+mod telemetry;
 
 use std::time::Duration;
 
@@ -64,11 +67,19 @@ fn init_logs(verbose: bool, daemon: bool) {
         (false, true) => "info",
         (false, false) => "warn",
     };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // An empty slot for the OpenTelemetry layer, filled by the daemon when configured.
+    let (otel, slot) = tracing_subscriber::reload::Layer::new(None);
+    telemetry::set_slot(slot);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = tracing_subscriber::registry()
+        .with(otel)
+        .with(filter)
+        .with(fmt)
         .try_init();
 }
 
@@ -134,7 +145,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             "leaf",
             "leaf-platform (multi-zone) support",
         )),
-        Command::Audit(_) => Err(Failure::not_available("audit", "the audit log")),
+        Command::Audit(args) => audit::run(&settings, &args).await,
         Command::Version | Command::Completions { .. } => Ok(()),
     }
 }

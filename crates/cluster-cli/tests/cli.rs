@@ -177,7 +177,6 @@ fn commands_that_are_not_available_exit_2_and_change_nothing() {
         &["services", "list"],
         &["services", "export", "--format", "consul"],
         &["leaf", "ping", "eu"],
-        &["audit", "--since", "1h"],
     ];
     for args in cases {
         let r = cli(args);

@@ -5,6 +5,7 @@
 //! Implementations live in other crates: `cluster-nats` (NATS/JetStream) and
 //! `cluster-testkit` (in-memory, for tests and dev mode).
 
+pub mod audit;
 pub mod backend;
 pub mod clock;
 pub mod election;
@@ -15,9 +16,11 @@ pub mod kv;
 pub mod labels;
 pub mod lock;
 pub mod member;
+pub mod metrics;
 pub mod mode;
 pub mod runtime;
 pub mod stream;
+pub mod trace;
 pub mod transport;
 pub mod wire;
 

@@ -13,6 +13,7 @@
 //!
 //! The wire mapping (buckets, subjects, headers, markers) is in `docs/protocol/nats-mapping.md`.
 
+mod audit;
 mod connection;
 mod error;
 mod kv;
@@ -21,6 +22,7 @@ mod stream;
 mod transport;
 mod version;
 
+pub use audit::{AuditStreamOptions, NatsAuditLog, audit_stream_name, audit_subject};
 pub use connection::NatsConnection;
 pub use kv::{NatsKvBucket, NatsKvStore};
 pub use options::{Auth, ConnectOptions, TlsOptions};

@@ -6,15 +6,18 @@
 //!   Everything times itself with `tokio::time`, so multi-node scenarios run under paused time.
 //! * [`conformance`]: suites that check an implementation against the contracts of the core
 //!   traits; the same suites run against the in-memory implementations and against NATS.
+//! * [`metrics`]: a recording `metrics` recorder to assert that series moved.
 //! * [`nats_server`]: launchers for real `nats-server` processes (a single server, a
 //!   three-server JetStream cluster) with crash, restart and pause controls, and a TCP fault
 //!   proxy to partition one client from NATS.
 
 pub mod conformance;
 pub mod memory;
+pub mod metrics;
 pub mod nats_server;
 pub mod scenario;
 
 pub use memory::{
-    MemoryBucket, MemoryKvStore, MemoryNetwork, MemoryTransport, NetworkConfig, NodeStats,
+    MemoryAuditLog, MemoryBucket, MemoryKvStore, MemoryNetwork, MemoryTransport, NetworkConfig,
+    NodeStats,
 };

@@ -84,7 +84,8 @@ impl SimCluster {
             .options(self.options.clone())
             .labels(labels)
             .transport(self.network.transport(node))
-            .kv_store(self.network.kv(node));
+            .kv_store(self.network.kv(node))
+            .audit(self.network.audit());
         if let Some(planner) = &self.planner {
             builder = builder.planner(planner.clone());
         }

@@ -28,9 +28,9 @@
 //! ```
 
 pub use cluster_core::runtime::{
-    AppKv, BoxError, BroadcastReply, DistLock, Event, EventStream, EventSubscription, Events,
-    HealthStatus, HookContext, HookKind, Next, PlatformBuilder, Request, RoleState, Routing,
-    RpcClient, Stats, json_response,
+    AppKv, Audit, BoxError, BroadcastReply, DistLock, Event, EventStream, EventSubscription,
+    Events, HealthStatus, HookContext, HookKind, Next, PlatformBuilder, Request, RoleState,
+    Routing, RpcClient, Stats, json_response,
 };
 pub use cluster_core::{
     App, AppName, Clock, Election, Epoch, Error, FencingToken, Labels, Lock, LockName, Member,
@@ -53,7 +53,8 @@ pub mod dev {
     pub fn platform(network: &Network, name: &str, node: &str) -> Result<PlatformBuilder> {
         Ok(Platform::builder(name, node)
             .transport(network.transport(node))
-            .kv_store(network.kv(node)))
+            .kv_store(network.kv(node))
+            .audit(network.audit()))
     }
 }
 
@@ -72,7 +73,27 @@ pub mod nats {
     use cluster_core::runtime::PlatformBuilder;
     use cluster_core::{Platform, PlatformOptions, Result};
 
-    pub use cluster_nats::{Auth, ConnectOptions, NatsConnection, TlsOptions};
+    pub use cluster_nats::{
+        AuditStreamOptions, Auth, ConnectOptions, NatsAuditLog, NatsConnection, TlsOptions,
+    };
+
+    /// Opens the existing audit stream of `platform` read-only (for tools such as the CLI).
+    pub async fn existing_audit(conn: &NatsConnection, platform: &str) -> Result<NatsAuditLog> {
+        let platform = cluster_core::PlatformName::new(platform)?;
+        NatsAuditLog::existing(conn, &platform).await
+    }
+
+    /// Opens the platform's audit stream `{P}_audit` (pass it to `PlatformBuilder::audit`).
+    pub async fn audit(
+        conn: &NatsConnection,
+        platform: &str,
+        options: AuditStreamOptions,
+    ) -> Result<Arc<NatsAuditLog>> {
+        let platform = cluster_core::PlatformName::new(platform)?;
+        Ok(Arc::new(
+            NatsAuditLog::open(conn, &platform, options).await?,
+        ))
+    }
 
     /// Connects to NATS (refusing servers older than 2.11).
     pub async fn connect(options: ConnectOptions) -> Result<NatsConnection> {
@@ -94,18 +115,29 @@ pub mod nats {
     }
 
     /// A builder for node `node` of platform `name` over `conn`, with buckets of `replicas`
-    /// replicas (1 on a single server, 3 on a cluster).
+    /// replicas (1 on a single server, 3 on a cluster) and the audit stream `{P}_audit`
+    /// (7 days; created on first use).
     pub fn platform(
         conn: &NatsConnection,
         name: &str,
         node: &str,
         replicas: usize,
     ) -> Result<PlatformBuilder> {
+        let platform = cluster_core::PlatformName::new(name)?;
+        let audit = NatsAuditLog::lazy(
+            conn,
+            &platform,
+            AuditStreamOptions {
+                replicas,
+                ..AuditStreamOptions::default()
+            },
+        );
         Ok(Platform::builder(name, node)
             .options(PlatformOptions {
                 replicas,
                 ..PlatformOptions::default()
             })
-            .nats(conn, replicas))
+            .nats(conn, replicas)
+            .audit(Arc::new(audit)))
     }
 }

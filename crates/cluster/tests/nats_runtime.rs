@@ -114,6 +114,34 @@ async fn single_leader_for_one_two_and_three_nodes_and_step_down() {
             "cooldown not respected"
         );
     }
+    // The audit stream over NATS holds the joins, acquisitions and step-downs, readable from
+    // any node.
+    let audit = refs[2].platform.audit();
+    for n in &nodes {
+        n.platform.audit().flush().await;
+    }
+    let page = audit
+        .query(&cluster::core::audit::AuditFilter {
+            category: Some("election".into()),
+            app: Some("db".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events: Vec<String> = page.entries.iter().map(|e| e.record.event()).collect();
+    assert!(
+        events.iter().filter(|e| *e == "election.acquired").count() >= 3
+            && events.iter().filter(|e| *e == "election.stepdown").count() >= 2,
+        "{events:?}"
+    );
+    let joins = audit
+        .query(&cluster::core::audit::AuditFilter {
+            category: Some("member".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(joins.entries.len(), 3, "{joins:?}");
     for n in nodes {
         n.stop().await.unwrap();
     }

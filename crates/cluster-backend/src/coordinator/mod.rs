@@ -101,6 +101,7 @@ impl BackendResource {
     /// A coordinator of `backend`, not bound to an app: when it gives up it only stops the
     /// backend and calls the failure handler.
     pub fn new(backend: Arc<dyn Backend>, options: BackendOptions) -> Self {
+        crate::metrics::describe();
         Self {
             core: Arc::new(Core {
                 backend,
@@ -131,6 +132,7 @@ impl BackendResource {
     /// Binds the coordinator to `app` (held weakly): on giving up it reports the app
     /// unhealthy and, for a Singleton app, steps the node down so a standby takes over.
     pub fn with_app(self, app: &App) -> Self {
+        self.core.stats.set_app(app.name().as_str());
         let app = WeakApp::new(app);
         self.rebuild(|c| c.app = Some(app))
     }

@@ -33,10 +33,11 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             "s" => number,
             "m" => number * 60.0,
             "h" => number * 3600.0,
+            "d" => number * 86_400.0,
             "" => return Err(format!("{text:?} needs a unit (ms, s, m or h)")),
             other => {
                 return Err(format!(
-                    "{text:?}: unknown unit {other:?} (use ms, s, m or h)"
+                    "{text:?}: unknown unit {other:?} (use ms, s, m, h or d)"
                 ));
             }
         };

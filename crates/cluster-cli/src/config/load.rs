@@ -55,6 +55,8 @@ const TOP_KEYS: &[&str] = &[
     "nats",
     "health_addr",
     "metrics_addr",
+    "audit",
+    "telemetry",
     "election",
     "membership",
     "rpc_timeout",
@@ -258,9 +260,36 @@ impl Reader {
         c.nats = self.nats(t);
         c.health_addr = self.socket_addr(t, "health_addr");
         c.metrics_addr = self.socket_addr(t, "metrics_addr");
+        c.observe = self.observe(t);
         c.options = self.options(t);
         c.apps = self.apps(t);
         c
+    }
+
+    fn observe(&mut self, t: &Table) -> super::ObserveConfig {
+        let mut o = super::ObserveConfig::default();
+        if let Some(a) = self.table(t, "", "audit") {
+            self.known_keys(a, "audit", &["max_age"]);
+            o.audit_max_age = self.duration(a, "audit", "max_age");
+            if o.audit_max_age
+                .is_some_and(|d| d < std::time::Duration::from_secs(60))
+            {
+                self.problem("audit.max_age", "must be at least 1m".to_owned());
+            }
+        }
+        if let Some(tel) = self.table(t, "", "telemetry") {
+            self.known_keys(tel, "telemetry", &["otlp_endpoint"]);
+            o.otlp_endpoint = self.string(tel, "telemetry", "otlp_endpoint");
+            if let Some(e) = &o.otlp_endpoint
+                && !(e.starts_with("http://") || e.starts_with("https://"))
+            {
+                self.problem(
+                    "telemetry.otlp_endpoint",
+                    format!("{e:?} must be an http:// or https:// URL (OTLP over HTTP)"),
+                );
+            }
+        }
+        o
     }
 
     fn socket_addr(&mut self, t: &Table, key: &str) -> Option<std::net::SocketAddr> {

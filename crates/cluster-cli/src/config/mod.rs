@@ -179,6 +179,17 @@ pub(crate) struct Config {
     pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) options: PlatformOptions,
     pub(crate) apps: Vec<AppConfig>,
+    /// `[audit]` and `[telemetry]`.
+    pub(crate) observe: ObserveConfig,
+}
+
+/// Observability settings: `[audit] max_age`, `[telemetry] otlp_endpoint`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ObserveConfig {
+    /// Retention of the audit stream (default 7 days).
+    pub(crate) audit_max_age: Option<std::time::Duration>,
+    /// OTLP/HTTP endpoint spans are exported to (none: spans are not exported).
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 impl Default for Config {
@@ -194,6 +205,7 @@ impl Default for Config {
             metrics_addr: None,
             options: PlatformOptions::default(),
             apps: Vec::new(),
+            observe: ObserveConfig::default(),
         }
     }
 }

@@ -47,6 +47,11 @@ pub(crate) async fn run_dev(settings: &Settings, args: &RunArgs) -> CliResult {
         (None, None) => cluster::NodeId::new("dev-1").map_err(cluster::Error::from)?,
         _ => settings.node()?,
     };
+    let _telemetry = match &settings.config.observe.otlp_endpoint {
+        Some(endpoint) => Some(crate::telemetry::start(endpoint, node.as_str())?),
+        None => None,
+    };
+    let prometheus = crate::observe::install_metrics(&settings.config)?;
     let apps = if settings.config.apps.is_empty() {
         example_apps()?
     } else {
@@ -65,6 +70,8 @@ pub(crate) async fn run_dev(settings: &Settings, args: &RunArgs) -> CliResult {
     for app in &apps {
         platform.register(app)?;
     }
+    let _servers =
+        crate::observe::start(&settings.config, prometheus, &platform, &apps, None).await?;
     let socket = settings.dev_socket();
     let client = AdminClient::new(network.transport("_dev-bridge"), settings.platform.clone())
         .with_gather(std::time::Duration::from_millis(300));

@@ -132,6 +132,12 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
         }
     };
     let replicas = settings.nats.replicas.unwrap_or(1);
+    // Before anything records a metric (WAL resources describe theirs when built).
+    let _telemetry = match &config.observe.otlp_endpoint {
+        Some(endpoint) => Some(crate::telemetry::start(endpoint, node.as_str())?),
+        None => None,
+    };
+    let prometheus = crate::observe::install_metrics(config)?;
     let wal_ctx = wal::WalContext {
         conn: &conn,
         platform: settings.platform.as_str(),
@@ -139,6 +145,18 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
         replicas,
     };
     let apps = build_apps(&config.apps, Some(&wal_ctx)).await?;
+    let audit = cluster::nats::audit(
+        &conn,
+        settings.platform.as_str(),
+        cluster::nats::AuditStreamOptions {
+            replicas,
+            max_age: config
+                .observe
+                .audit_max_age
+                .unwrap_or(cluster::nats::AuditStreamOptions::default().max_age),
+        },
+    )
+    .await?;
     let platform =
         cluster::nats::platform(&conn, settings.platform.as_str(), node.as_str(), replicas)?
             .options(PlatformOptions {
@@ -147,16 +165,21 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
                 ..config.options.clone()
             })
             .labels(labels)
+            .audit(audit)
             .planner(cluster::placement::planner())
             .build()?;
     for app in &apps {
         platform.register(app)?;
     }
-    if config.health_addr.is_some() || config.metrics_addr.is_some() {
-        info!(
-            "health_addr/metrics_addr are configured; the health and metrics servers are not in this build yet"
-        );
-    }
+    let nats = conn.clone();
+    let _servers = crate::observe::start(
+        config,
+        prometheus,
+        &platform,
+        &apps,
+        Some(std::sync::Arc::new(move || nats.is_connected())),
+    )
+    .await?;
     info!(platform = %settings.platform, %node, nats = %servers, apps = apps.len(), "starting");
     let result = run_until_signal(&platform, &mut signals, config.options.shutdown_timeout).await;
     let _ = conn.close().await;

@@ -276,6 +276,7 @@ impl Actor {
                 record,
             }),
             Err(err) => {
+                crate::metrics::malformed("lease");
                 warn!(key = %self.key, error = %err, "ignoring malformed lease record");
                 None
             }
@@ -625,6 +626,7 @@ impl Actor {
                 deadline: t.deadline,
             }),
             candidate: self.candidate,
+            lease_seen_at: self.observed.as_ref().map(|_| self.observed_at),
         };
         self.state_tx.send_if_modified(|s| {
             if *s != state {

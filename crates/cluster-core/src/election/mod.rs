@@ -49,6 +49,9 @@ pub struct ElectionState {
     pub leading: Option<Leadership>,
     /// Whether this node is currently campaigning.
     pub candidate: bool,
+    /// The local instant at which this node last saw the lease written (acquired or renewed,
+    /// by any node); `None` while no lease exists. Drives the seconds-since-renewal metric.
+    pub lease_seen_at: Option<Instant>,
 }
 
 impl ElectionState {

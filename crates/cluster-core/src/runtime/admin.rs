@@ -51,7 +51,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>) -> Result<Vec<AbortHandle>> {
 
 async fn handle(shared: Arc<Shared>, msg: Message) {
     let Some(reply_to) = msg.reply.clone() else {
-        shared.stats.count_malformed();
+        shared.stats.count_malformed("admin");
         debug!(subject = %msg.subject, "dropping admin request without reply subject");
         return;
     };
@@ -60,7 +60,7 @@ async fn handle(shared: Arc<Shared>, msg: Message) {
         Ok(reply) => reply,
         Err(e) => {
             if matches!(e, Error::Malformed(_)) {
-                shared.stats.count_malformed();
+                shared.stats.count_malformed("admin");
             }
             AdminReply::err(shared.node.clone(), members, &e)
         }
@@ -322,6 +322,12 @@ async fn step_down(shared: &Shared, app: Option<&AppName>) -> Result<StepDownRep
         let epoch = app.fencing_token();
         app.step_down().await?;
         info!(app = %app.name(), epoch = ?epoch, "stepped down on admin request");
+        shared.audit(
+            crate::audit::category::OPERATOR,
+            "stepdown",
+            Some(app.name()),
+            serde_json::json!({"epoch": epoch.map(|e| e.0)}),
+        );
         stepped_down.push(SteppedDown {
             app: app.name().clone(),
             epoch,

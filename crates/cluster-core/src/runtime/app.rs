@@ -579,6 +579,9 @@ impl App {
     }
 
     pub(crate) fn set_role(&self, role: Role, epoch: Option<Epoch>) {
+        if self.inner.mode.is_singleton() {
+            crate::metrics::election_role(self.inner.name.as_str(), role == Role::Leader);
+        }
         self.inner.role.send_replace(RoleState { role, epoch });
     }
 }

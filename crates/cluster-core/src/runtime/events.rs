@@ -182,7 +182,7 @@ impl Stream for EventStream {
             match decoded {
                 Ok(event) => return Poll::Ready(Some(event)),
                 Err(e) => {
-                    shared.stats.count_malformed();
+                    shared.stats.count_malformed("event");
                     debug!(error = %e, "dropping malformed event");
                 }
             }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tracing::{Instrument, info_span};
 
 use super::app::App;
 use crate::error::{Error, Result};
@@ -29,24 +30,50 @@ impl AppKv {
             .ok_or_else(|| Error::AppNotFound(self.app.name().to_string()))
     }
 
+    /// Runs one operation under a `kv` span and counts it in `gc_kv_operations_total`.
+    async fn op<T>(
+        &self,
+        op: &'static str,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let span = info_span!("kv", app = %self.app.name(), op);
+        let result = f.instrument(span).await;
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        crate::metrics::kv(self.app.name().as_str(), op, status);
+        result
+    }
+
     /// The value of `key`, if any.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.bucket().await?.get(key).await?.map(|e| e.value))
+        self.op("get", async {
+            Ok(self.bucket().await?.get(key).await?.map(|e| e.value))
+        })
+        .await
     }
 
     /// The value of `key` with its revision.
     pub async fn entry(&self, key: &str) -> Result<Option<KvEntry>> {
-        self.bucket().await?.get(key).await
+        self.op("get", async { self.bucket().await?.get(key).await })
+            .await
     }
 
     /// Writes `value`.
     pub async fn put(&self, key: &str, value: impl Into<Bytes>) -> Result<Revision> {
-        self.bucket().await?.put(key, value.into()).await
+        let value = value.into();
+        self.op("put", async { self.bucket().await?.put(key, value).await })
+            .await
     }
 
     /// Writes `value` only if `key` does not exist.
     pub async fn create(&self, key: &str, value: impl Into<Bytes>) -> Result<Revision> {
-        self.bucket().await?.create(key, value.into(), None).await
+        let value = value.into();
+        self.op("create", async {
+            self.bucket().await?.create(key, value, None).await
+        })
+        .await
     }
 
     /// Writes `value` only if the key's revision is `expected`.
@@ -56,24 +83,33 @@ impl AppKv {
         value: impl Into<Bytes>,
         expected: Revision,
     ) -> Result<Revision> {
-        self.bucket()
-            .await?
-            .update(key, value.into(), expected, None)
-            .await
+        let value = value.into();
+        self.op("update", async {
+            self.bucket()
+                .await?
+                .update(key, value, expected, None)
+                .await
+        })
+        .await
     }
 
     /// Deletes `key`.
     pub async fn delete(&self, key: &str) -> Result<()> {
-        self.bucket().await?.delete(key, None).await
+        self.op("delete", async {
+            self.bucket().await?.delete(key, None).await
+        })
+        .await
     }
 
     /// Keys starting with `prefix`.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
-        self.bucket().await?.keys(prefix).await
+        self.op("keys", async { self.bucket().await?.keys(prefix).await })
+            .await
     }
 
     /// Watches keys starting with `prefix`.
     pub async fn watch(&self, prefix: &str) -> Result<KvWatch> {
-        self.bucket().await?.watch(prefix).await
+        self.op("watch", async { self.bucket().await?.watch(prefix).await })
+            .await
     }
 }

@@ -24,13 +24,15 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
 
 use super::app::{App, locked, read};
 use super::hooks::run_hook;
 use super::notify::Notification;
 use super::options::HookKind;
 use super::resource;
+use crate::audit::category::ELECTION;
 use crate::election::{Election, ElectionState};
 use crate::epoch::Epoch;
 use crate::error::Result;
@@ -63,6 +65,9 @@ struct Machine {
     status: watch::Receiver<ElectionState>,
     /// `Some(e)` while this node acts as leader for epoch `e`.
     leading: Option<Epoch>,
+    /// Start of the current leaderless gap as seen here: the machine's start or the last
+    /// renewal seen from another node's term (for `gc_election_duration_seconds`).
+    gap_start: Instant,
 }
 
 /// Starts the machine; the app's `leadership` sender routes commands to it.
@@ -74,6 +79,7 @@ pub(crate) fn spawn(app: &App, election: Arc<dyn Election>) -> tokio::task::Join
         status: election.status(),
         election,
         leading: None,
+        gap_start: Instant::now(),
     };
     app.set_role(Role::Standby, None);
     tokio::spawn(machine.run(rx))
@@ -87,19 +93,31 @@ pub(crate) fn spawn_leader_observer(
     let mut status = election.status();
     let app = app.clone();
     tokio::spawn(async move {
+        let name = app.name().to_string();
         let mut last: Option<NodeId> = None;
+        let mut seen: Option<Instant> = None;
+        // Seconds since renewal must grow while nothing happens: refresh every second.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let leader = status
-                .borrow_and_update()
-                .leader
-                .as_ref()
-                .map(|l| l.node.clone());
+            let leader = {
+                let state = status.borrow_and_update();
+                if let Some(l) = &state.leader {
+                    crate::metrics::election_epoch(&name, l.epoch.0);
+                }
+                seen = state.lease_seen_at.or(seen);
+                state.leader.as_ref().map(|l| l.node.clone())
+            };
+            if let Some(at) = seen {
+                crate::metrics::election_since_renewal(&name, at.elapsed());
+            }
             if leader != last {
                 last = leader.clone();
                 app.notify(Notification::LeaderChange(leader));
             }
-            if status.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() { return },
+                _ = tick.tick() => {}
             }
         }
     })
@@ -111,16 +129,35 @@ impl Machine {
         self.election.fencing_token()
     }
 
+    /// Notes the last renewal seen from another node's term.
+    fn observe(&mut self) {
+        let state = self.status.borrow();
+        if let Some(l) = &state.leader
+            && Some(&l.node) != self.app.node_id().as_ref()
+        {
+            self.gap_start = state.lease_seen_at.unwrap_or_else(Instant::now);
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<LeaderCommand>) {
         loop {
+            self.observe();
             match (self.leading, self.granted()) {
                 (None, Some(e)) => {
-                    self.promote(e).await;
+                    let span = info_span!("election.promote", app = %self.app.name(), epoch = e.0);
+                    self.promote(e).instrument(span).await;
                     continue;
                 }
                 (Some(e), granted) if granted != Some(e) => {
-                    info!(app = %self.app.name(), epoch = %e, "leadership ended; demoting");
-                    self.demote().await;
+                    // Our own deadline passed (renewals failing) or the term ended in the store.
+                    let reason = match self.status.borrow().leading {
+                        Some(l) if l.epoch == e => "deadline",
+                        _ => "lease_lost",
+                    };
+                    info!(app = %self.app.name(), epoch = %e, reason, "leadership ended; demoting");
+                    let span =
+                        info_span!("election.demote", app = %self.app.name(), epoch = e.0, reason);
+                    self.demote(reason).instrument(span).await;
                     continue;
                 }
                 _ => {}
@@ -130,7 +167,7 @@ impl Machine {
             tokio::select! {
                 changed = self.status.changed() => {
                     if changed.is_err() {
-                        self.demote().await;
+                        self.demote("shutdown").await;
                         return;
                     }
                 }
@@ -144,14 +181,14 @@ impl Machine {
                         let _ = reply.send(r);
                     }
                     Some(LeaderCommand::Shutdown { reply }) => {
-                        self.demote().await;
+                        self.demote("shutdown").await;
                         self.election.close().await;
                         self.app.set_role(Role::Stopped, None);
                         let _ = reply.send(());
                         return;
                     }
                     None => {
-                        self.demote().await;
+                        self.demote("shutdown").await;
                         return;
                     }
                 },
@@ -202,6 +239,14 @@ impl Machine {
             HookEnd::Done(Ok(())) if self.granted() == Some(epoch) => {
                 self.leading = Some(epoch);
                 self.app.set_role(Role::Leader, Some(epoch));
+                let name = self.app.name().to_string();
+                let waited = self.gap_start.elapsed();
+                crate::metrics::election_transition(&name, "acquired");
+                crate::metrics::election_duration(&name, waited);
+                self.audit(
+                    "acquired",
+                    serde_json::json!({"epoch": epoch.0, "waited_ms": waited.as_millis() as u64}),
+                );
                 info!(app = %self.app.name(), %epoch, "active");
             }
             HookEnd::Done(Ok(())) | HookEnd::Superseded => {
@@ -252,12 +297,32 @@ impl Machine {
         }
     }
 
-    async fn demote(&mut self) {
-        if self.leading.take().is_none() {
+    /// Ends this node's term (if it leads): `reason` is `deadline`, `lease_lost`, `stepdown`,
+    /// `handoff` or `shutdown`.
+    async fn demote(&mut self, reason: &'static str) {
+        let Some(epoch) = self.leading.take() else {
             return;
-        }
+        };
         self.app.set_role(Role::Standby, None);
+        crate::metrics::election_transition(self.app.name().as_str(), reason);
+        if matches!(reason, "deadline" | "lease_lost") {
+            self.audit(
+                "lost",
+                serde_json::json!({"epoch": epoch.0, "reason": reason}),
+            );
+        } else if reason == "shutdown" {
+            self.audit(
+                "stepdown",
+                serde_json::json!({"epoch": epoch.0, "reason": reason}),
+            );
+        }
         self.run_passive().await;
+    }
+
+    fn audit(&self, action: &str, data: serde_json::Value) {
+        if let Ok(shared) = self.app.shared() {
+            shared.audit(ELECTION, action, Some(self.app.name()), data);
+        }
     }
 
     /// Runs `on_passive`, then deactivates the resources in reverse order.
@@ -278,13 +343,28 @@ impl Machine {
     }
 
     async fn step_down(&mut self, to: Option<NodeId>) -> Result<()> {
-        if self.leading.is_none() {
+        let Some(epoch) = self.leading else {
             return Err(self.app.not_leader());
+        };
+        let span = info_span!("election.stepdown", app = %self.app.name(), epoch = epoch.0,
+            to = to.as_ref().map(|t| t.to_string()));
+        async {
+            match &to {
+                None => {
+                    self.demote("stepdown").await;
+                    self.audit("stepdown", serde_json::json!({"epoch": epoch.0}));
+                }
+                Some(to) => {
+                    self.demote("handoff").await;
+                    self.audit("handoff", serde_json::json!({"epoch": epoch.0, "to": to}));
+                }
+            }
+            match to {
+                None => self.election.resign().await,
+                Some(to) => self.election.handoff(&to).await,
+            }
         }
-        self.demote().await;
-        match to {
-            None => self.election.resign().await,
-            Some(to) => self.election.handoff(&to).await,
-        }
+        .instrument(span)
+        .await
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Presence {
     bucket: Arc<dyn KvBucket>,
     key: String,
     revision: Arc<Mutex<Revision>>,
+    /// Set by `leave`: the heartbeat must not write (or re-create) the record any more.
+    left: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Presence {
@@ -48,10 +50,17 @@ impl Presence {
         {
             Ok(rev) => {
                 info!(node = %shared.node, "joined the platform");
+                shared.audit(
+                    crate::audit::category::MEMBER,
+                    "join",
+                    None,
+                    serde_json::json!({"node": shared.node, "instance": shared.instance}),
+                );
                 Ok(Self {
                     bucket,
                     key,
                     revision: Arc::new(Mutex::new(rev)),
+                    left: Arc::default(),
                 })
             }
             Err(Error::Conflict { .. }) => Err(Error::NodeIdInUse(shared.node.clone())),
@@ -68,6 +77,7 @@ impl Presence {
         let bucket = self.bucket.clone();
         let key = self.key.clone();
         let revision = self.revision.clone();
+        let left = self.left.clone();
         let weak = Arc::downgrade(shared);
         let every = shared.options.member_refresh;
         tokio::spawn(async move {
@@ -83,12 +93,20 @@ impl Presence {
                     }
                 }
                 let Some(shared) = weak.upgrade() else { return };
+                if left.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
                 let Ok(record) = MemberRecord::from_member(&shared.local_member()).encode() else {
                     continue;
                 };
                 let ttl = Some(shared.options.member_ttl);
                 let expected = *locked(&revision);
                 let result = match bucket.update(&key, record.clone(), expected, ttl).await {
+                    Err(Error::Conflict { current: None, .. })
+                        if left.load(std::sync::atomic::Ordering::SeqCst) =>
+                    {
+                        return;
+                    }
                     Err(Error::Conflict { current: None, .. }) => {
                         warn!(node = %shared.node, "member record expired; joining again");
                         bucket.create(&key, record, ttl).await
@@ -122,6 +140,9 @@ impl Presence {
 
     /// Publishes this node's record now (best effort).
     pub(crate) async fn publish(&self, shared: &Arc<Shared>) {
+        if self.left.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let Ok(record) = MemberRecord::from_member(&shared.local_member()).encode() else {
             return;
         };
@@ -132,13 +153,27 @@ impl Presence {
         }
     }
 
-    /// Deletes this node's record (graceful leave).
-    pub(crate) async fn leave(&self) -> Result<()> {
-        let rev = *locked(&self.revision);
-        match self.bucket.delete(&self.key, Some(rev)).await {
-            Ok(()) | Err(Error::Conflict { .. }) => Ok(()),
-            Err(e) => Err(e),
+    /// Deletes this node's record (graceful leave). A heartbeat racing with the leave may have
+    /// rewritten the record: then the current revision is re-read and, if the record is still
+    /// this process's, deleted.
+    pub(crate) async fn leave(&self, instance: &str) -> Result<()> {
+        self.left.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut rev = *locked(&self.revision);
+        for _ in 0..3 {
+            match self.bucket.delete(&self.key, Some(rev)).await {
+                Ok(()) => return Ok(()),
+                Err(Error::Conflict { .. }) => match self.bucket.get(&self.key).await? {
+                    Some(e)
+                        if MemberRecord::decode(&e.value).is_ok_and(|r| r.instance == instance) =>
+                    {
+                        rev = e.revision;
+                    }
+                    _ => return Ok(()),
+                },
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
 }
 
@@ -154,6 +189,8 @@ pub(crate) async fn start_view(
     };
     view.reconcile(shared, bucket.as_ref(), false).await?;
     let (tx, rx) = watch::channel(view.members.clone());
+    let platform = shared.names.platform().to_string();
+    crate::metrics::members(&platform, view.members.len());
     let weak = Arc::downgrade(shared);
     let every = shared.options.member_ttl;
     let task = tokio::spawn(async move {
@@ -179,6 +216,7 @@ pub(crate) async fn start_view(
                     }
                 }
             }
+            crate::metrics::members(&platform, view.members.len());
             tx.send_if_modified(|m| {
                 if *m != view.members {
                     m.clone_from(&view.members);
@@ -200,7 +238,7 @@ struct View {
 impl View {
     fn apply(&mut self, shared: &Arc<Shared>, ev: crate::kv::WatchEvent) {
         let Ok(node) = NodeId::new(ev.key.as_str()) else {
-            shared.stats.count_malformed();
+            shared.stats.count_malformed("member");
             return;
         };
         if self.revisions.get(&node).is_some_and(|r| *r >= ev.revision) {
@@ -210,14 +248,22 @@ impl View {
             WatchOp::Put => match MemberRecord::decode(&ev.value) {
                 Ok(record) => self.upsert(shared, node, record.into_member(), ev.revision, true),
                 Err(e) => {
-                    shared.stats.count_malformed();
+                    shared.stats.count_malformed("member");
                     warn!(error = %e, "ignoring malformed member record");
                 }
             },
             WatchOp::Delete | WatchOp::Expired => {
+                // The last record's revision identifies this departure on every observer.
+                let last = self.revisions.get(&node).copied().unwrap_or(ev.revision);
                 self.revisions.insert(node.clone(), ev.revision);
                 if let Some(member) = self.members.remove(&node) {
                     info!(node = %node, reason = ?ev.op, "member left");
+                    let reason = if ev.op == WatchOp::Expired {
+                        "expired"
+                    } else {
+                        "graceful"
+                    };
+                    left(shared, &node, reason, last);
                     shared.notify_apps(&node, Notification::MemberLeave(member));
                 }
             }
@@ -236,6 +282,9 @@ impl View {
         let joined = self.members.insert(node.clone(), member.clone()).is_none();
         if joined && notify {
             info!(node = %node, "member joined");
+            if node != shared.node {
+                crate::metrics::member_joined();
+            }
             shared.notify_apps(&node, Notification::MemberJoin(member));
         }
     }
@@ -266,7 +315,7 @@ impl View {
             }
             match MemberRecord::decode(&entry.value) {
                 Ok(r) => self.upsert(shared, node, r.into_member(), entry.revision, notify),
-                Err(_) => shared.stats.count_malformed(),
+                Err(_) => shared.stats.count_malformed("member"),
             }
         }
         let gone: Vec<NodeId> = self
@@ -278,11 +327,34 @@ impl View {
         for node in gone {
             if let Some(member) = self.members.remove(&node) {
                 info!(node = %node, "member left (reconciliation)");
+                let rev = self.revisions.get(&node).copied().unwrap_or(Revision(0));
+                left(shared, &node, "expired", rev);
                 if notify {
                     shared.notify_apps(&node, Notification::MemberLeave(member));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Counts another node's departure; an expiry (the node could not say goodbye) is audited by
+/// every observer with one deduplication id, so it is stored once.
+fn left(shared: &Shared, node: &NodeId, reason: &'static str, revision: Revision) {
+    if *node == shared.node {
+        return;
+    }
+    crate::metrics::member_left(reason);
+    if reason == "expired" {
+        shared.audit_record(
+            crate::audit::AuditRecord::new(
+                crate::audit::category::MEMBER,
+                "leave",
+                None,
+                &shared.node,
+                serde_json::json!({"node": node, "reason": reason}),
+            )
+            .with_id(format!("member.leave.{node}.{}", revision.0)),
+        );
     }
 }

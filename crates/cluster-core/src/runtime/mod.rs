@@ -5,6 +5,7 @@ mod admin_client;
 mod admin_ext;
 mod admin_placement;
 mod app;
+mod audit;
 mod events;
 mod hooks;
 mod instance;
@@ -22,6 +23,7 @@ pub mod schedule;
 
 pub use admin_client::{AdminClient, AdminTarget};
 pub use app::{App, HealthStatus, RoleState};
+pub use audit::Audit;
 pub use events::{Event, EventStream, EventSubscription, Events};
 pub use hooks::{BoxError, HookContext};
 pub use kv::AppKv;

@@ -33,8 +33,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn count_malformed(&self) {
+    /// Counts a rejected message; `kind` names what it was (`rpc`, `admin`, `member`, `event`,
+    /// `placement`, `audit`) in the `gc_malformed_messages_total` metric.
+    pub(crate) fn count_malformed(&self, kind: &'static str) {
         self.malformed.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::malformed(kind);
     }
 
     /// Messages on platform subjects or buckets that were rejected as malformed.
@@ -75,6 +78,7 @@ pub(crate) struct Shared {
     pub(crate) planner: Option<Arc<dyn super::Planner>>,
     pub(crate) assignment: watch::Sender<Option<Arc<super::AssignmentRecord>>>,
     pub(crate) label_overrides: RwLock<Option<crate::wire::placement::LabelsRecord>>,
+    pub(crate) audit: super::audit::AuditHub,
     /// Serialises Ring ownership changes (the agent's handshake and the release at shutdown).
     pub(crate) ring_lock: tokio::sync::Mutex<()>,
     /// Software version advertised in the member record.
@@ -258,6 +262,7 @@ pub struct PlatformBuilder {
     planner: Option<Arc<dyn super::Planner>>,
     version: String,
     rebalance_defaults: super::placement::RebalanceDefaults,
+    audit: Option<Arc<dyn crate::audit::AuditSink>>,
 }
 
 impl std::fmt::Debug for PlatformBuilder {
@@ -320,6 +325,13 @@ impl PlatformBuilder {
         self
     }
 
+    /// Sets where audit records go (without one, records are only logged and
+    /// [`Platform::audit`] queries fail with `Unsupported`).
+    pub fn audit(mut self, sink: Arc<dyn crate::audit::AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
     /// Sets the clock (default: [`TokioClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -354,6 +366,7 @@ impl PlatformBuilder {
             return Err(Error::InvalidArgument(problems.join("; ")));
         };
         let (started, _) = watch::channel(None);
+        crate::metrics::describe();
         Ok(Platform {
             shared: Arc::new(Shared {
                 names: Names::new(name),
@@ -379,6 +392,7 @@ impl PlatformBuilder {
                 rebalance_defaults: self.rebalance_defaults,
                 assignment: watch::channel(None).0,
                 label_overrides: RwLock::new(None),
+                audit: super::audit::AuditHub::new(self.audit),
                 ring_lock: tokio::sync::Mutex::new(()),
             }),
         })
@@ -422,6 +436,7 @@ impl Platform {
             planner: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             rebalance_defaults: Default::default(),
+            audit: None,
         }
     }
 
@@ -457,6 +472,11 @@ impl Platform {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// The platform's audit records (query, application events).
+    pub fn audit(&self) -> super::audit::Audit {
+        super::audit::Audit::new(&self.shared)
     }
 
     /// Registers an app (before [`Platform::run`]). Fails on a duplicate name or an app
@@ -538,6 +558,24 @@ impl Platform {
             r = ready.wait_for(|r| *r) => r.map(|_| ()).map_err(|_| Error::ShuttingDown),
             _ = self.shared.shutdown.cancelled() => Err(Error::ShuttingDown),
         }
+    }
+
+    /// Whether `app` should run on this node: with a planner, whether the latest assignment
+    /// seen here places it here (`None` before any assignment arrived); without one, always.
+    pub fn placed_here(&self, app: &AppName) -> Option<bool> {
+        if self.shared.planner.is_none() {
+            return Some(true);
+        }
+        self.shared
+            .assignment
+            .borrow()
+            .as_ref()
+            .map(|r| r.assignment.places(app, &self.shared.node))
+    }
+
+    /// Whether the platform completed its start and is not shutting down.
+    pub fn is_started(&self) -> bool {
+        *self.shared.ready.borrow() && !self.shared.is_draining()
     }
 
     /// Requests a graceful shutdown; [`Platform::run`] returns when it is done.
@@ -645,6 +683,9 @@ impl Platform {
             app_buckets.insert(app.name().clone(), b);
         }
 
+        if let Some(writer) = shared.audit.spawn_writer() {
+            shared.track(writer);
+        }
         let presence = Presence::join(shared, members.clone()).await?;
         shared.track(presence.spawn_heartbeat(shared, fatal).abort_handle());
         let (membership, view_task) = start_view(shared, members).await?;
@@ -704,11 +745,18 @@ impl Platform {
         // Leaders first: run on_passive and release the lease so standbys take over at once.
         let stops = apps.iter().map(|app| super::instance::stop(app, shared));
         futures::future::join_all(stops).await;
-        if let Some(presence) = presence
-            && let Err(e) = presence.leave().await
-        {
-            warn!(error = %e, "could not delete member record; it will expire");
+        if let Some(presence) = presence {
+            match presence.leave(&shared.instance).await {
+                Ok(()) => shared.audit(
+                    crate::audit::category::MEMBER,
+                    "leave",
+                    None,
+                    serde_json::json!({"node": shared.node, "reason": "graceful"}),
+                ),
+                Err(e) => warn!(error = %e, "could not delete member record; it will expire"),
+            }
         }
+        shared.audit.flush().await;
         for handle in locked(&shared.tasks).drain(..) {
             handle.abort();
         }

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
-use tracing::debug;
+use tracing::{Instrument, Span, debug, info_span};
 
 use super::app::{App, read};
 use super::hooks::{BoxError, handler_error};
@@ -146,7 +146,11 @@ pub(crate) async fn serve(app: &App, shared: &Arc<Shared>) -> Result<Vec<AbortHa
             while let Some(msg) = sub.next().await {
                 let Some(shared) = weak.upgrade() else { return };
                 let app = app.clone();
-                tokio::spawn(async move { handle_message(app, shared, msg).await });
+                let span = info_span!("rpc.server", app = %app.name(),
+                    method = msg.headers.get(crate::wire::headers::METHOD).unwrap_or(""),
+                    node = %shared.node);
+                crate::trace::extract(&msg.headers, &span);
+                tokio::spawn(handle_message(app, shared, msg).instrument(span));
             }
         });
         handles.push(task.abort_handle());
@@ -156,7 +160,7 @@ pub(crate) async fn serve(app: &App, shared: &Arc<Shared>) -> Result<Vec<AbortHa
 
 async fn handle_message(app: App, shared: Arc<Shared>, msg: Message) {
     let Some(reply) = msg.reply.clone() else {
-        shared.stats.count_malformed();
+        shared.stats.count_malformed("rpc");
         debug!(subject = %msg.subject, "dropping RPC request without reply subject");
         return;
     };
@@ -165,7 +169,7 @@ async fn handle_message(app: App, shared: Arc<Shared>, msg: Message) {
         Ok(payload) => (ok_reply(&shared.node), payload),
         Err(e) => {
             if matches!(e, Error::Malformed(_)) {
-                shared.stats.count_malformed();
+                shared.stats.count_malformed("rpc");
             }
             (error_reply(&shared.node, &e), Bytes::new())
         }
@@ -322,9 +326,30 @@ impl RpcClient {
         payload: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Bytes> {
+        let method = method.as_ref();
+        let span = info_span!("rpc.client", app = %self.target, method, routing = ?routing);
+        let started = tokio::time::Instant::now();
+        let result = self
+            .call_inner(routing, method, payload.into(), timeout)
+            .instrument(span)
+            .await;
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        crate::metrics::rpc(self.target.as_str(), method, status, started.elapsed());
+        result
+    }
+
+    async fn call_inner(
+        &self,
+        routing: Routing,
+        method: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes> {
         let shared = self.shared()?;
-        let method = MethodName::new(method.as_ref())?;
-        let payload = payload.into();
+        let method = MethodName::new(method)?;
         let deadline = tokio::time::Instant::now() + timeout;
         let routing = match routing {
             Routing::ForKey(key) => Routing::ToNode(shared.ring_owner(&self.target, &key)?),
@@ -353,7 +378,8 @@ impl RpcClient {
             Some(&routing),
             timeout,
         );
-        let headers = meta.to_headers();
+        let mut headers = meta.to_headers();
+        crate::trace::inject(&Span::current(), &mut headers);
         check_size(&shared, &headers, &payload)?;
         let reply = match shared
             .transport
@@ -396,7 +422,7 @@ impl RpcClient {
             }
             Err(e) => {
                 if matches!(e, Error::Malformed(_)) {
-                    shared.stats.count_malformed();
+                    shared.stats.count_malformed("rpc");
                 }
                 Err(e)
             }
@@ -421,11 +447,13 @@ impl RpcClient {
             Some(&Routing::ToLeader),
             remaining,
         );
+        let mut headers = meta.to_headers();
+        crate::trace::inject(&Span::current(), &mut headers);
         let reply = shared
             .transport
             .request(
                 &shared.names.rpc_node(&self.target, &node),
-                meta.to_headers(),
+                headers,
                 payload,
                 remaining,
             )
@@ -473,7 +501,8 @@ impl RpcClient {
             None,
             timeout,
         );
-        let headers = meta.to_headers();
+        let mut headers = meta.to_headers();
+        crate::trace::inject(&Span::current(), &mut headers);
         check_size(&shared, &headers, &payload)?;
         shared
             .transport

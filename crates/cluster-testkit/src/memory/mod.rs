@@ -1,6 +1,7 @@
 //! In-memory implementations of the core traits over one in-process network shared by many
 //! simulated nodes, with fault injection. See [`MemoryNetwork`].
 
+mod audit;
 mod bucket;
 mod bus;
 mod delivery;
@@ -10,6 +11,7 @@ mod kv;
 mod network;
 mod transport;
 
+pub use audit::MemoryAuditLog;
 pub use faults::NodeStats;
 pub use kv::{MemoryBucket, MemoryKvStore};
 pub use network::{MemoryNetwork, NetworkConfig};

@@ -41,6 +41,7 @@ pub(crate) struct Shared {
     pub(crate) buckets: Mutex<HashMap<String, Arc<BucketShared>>>,
     next_inbox: AtomicU64,
     next_client: AtomicU64,
+    audit: Arc<super::MemoryAuditLog>,
 }
 
 impl Shared {
@@ -113,6 +114,7 @@ impl MemoryNetwork {
                 buckets: Mutex::new(HashMap::new()),
                 next_inbox: AtomicU64::new(1),
                 next_client: AtomicU64::new(1),
+                audit: Arc::new(super::MemoryAuditLog::new()),
             }),
         }
     }
@@ -129,6 +131,11 @@ impl MemoryNetwork {
     /// A new transport connection for `node`.
     pub fn transport(&self, node: &str) -> Arc<MemoryTransport> {
         Arc::new(MemoryTransport::new(self.shared.clone(), node))
+    }
+
+    /// The network's audit log, shared by every node.
+    pub fn audit(&self) -> Arc<super::MemoryAuditLog> {
+        self.shared.audit.clone()
     }
 
     /// A new KV store connection for `node`; buckets of the same name are shared by all nodes.

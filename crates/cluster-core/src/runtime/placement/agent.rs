@@ -79,7 +79,7 @@ impl Agent {
             Ok(Some(e)) => match decode::<AssignmentRecord>("assignment", &e.value) {
                 Ok(r) => r,
                 Err(err) => {
-                    shared.stats.count_malformed();
+                    shared.stats.count_malformed("placement");
                     warn!(error = %err, "ignoring malformed assignment");
                     return;
                 }
@@ -99,6 +99,15 @@ impl Agent {
         let record = Arc::new(record);
         shared.assignment.send_replace(Some(record.clone()));
         let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
+        if let Some(started) = shared.started.borrow().clone() {
+            let members = started.membership.borrow().clone();
+            let mut modes: BTreeMap<AppName, crate::mode::Mode> = members
+                .values()
+                .flat_map(|m| m.apps.iter().map(|a| (a.name.clone(), a.mode)))
+                .collect();
+            modes.extend(apps.iter().map(|a| (a.name().clone(), a.mode())));
+            super::observe::gauges(&record, &members, &modes);
+        }
         for app in &apps {
             let placed = record.assignment.places(app.name(), &shared.node);
             if placed && let Err(e) = instance::start(app, shared).await {
@@ -135,7 +144,7 @@ impl Agent {
             Ok(Some(e)) => match decode::<LabelsRecord>("labels", &e.value) {
                 Ok(r) => Some(r),
                 Err(_) => {
-                    shared.stats.count_malformed();
+                    shared.stats.count_malformed("placement");
                     None
                 }
             },
@@ -215,6 +224,7 @@ impl Agent {
             .await
             {
                 warn!(app = %app.name(), error = %e, "migration rejected by on_migration_start");
+                migration_failed(shared, app, &mv, &target, &format!("rejected: {e}"));
                 let _ = bucket.delete(&key, Some(entry.revision)).await;
                 return;
             }
@@ -222,6 +232,7 @@ impl Agent {
         info!(app = %app.name(), to = %target, "handing leadership over for a migration");
         if let Err(e) = app.hand_off(&target).await {
             warn!(app = %app.name(), error = %e, "hand-off failed");
+            migration_failed(shared, app, &mv, &target, &format!("hand-off failed: {e}"));
         }
     }
 
@@ -248,4 +259,21 @@ fn standby_ready(shared: &Shared, app: &AppName, node: &NodeId) -> bool {
             .iter()
             .any(|a| &a.name == app && a.running && a.role == Role::Standby)
     })
+}
+
+/// Audits a Singleton migration that failed on the leader (deduplicated with the requester's
+/// report by the move id).
+fn migration_failed(shared: &Shared, app: &App, mv: &MoveRecord, to: &NodeId, why: &str) {
+    crate::metrics::migration(app.name().as_str(), "manual", "failed");
+    shared.audit_record(
+        crate::audit::AuditRecord::new(
+            crate::audit::category::PLACEMENT,
+            "migration.failed",
+            Some(app.name()),
+            &shared.node,
+            serde_json::json!({"from_node": mv.from, "to_node": to, "reason": "manual",
+                "trigger": "manual", "error": why}),
+        )
+        .with_id(format!("migration.failed.{}", mv.id)),
+    );
 }

@@ -71,7 +71,19 @@ pub(crate) fn spawn(
             }
             drop(shared);
             tokio::select! {
-                _ = status.changed() => {}
+                // Only a change of this node's term matters (not the lease renewals every
+                // node observes).
+                _ = async {
+                    let before = status.borrow_and_update().leading.map(|l| l.epoch);
+                    loop {
+                        if status.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        if status.borrow_and_update().leading.map(|l| l.epoch) != before {
+                            return;
+                        }
+                    }
+                } => {}
                 _ = members.changed() => {}
                 ev = async {
                     match records.as_mut() {
@@ -111,6 +123,23 @@ async fn reconcile(
         });
     }
     let request = gathered.request;
+    let reason = if !request.moves.is_empty() {
+        "move"
+    } else if !gathered.draining.is_empty() {
+        "drain"
+    } else if current_record.is_none() {
+        "initial"
+    } else if current_record.as_ref().is_some_and(|r| {
+        r.assignment
+            .apps
+            .values()
+            .flat_map(|p| p.nodes.iter())
+            .any(|n| !request.nodes.iter().any(|m| m.id == *n))
+    }) {
+        "member_leave"
+    } else {
+        "reconcile"
+    };
     let outcome = planner.plan(&request)?;
     let unchanged = current_record.as_ref().is_some_and(|r| {
         r.assignment == outcome.assignment && r.pending == outcome.pending && r.epoch == epoch.0
@@ -138,6 +167,7 @@ async fn reconcile(
     };
     info!(version = record.assignment.version, %epoch, pending = record.pending.len(),
         "placement assignment updated");
+    super::observe::assignment_written(shared, current_record.as_ref(), &record, reason);
     Ok(())
 }
 
@@ -183,7 +213,7 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
                     to: m.to,
                 }),
                 (_, Err(e)) => {
-                    shared.stats.count_malformed();
+                    shared.stats.count_malformed("placement");
                     warn!(key, error = %e, "ignoring malformed move record");
                 }
                 (Err(e), _) => warn!(key, error = %e, "ignoring move record of an invalid app"),
@@ -196,7 +226,7 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
         Some(e) => match decode::<AssignmentRecord>("assignment", &e.value) {
             Ok(r) => (Some(r), Some(e.revision)),
             Err(err) => {
-                shared.stats.count_malformed();
+                shared.stats.count_malformed("placement");
                 warn!(error = %err, "replacing a malformed assignment record");
                 (None, Some(e.revision))
             }

@@ -17,6 +17,7 @@ mod agent;
 mod auto;
 mod auto_ops;
 mod controller;
+mod observe;
 mod ops;
 mod ring;
 

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use tracing::info;
 
+use crate::audit::AuditRecord;
+use crate::audit::category::{NODE, OPERATOR, PLACEMENT};
+
 use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
 use crate::labels::Labels;
@@ -100,6 +103,12 @@ impl Platform {
             .put(&cordon_key(&node), encode(&record)?)
             .await?;
         info!(%node, "node cordoned");
+        self.shared().audit(
+            OPERATOR,
+            "cordon",
+            None,
+            serde_json::json!({"node": node, "reason": reason}),
+        );
         Ok(())
     }
 
@@ -111,6 +120,12 @@ impl Platform {
         started.placement.delete(&cordon_key(&node), None).await?;
         started.placement.delete(&drain_key(&node), None).await?;
         info!(%node, "node uncordoned");
+        self.shared().audit(
+            OPERATOR,
+            "uncordon",
+            None,
+            serde_json::json!({"node": node}),
+        );
         Ok(())
     }
 
@@ -147,6 +162,24 @@ impl Platform {
             .await?;
         let total = member.apps.iter().filter(|a| a.running).count();
         let deadline = tokio::time::Instant::now() + options.timeout;
+        let shared = self.shared().clone();
+        shared.audit(
+            OPERATOR,
+            "drain.started",
+            None,
+            serde_json::json!({"node": node_id, "instances": total, "force": options.force,
+                "timeout_ms": options.timeout.as_millis() as u64}),
+        );
+        // Each instance on the node migrates away: tracked as a migration with reason `drain`.
+        let mut migrating: Vec<(AppName, Migration)> = member
+            .apps
+            .iter()
+            .filter(|a| a.running)
+            .map(|a| {
+                let m = Migration::start(&shared, &a.name, &node_id, None, "drain", &record.id);
+                (a.name.clone(), m)
+            })
+            .collect();
         let mut members = started.membership.clone();
         let mut last = None;
         loop {
@@ -162,6 +195,13 @@ impl Platform {
                 })
                 .unwrap_or_default();
             let p = DrainProgress { total, remaining };
+            for (app, m) in std::mem::take(&mut migrating) {
+                if p.remaining.contains(&app) {
+                    migrating.push((app, m));
+                } else {
+                    m.finish(&shared, Ok(None));
+                }
+            }
             if last.as_ref() != Some(&p) {
                 progress(&p);
                 last = Some(p.clone());
@@ -169,6 +209,12 @@ impl Platform {
             if p.remaining.is_empty() {
                 started.placement.delete(&drain_key(&node_id), None).await?;
                 info!(%node_id, "node drained");
+                shared.audit(
+                    OPERATOR,
+                    "drain.completed",
+                    None,
+                    serde_json::json!({"node": node_id, "instances": total}),
+                );
                 return Ok(p);
             }
             match tokio::time::timeout_at(deadline, members.changed()).await {
@@ -176,6 +222,15 @@ impl Platform {
                 Ok(Err(_)) => return Err(Error::ShuttingDown),
                 Err(_) => {
                     let names: Vec<String> = p.remaining.iter().map(ToString::to_string).collect();
+                    for (_, m) in migrating.drain(..) {
+                        m.finish(&shared, Err("drain timed out"));
+                    }
+                    shared.audit(
+                        OPERATOR,
+                        "drain.failed",
+                        None,
+                        serde_json::json!({"node": node_id, "remaining": names}),
+                    );
                     return Err(Error::Timeout(format!(
                         "drain of {node_id}: still running {} after {:?} (run again, or use force)",
                         names.join(", "),
@@ -226,6 +281,14 @@ impl Platform {
         };
         let key = move_key(&app);
         started.placement.put(&key, encode(&record)?).await?;
+        let shared = self.shared().clone();
+        shared.audit(
+            OPERATOR,
+            "move",
+            Some(&app),
+            serde_json::json!({"from_node": from, "to_node": to}),
+        );
+        let migration = Migration::start(&shared, &app, &from, to.as_ref(), "manual", &record.id);
         let deadline = tokio::time::Instant::now() + request.timeout;
         let mut members = started.membership.clone();
         let result = loop {
@@ -277,6 +340,13 @@ impl Platform {
         if let Ok(target) = &result {
             info!(%app, %from, to = %target, "app moved");
         }
+        migration.finish(
+            &shared,
+            match &result {
+                Ok(t) => Ok(Some(t)),
+                Err(_) => Err("the move did not complete"),
+            },
+        );
         result
     }
 
@@ -350,6 +420,12 @@ impl Platform {
             match written {
                 Ok(_) => {
                     info!(%node, "node labels updated");
+                    self.shared().audit(
+                        NODE,
+                        "labels.updated",
+                        None,
+                        serde_json::json!({"node": node, "set": record.set, "removed": record.removed}),
+                    );
                     return Ok(());
                 }
                 Err(Error::Conflict { .. }) => continue,
@@ -359,5 +435,87 @@ impl Platform {
         Err(Error::Timeout(format!(
             "labels of {node}: too many concurrent edits"
         )))
+    }
+}
+
+/// A migration driven by this node (a move or a drain): audited and metered from start to end.
+struct Migration {
+    app: AppName,
+    from: NodeId,
+    to: Option<NodeId>,
+    reason: &'static str,
+    id: String,
+    started: tokio::time::Instant,
+}
+
+impl Migration {
+    fn start(
+        shared: &crate::runtime::platform::Shared,
+        app: &AppName,
+        from: &NodeId,
+        to: Option<&NodeId>,
+        reason: &'static str,
+        id: &str,
+    ) -> Self {
+        let m = Self {
+            app: app.clone(),
+            from: from.clone(),
+            to: to.cloned(),
+            reason,
+            id: format!("{id}.{app}"),
+            started: tokio::time::Instant::now(),
+        };
+        crate::metrics::migration(app.as_str(), reason, "started");
+        crate::metrics::migration_in_progress(app.as_str(), 1.0);
+        m.audit(shared, "migration.started", to, None);
+        m
+    }
+
+    fn audit(
+        &self,
+        shared: &crate::runtime::platform::Shared,
+        action: &str,
+        to: Option<&NodeId>,
+        error: Option<&str>,
+    ) {
+        let mut data = serde_json::json!({
+            "from_node": self.from,
+            "to_node": to,
+            "reason": self.reason,
+            "trigger": "manual",
+        });
+        if let Some(e) = error {
+            data["error"] = serde_json::Value::from(e);
+        }
+        if action != "migration.started" {
+            data["duration_ms"] =
+                serde_json::Value::from(self.started.elapsed().as_millis() as u64);
+        }
+        shared.audit_record(
+            AuditRecord::new(PLACEMENT, action, Some(&self.app), &shared.node, data)
+                .with_id(format!("{action}.{}", self.id)),
+        );
+    }
+
+    /// Ends the migration: `Ok(target)` completed (target if known), `Err(why)` failed.
+    fn finish(
+        self,
+        shared: &crate::runtime::platform::Shared,
+        outcome: std::result::Result<Option<&NodeId>, &str>,
+    ) {
+        let app = self.app.as_str();
+        crate::metrics::migration_in_progress(app, -1.0);
+        crate::metrics::migration_duration(app, self.started.elapsed());
+        match outcome {
+            Ok(target) => {
+                crate::metrics::migration(app, self.reason, "completed");
+                let to = target.cloned().or_else(|| self.to.clone());
+                self.audit(shared, "migration.completed", to.as_ref(), None);
+            }
+            Err(why) => {
+                crate::metrics::migration(app, self.reason, "failed");
+                self.audit(shared, "migration.failed", self.to.as_ref(), Some(why));
+            }
+        }
     }
 }

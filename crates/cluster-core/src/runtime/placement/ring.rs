@@ -256,7 +256,7 @@ async fn held_by_others(
         if let Some(e) = bucket.get(&key).await? {
             match decode::<RingRecord>("ring", &e.value) {
                 Ok(r) => held.extend(r.owned),
-                Err(_) => shared.stats.count_malformed(),
+                Err(_) => shared.stats.count_malformed("placement"),
             }
         }
     }
