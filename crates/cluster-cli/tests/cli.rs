@@ -187,7 +187,7 @@ fn commands_that_are_not_available_exit_2_and_change_nothing() {
             r.stderr
         );
     }
-    let r = cli(&["--json", "audit", "--since", "1h"]);
+    let r = cli(&["--json", "services", "list"]);
     assert_eq!(r.code, 2);
     assert_eq!(r.json()["error"]["kind"], "not_available");
 }

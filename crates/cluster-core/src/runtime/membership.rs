@@ -140,6 +140,9 @@ impl Presence {
 
     /// Publishes this node's record now (best effort).
     pub(crate) async fn publish(&self, shared: &Arc<Shared>) {
+        if self.left.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let Ok(record) = MemberRecord::from_member(&shared.local_member()).encode() else {
             return;
         };

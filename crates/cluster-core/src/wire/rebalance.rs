@@ -1,7 +1,7 @@
 //! Auto-rebalance records of the placement bucket: the cluster-wide configuration
 //! (`config.auto-rebalance`, `config.migration-policy`), the controller's status
 //! (`rebalance.status`), cancel requests (`rebalance.cancel`) and approvals (`approve.{app}`).
-//! Every record carries `v` = [`PLACEMENT_RECORD_VERSION`](super::placement::PLACEMENT_RECORD_VERSION).
+//! Every record carries `v` = [`PLACEMENT_RECORD_VERSION`].
 //! Durations travel as milliseconds (`*_ms`). Documented in `docs/protocol/placement.md`.
 
 use std::collections::BTreeSet;
