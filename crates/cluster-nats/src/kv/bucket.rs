@@ -125,16 +125,36 @@ impl NatsKvBucket {
         let what = format!("write {key:?} in bucket {}", self.store.name);
         let subject = wire::key_subject(&self.store.name, key);
         let js = self.connection.jetstream();
-        let sent = if headers.is_empty() {
-            js.publish(subject, value).await
-        } else {
-            js.publish_with_headers(subject, headers, value).await
-        };
-        let ack = sent
-            .map_err(|e| map_publish_error(&what, &e, max_payload))?
-            .await
-            .map_err(|e| map_publish_error(&what, &e, max_payload))?;
-        Ok(ack.sequence)
+        // Right after a bucket is created on a cluster, the server this client talks to may
+        // not know the stream's subjects yet ("no stream found"): nothing was stored, so the
+        // write is retried for a short, bounded time.
+        let mut backoff = std::time::Duration::from_millis(10);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let sent = if headers.is_empty() {
+                js.publish(subject.clone(), value.clone()).await
+            } else {
+                js.publish_with_headers(subject.clone(), headers.clone(), value.clone())
+                    .await
+            };
+            let acked = match sent {
+                Ok(ack) => ack
+                    .await
+                    .map_err(|e| (describe(&e), map_publish_error(&what, &e, max_payload))),
+                Err(e) => Err((describe(&e), map_publish_error(&what, &e, max_payload))),
+            };
+            match acked {
+                Ok(ack) => return Ok(ack.sequence),
+                Err((text, _))
+                    if text.contains("no stream found")
+                        && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err((_, failure)) => return Err(failure),
+            }
+        }
     }
 
     /// The last message of `key`, read from the stream leader.
