@@ -20,12 +20,11 @@ pub fn sha256_u64(bytes: &[u8]) -> u64 {
 }
 
 /// The partition of `key` among `partitions` (which must be > 0).
+///
+/// The rule is part of the wire protocol; its single definition lives in `cluster-core`
+/// (which the runtime's `RingView` and `ForKey` routing use), so both always agree.
 pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
-    if partitions == 0 {
-        return 0;
-    }
-    // The remainder is < partitions, which fits in u32.
-    (sha256_u64(key) % u64::from(partitions)) as u32
+    cluster_core::runtime::partition_of(key, partitions)
 }
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer.

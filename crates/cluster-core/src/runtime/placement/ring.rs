@@ -25,8 +25,8 @@ use crate::wire::placement::{AssignmentRecord, PLACEMENT_RECORD_VERSION, decode,
 
 /// The partition of `key` among `partitions`: SHA-256 of the key, first 8 bytes big-endian,
 /// modulo the partition count (`docs/protocol/placement.md`).
-pub fn partition_of(key: &str, partitions: u32) -> u32 {
-    let digest = Sha256::digest(key.as_bytes());
+pub fn partition_of(key: impl AsRef<[u8]>, partitions: u32) -> u32 {
+    let digest = Sha256::digest(key.as_ref());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     (u64::from_be_bytes(first) % u64::from(partitions.max(1))) as u32
