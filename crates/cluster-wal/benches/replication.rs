@@ -1,15 +1,20 @@
 //! Replication benchmark on real SQLite files, over the in-memory log and over a real
 //! nats-server (JetStream stream + object store, R1, loopback):
 //! * lag p50/p99 at a fixed commit rate (`WAL_BENCH_RATE`, default 1000 tx/s);
-//! * maximum sustained replicated commit rate (async and commit-wait);
+//! * maximum sustained replicated commit rate: async with one writer, commit-wait with one
+//!   writer (bound by the append round trip) and with `WAL_BENCH_WRITERS` concurrent writers
+//!   (default 32; their commits share appends by group commit);
 //! * promotion time: from "leader gone" to the first commit-wait write acknowledged on the
 //!   promoted standby (the election's lease detection comes on top, see ARCHITECTURE.md);
-//! * catch-up of a fresh standby for a large database (`WAL_BENCH_DB_MIB`, default 256):
-//!   snapshot restore from the object store plus replay.
+//! * catch-up of a fresh standby for a large database (`WAL_BENCH_DB_MIB`, default 1024):
+//!   snapshot + upload, then snapshot restore from the object store plus replay.
 //!
 //! `WAL_BENCH_SECS` (default 5) sets the duration of each timed phase; `WAL_BENCH_BACKEND`
 //! (`memory`, `nats` or `all`, default `all`) the backends; `WAL_BENCH_SKIP_CATCHUP=1` skips
-//! the large-database phase.
+//! the large-database phase; `WAL_BENCH_REPEAT` (default 1) repeats the max-rate phases.
+//! `BENCH_QUICK=1` (`cargo xtask bench --quick`) runs 2 s phases and skips the large database.
+//! Every file lives in a temporary directory removed at the end of its phase (the 1 GiB phase
+//! needs about 4 GiB of free disk while it runs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -175,40 +180,60 @@ async fn fixed_rate(b: &Backend, secs: u64, rate: u64, durable: bool) {
     s.leader.shutdown().await;
 }
 
-async fn max_rate(b: &Backend, secs: u64, d: Durability) {
+async fn max_rate(b: &Backend, secs: u64, d: Durability, writers: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let tag = if d == Durability::Async {
-        "max-a"
-    } else {
-        "max-cw"
-    };
-    let s = setup(b, tag, dir.path(), false).await;
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mode = if d == Durability::Async { "a" } else { "cw" };
+    let tag = format!("max-{mode}-{writers}-{run}");
+    let s = setup(b, &tag, dir.path(), false).await;
+    let leader = Arc::new(s.leader);
+    let p0 = leader.progress();
     let t0 = Instant::now();
-    let mut n = 0u64;
-    let mut last = 0;
-    while t0.elapsed() < Duration::from_secs(secs) {
-        last = small_insert(&s.leader, n as i64, d).await;
-        n += 1;
+    let deadline = t0 + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let leader = leader.clone();
+            tokio::spawn(async move {
+                let (mut n, mut last) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    last = last.max(small_insert(&leader, (w << 32 | n) as i64, d).await);
+                    n += 1;
+                }
+                (n, last)
+            })
+        })
+        .collect();
+    let (mut n, mut last) = (0u64, 0u64);
+    for t in tasks {
+        let (tn, tl) = t.await.unwrap();
+        n += tn;
+        last = last.max(tl);
     }
     let commit_elapsed = t0.elapsed();
     s.follower.wait_applied(last).await.unwrap();
     let total = t0.elapsed();
     let mut lags = s.follower.take_lag_samples();
     lags.sort_unstable();
+    let p = leader.progress();
+    let records = p.records_shipped - p0.records_shipped;
     println!(
-        "[{}] max rate ({d:?}): {n} txns committed in {:.2} s = {:.0} tx/s; standby applied all after {:.2} s \
-         = {:.0} replicated tx/s; lag p50 {:.3} ms, p99 {:.3} ms; {} bytes shipped",
+        "[{}] max rate ({d:?}, {writers} writer{}): {n} txns committed in {:.2} s = {:.0} tx/s; standby applied all after {:.2} s \
+         = {:.0} replicated tx/s; lag p50 {:.3} ms, p99 {:.3} ms; {} records ({:.1} txns/record), {:.1} MiB shipped",
         b.name(),
+        if writers == 1 { "" } else { "s" },
         commit_elapsed.as_secs_f64(),
         n as f64 / commit_elapsed.as_secs_f64(),
         total.as_secs_f64(),
         n as f64 / total.as_secs_f64(),
         pct(&lags, 0.50),
         pct(&lags, 0.99),
-        s.leader.progress().bytes_shipped,
+        records,
+        n as f64 / records.max(1) as f64,
+        (p.bytes_shipped - p0.bytes_shipped) as f64 / 1048576.0,
     );
     drop(s.follower.stop().await.unwrap());
-    s.leader.shutdown().await;
+    leader.stop().await;
 }
 
 /// Promotion of a caught-up standby under load: time from the old leader's stop to the first
@@ -281,6 +306,7 @@ async fn catch_up(b: &Backend, mib: u64) {
     let t1 = Instant::now();
     let snap = leader.snapshot().await.unwrap();
     let image = snap.image.len();
+    let read = t1.elapsed();
     snapshot::publish(store.as_ref(), log.as_ref(), &snap, 1)
         .await
         .unwrap();
@@ -302,25 +328,35 @@ async fn catch_up(b: &Backend, mib: u64) {
     follower.wait_applied(target).await.unwrap();
     let catch = t2.elapsed();
     println!(
-        "[{}] large database: {:.0} MiB image; load + ship {:.1} s ({:.0} MiB/s of pages); snapshot + upload {:.1} s; \
-         fresh standby restore + replay of 1000 txns: {:.1} s (restores {})",
+        "[{}] large database: {:.0} MiB image; load + ship {:.1} s ({:.0} MiB/s of pages); snapshot + upload {:.1} s \
+         (barrier read + verify {:.1} s); fresh standby restore + replay of 1000 txns: {:.1} s (restores {})",
         b.name(),
         image as f64 / 1048576.0,
         load.as_secs_f64(),
         leader.progress().bytes_shipped as f64 / 1048576.0 / load.as_secs_f64(),
         publish.as_secs_f64(),
+        read.as_secs_f64(),
         catch.as_secs_f64(),
         follower.progress().restores,
     );
     drop(follower.stop().await.unwrap());
     leader.shutdown().await;
+    // Free the disk now (server-side snapshot objects and log), not when the server exits.
+    for o in store.list().await.unwrap() {
+        store.delete(&o.name).await.unwrap();
+    }
+    let last = log.last_sequence().await.unwrap();
+    log.purge_below(last + 1).await.unwrap();
 }
 
 fn main() {
-    let secs = env_u64("WAL_BENCH_SECS", 5);
+    let quick = env_u64("BENCH_QUICK", 0) == 1;
+    let secs = env_u64("WAL_BENCH_SECS", if quick { 2 } else { 5 });
     let rate = env_u64("WAL_BENCH_RATE", 1000);
-    let mib = env_u64("WAL_BENCH_DB_MIB", 256);
-    let skip_catchup = env_u64("WAL_BENCH_SKIP_CATCHUP", 0) == 1;
+    let mib = env_u64("WAL_BENCH_DB_MIB", 1024);
+    let writers = env_u64("WAL_BENCH_WRITERS", 32);
+    let repeat = env_u64("WAL_BENCH_REPEAT", 1);
+    let skip_catchup = quick || env_u64("WAL_BENCH_SKIP_CATCHUP", 0) == 1;
     let which = std::env::var("WAL_BENCH_BACKEND").unwrap_or_else(|_| "all".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -338,8 +374,11 @@ fn main() {
         for b in &backends {
             fixed_rate(b, secs, rate, false).await;
             fixed_rate(b, secs, rate, true).await;
-            max_rate(b, secs, Durability::Async).await;
-            max_rate(b, secs, Durability::CommitWait).await;
+            for _ in 0..repeat {
+                max_rate(b, secs, Durability::Async, 1).await;
+                max_rate(b, secs, Durability::CommitWait, 1).await;
+                max_rate(b, secs, Durability::CommitWait, writers).await;
+            }
             failover(b, 5).await;
             if !skip_catchup {
                 catch_up(b, mib).await;

@@ -28,11 +28,13 @@ pub struct StandbyOptions {
 /// What applying one log entry did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// A whole transaction was applied.
+    /// A whole record was applied: one transaction, or a run of coalesced ones.
     Txn {
-        /// Its txid.
+        /// The last txid applied (the new position).
         txid: u64,
-        /// Leader commit time (µs since the Unix epoch).
+        /// Number of transactions applied (`txid - first_txid + 1`).
+        txns: u64,
+        /// Leader commit time of the first transaction (µs since the Unix epoch).
         commit_ts_us: u64,
     },
     /// A chunk was buffered; the transaction is not complete yet.
@@ -208,9 +210,10 @@ impl Standby {
         }
     }
 
-    /// Applies one transaction chunk read at stream sequence `seq`. The transaction is written
-    /// when its last chunk arrives, only if `txid` is the next one and its `pre_checksum` and
-    /// computed `post_checksum` match; otherwise nothing is written and an error says why.
+    /// Applies one transaction chunk read at stream sequence `seq`. The record's transactions
+    /// (`first_txid..=txid`) are written in one SQLite transaction when the last chunk arrives,
+    /// only if `first_txid` is the next txid and its `pre_checksum` and computed
+    /// `post_checksum` match; otherwise nothing is written and an error says why.
     pub fn apply_chunk(&mut self, seq: u64, chunk: TxnChunk) -> Result<Applied> {
         if chunk.epoch < self.pos.epoch || chunk.txid <= self.pos.txid {
             if chunk.epoch < self.pos.epoch {
@@ -223,11 +226,13 @@ impl Standby {
             self.advance_seq(seq);
             return Ok(Applied::Skipped);
         }
-        self.check_lineage(chunk.lineage, chunk.txid - 1)?;
-        if chunk.txid != self.pos.txid + 1 {
+        self.check_lineage(chunk.lineage, chunk.first_txid - 1)?;
+        if chunk.first_txid != self.pos.txid + 1 {
+            // Also a record that starts before the position and ends after it: positions are
+            // only ever taken at record boundaries, so this is not this log's history.
             return Err(WalError::Gap {
                 expected: self.pos.txid + 1,
-                got: chunk.txid,
+                got: chunk.first_txid,
             });
         }
         if self
@@ -267,7 +272,8 @@ impl Standby {
 
     fn apply_txn(&mut self, seq: u64, chunks: Vec<TxnChunk>) -> Result<Applied> {
         let head = &chunks[0];
-        let (txid, epoch, commit_pages, pre, post, ts, lineage) = (
+        let (first_txid, txid, epoch, commit_pages, pre, post, ts, lineage) = (
+            head.first_txid,
             head.txid,
             head.epoch,
             head.commit_pages,
@@ -309,6 +315,7 @@ impl Standby {
         self.store_position(false)?;
         Ok(Applied::Txn {
             txid,
+            txns: txid - first_txid + 1,
             commit_ts_us: ts,
         })
     }

@@ -251,6 +251,7 @@ impl Capture {
             out.push(TxnData {
                 lineage: self.start.lineage,
                 epoch: self.start.epoch,
+                first_txid: self.txid,
                 txid: self.txid,
                 page_size: self.page_size,
                 commit_pages: t.commit_pages,

@@ -436,24 +436,31 @@ impl Worker {
                 Record::Txn(t) => standby.apply_chunk(entry.seq, t)?,
                 Record::EpochStart(e) => standby.apply_epoch(entry.seq, &e)?,
             };
-            if let Applied::Txn { commit_ts_us, .. } = applied {
+            if let Applied::Txn {
+                commit_ts_us, txns, ..
+            } = applied
+            {
+                // The record carries the first transaction's commit time: every coalesced
+                // transaction is sampled with that (upper-bound) lag.
                 let lag = now_us().saturating_sub(commit_ts_us);
                 last_apply = std::time::Instant::now();
                 let db = &self.cfg.metrics_name;
-                metrics::observe(metrics::LAG_SECONDS, db, lag as f64 / 1e6);
+                for _ in 0..txns {
+                    metrics::observe(metrics::LAG_SECONDS, db, lag as f64 / 1e6);
+                }
                 metrics::set(metrics::APPLIED_TXID, db, standby.position().txid as f64);
                 metrics::set(metrics::APPLIED_SEQ, db, entry.seq as f64);
                 self.lags
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push(lag);
+                    .extend(std::iter::repeat_n(lag, txns as usize));
             }
             if !matches!(applied, Applied::Buffered) {
                 let pos = standby.position();
                 self.progress.send_modify(|p| {
                     p.position = pos;
-                    if matches!(applied, Applied::Txn { .. }) {
-                        p.applied_txns += 1;
+                    if let Applied::Txn { txns, .. } = applied {
+                        p.applied_txns += txns;
                     }
                     p.last_error = None;
                 });

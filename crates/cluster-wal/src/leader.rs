@@ -83,6 +83,8 @@ pub struct LeaderProgress {
     pub acked_checksum: u64,
     /// Bytes of records appended.
     pub bytes_shipped: u64,
+    /// Records appended (one per transaction, fewer when transactions were coalesced).
+    pub records_shipped: u64,
     /// Set when the leader stopped shipping: fenced by another leader or a fatal error.
     pub stopped: Option<String>,
 }
@@ -460,6 +462,16 @@ fn map_write_error(e: rusqlite::Error) -> WalError {
     }
 }
 
+/// Most transactions coalesced into one record.
+const MAX_COALESCED: u64 = 4096;
+
+/// Ships captured transactions in order, one append in flight, each expecting the sequence of
+/// the previous acknowledgement (compare-and-append: the fencing point).
+///
+/// Group commit: the transactions captured while an append was in flight are coalesced into
+/// the next record (one `first_txid..=txid` run, at most one record of `max_payload` unless a
+/// single transaction needs chunks), so a loaded leader pays one round trip per batch, not per
+/// transaction. A transaction's acknowledgement is its record's (last chunk's) acknowledgement.
 async fn publisher(
     log: Arc<dyn ReplicatedLog>,
     mut rx: mpsc::Receiver<TxnData>,
@@ -474,14 +486,35 @@ async fn publisher(
         gate.revoke();
         progress.send_modify(|p| p.stopped = Some(reason.clone()));
     };
-    while let Some(t) = rx.recv().await {
-        let (txid, post) = (t.txid, t.post_checksum);
+    let mut held: Option<TxnData> = None;
+    loop {
+        let mut run = match held.take() {
+            Some(t) => t,
+            None => match rx.recv().await {
+                Some(t) => t,
+                None => return,
+            },
+        };
+        while run.txn_count() < MAX_COALESCED {
+            let Ok(next) = rx.try_recv() else { break };
+            if run.encoded_len() + next.encoded_len() > max_payload {
+                held = Some(next);
+                break;
+            }
+            if let Err(next) = run.coalesce(next) {
+                held = Some(next);
+                break;
+            }
+        }
+        let (txid, post) = (run.txid, run.post_checksum);
         let mut bytes = 0u64;
-        for chunk in t.into_chunks(max_payload) {
+        let mut records = 0u64;
+        for chunk in run.into_chunks(max_payload) {
             let rec = Record::Txn(chunk);
             let payload = rec.encode();
             let headers = rec.headers();
             bytes += payload.len() as u64;
+            records += 1;
             let mut backoff = Duration::from_millis(5);
             loop {
                 match log
@@ -518,6 +551,7 @@ async fn publisher(
             p.acked_seq = last_seq;
             p.acked_checksum = post;
             p.bytes_shipped += bytes;
+            p.records_shipped += records;
         });
         metrics::set(metrics::LEADER_ACKED_TXID, &db, txid as f64);
         metrics::set(metrics::LEADER_ACKED_SEQ, &db, last_seq as f64);

@@ -1,17 +1,23 @@
 //! Records shipped through the log: `Txn` chunks and `EpochStart`, with their versioned binary
 //! encoding (see `docs/protocol/wal.md`) and their log headers.
 //!
-//! Encoding v1 (all integers little-endian):
+//! Encoding v2 (all integers little-endian):
 //!
 //! ```text
-//! magic "GCWL" | version u8 = 1 | kind u8 (1 = Txn, 2 = EpochStart) | flags u16 = 0
-//! Txn:        lineage [16] | epoch u64 | txid u64 | chunk_idx u16 | chunk_cnt u16 | page_size u32
+//! magic "GCWL" | version u8 = 2 | kind u8 (1 = Txn, 2 = EpochStart) | flags u16 = 0
+//! Txn:        lineage [16] | epoch u64 | first_txid u64 | txid u64 | chunk_idx u16
+//!             | chunk_cnt u16 | page_size u32
 //!             | commit_pages u32 | pre_checksum u64 | post_checksum u64 | commit_ts_us u64
 //!             | node_len u8 | node [node_len] | page_count u32 | page_count × (pgno u32 | page)
 //! EpochStart: lineage [16] | epoch u64 | base_txid u64 | base_checksum u64 | ts_us u64
 //!             | node_len u8 | node [node_len]
 //! trailer:    crc32c u32 over every preceding byte
 //! ```
+//!
+//! A `Txn` record carries the transactions `first_txid..=txid`: one transaction, or several
+//! consecutive ones coalesced by the leader while an append was in flight (group commit; pages
+//! deduplicated, newest image wins). Version 1 (the same without `first_txid`, one transaction
+//! per record) is still decoded; every other version is refused.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cluster_core::Headers;
@@ -22,8 +28,10 @@ use crate::crc::crc32c;
 
 /// Record magic.
 pub const MAGIC: &[u8; 4] = b"GCWL";
-/// The encoding version written by this build (the only one it reads).
-pub const VERSION: u8 = 1;
+/// The encoding version written by this build.
+pub const VERSION: u8 = 2;
+/// The oldest encoding version this build still decodes (one transaction per `Txn` record).
+pub const MIN_VERSION: u8 = 1;
 const KIND_TXN: u8 = 1;
 const KIND_EPOCH: u8 = 2;
 
@@ -31,7 +39,7 @@ const KIND_EPOCH: u8 = 2;
 pub const H_KIND: &str = "Gc-Repl-Kind";
 /// Header: leader epoch (decimal).
 pub const H_EPOCH: &str = "Gc-Repl-Epoch";
-/// Header: txid (decimal; the base txid for `EpochStart`).
+/// Header: txid (decimal; the last txid of a `Txn` record, the base txid for `EpochStart`).
 pub const H_TXID: &str = "Gc-Repl-Txid";
 /// Header: `<chunk_idx>/<chunk_cnt>`.
 pub const H_CHUNK: &str = "Gc-Repl-Chunk";
@@ -46,7 +54,10 @@ pub struct TxnChunk {
     pub lineage: Uuid,
     /// Leader epoch that shipped it.
     pub epoch: u64,
-    /// Transaction id: +1 per committed SQLite transaction, never reset.
+    /// The first transaction id carried (equal to `txid` unless transactions were coalesced).
+    pub first_txid: u64,
+    /// The last transaction id carried (txids are +1 per committed SQLite transaction, never
+    /// reset); the standby's position after applying the record.
     pub txid: u64,
     /// Index of this chunk, `0..chunk_cnt`.
     pub chunk_idx: u16,
@@ -56,11 +67,12 @@ pub struct TxnChunk {
     pub page_size: u32,
     /// Database size in pages after the commit.
     pub commit_pages: u32,
-    /// Database checksum before the transaction.
+    /// Database checksum before the first transaction.
     pub pre_checksum: u64,
-    /// Database checksum after the transaction.
+    /// Database checksum after the last transaction.
     pub post_checksum: u64,
-    /// Leader commit time, microseconds since the Unix epoch (lag metrics only).
+    /// Leader commit time of the first transaction, microseconds since the Unix epoch (lag
+    /// metrics only).
     pub commit_ts_us: u64,
     /// Node that shipped it.
     pub node_id: String,
@@ -94,24 +106,27 @@ pub enum Record {
     EpochStart(EpochStart),
 }
 
-/// A whole committed transaction before chunking.
+/// A whole committed transaction (or a run of consecutive ones, see [`TxnData::coalesce`])
+/// before chunking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnData {
     /// Database history.
     pub lineage: Uuid,
     /// Leader epoch.
     pub epoch: u64,
-    /// Transaction id.
+    /// First transaction id (equal to `txid` for one transaction).
+    pub first_txid: u64,
+    /// Last transaction id.
     pub txid: u64,
     /// Page size.
     pub page_size: u32,
     /// Database size in pages after the commit.
     pub commit_pages: u32,
-    /// Checksum before.
+    /// Checksum before the first transaction.
     pub pre_checksum: u64,
-    /// Checksum after.
+    /// Checksum after the last transaction.
     pub post_checksum: u64,
-    /// Leader commit time (µs since the Unix epoch).
+    /// Leader commit time of the first transaction (µs since the Unix epoch).
     pub commit_ts_us: u64,
     /// Shipping node.
     pub node_id: String,
@@ -119,9 +134,67 @@ pub struct TxnData {
     pub pages: Vec<(u32, Bytes)>,
 }
 
-const TXN_FIXED: usize = 8 + 16 + 8 + 8 + 2 + 2 + 4 + 4 + 8 + 8 + 8 + 1 + 4 + 4;
+const TXN_FIXED: usize = 8 + 16 + 8 + 8 + 8 + 2 + 2 + 4 + 4 + 8 + 8 + 8 + 1 + 4 + 4;
 
 impl TxnData {
+    /// Number of transactions carried.
+    pub fn txn_count(&self) -> u64 {
+        self.txid - self.first_txid + 1
+    }
+
+    /// Size of the record encoding this as one chunk.
+    pub fn encoded_len(&self) -> usize {
+        TXN_FIXED + self.node_id.len().min(255) + self.pages.len() * (4 + self.page_size as usize)
+    }
+
+    /// Appends the next transaction(s) to this run (group commit): afterwards `self` carries
+    /// `self.first_txid..=next.txid`, each page's newest image, no page beyond the final size,
+    /// `pre_checksum` of the first and `post_checksum`/`commit_pages` of the last transaction.
+    ///
+    /// Applying the result equals applying both in order: a page dropped by a shrink and needed
+    /// again after a later growth is rewritten by that growth (every page in (old size, new
+    /// size] is part of a growing transaction).
+    ///
+    /// Returns `next` unchanged when it does not continue this run (another lineage, epoch or
+    /// page size, a txid gap or a checksum break).
+    #[allow(clippy::result_large_err)]
+    pub fn coalesce(&mut self, next: TxnData) -> Result<(), TxnData> {
+        if next.lineage != self.lineage
+            || next.epoch != self.epoch
+            || next.page_size != self.page_size
+            || next.first_txid != self.txid + 1
+            || next.pre_checksum != self.post_checksum
+        {
+            return Err(next);
+        }
+        let limit = next.commit_pages;
+        let old = std::mem::take(&mut self.pages);
+        let mut merged = Vec::with_capacity(old.len() + next.pages.len());
+        let mut a = old.into_iter().peekable();
+        let mut b = next.pages.into_iter().peekable();
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some((pa, _)), Some((pb, _))) if pa == pb => {
+                    a.next();
+                    false
+                }
+                (Some((pa, _)), Some((pb, _))) => pa < pb,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let item = if take_a { a.next() } else { b.next() };
+            if let Some(item) = item.filter(|(p, _)| *p <= limit) {
+                merged.push(item);
+            }
+        }
+        self.pages = merged;
+        self.txid = next.txid;
+        self.commit_pages = next.commit_pages;
+        self.post_checksum = next.post_checksum;
+        Ok(())
+    }
+
     /// Splits the transaction into chunks whose encoding fits in `max_payload` bytes.
     pub fn into_chunks(self, max_payload: usize) -> Vec<TxnChunk> {
         let per_page = 4 + self.page_size as usize;
@@ -139,6 +212,7 @@ impl TxnData {
             .map(|(i, pages)| TxnChunk {
                 lineage: self.lineage,
                 epoch: self.epoch,
+                first_txid: self.first_txid,
                 txid: self.txid,
                 chunk_idx: i as u16,
                 chunk_cnt: cnt,
@@ -163,7 +237,8 @@ impl Record {
         }
     }
 
-    /// The message id used for deduplication: `<lineage>/<epoch>/<txid>/<chunk>` for a chunk,
+    /// The message id used for deduplication: `<lineage>/<epoch>/<txid>/<chunk>` (the last txid
+    /// carried: the txid ranges of one epoch's records are disjoint) for a chunk,
     /// `<lineage>/<epoch>/start` for an epoch start.
     pub fn msg_id(&self) -> String {
         match self {
@@ -190,7 +265,7 @@ impl Record {
         }
     }
 
-    /// Encodes the record (format v1).
+    /// Encodes the record (format v2).
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::new();
         b.put_slice(MAGIC);
@@ -202,6 +277,7 @@ impl Record {
                 b.put_u16_le(0);
                 b.put_slice(t.lineage.as_bytes());
                 b.put_u64_le(t.epoch);
+                b.put_u64_le(t.first_txid);
                 b.put_u64_le(t.txid);
                 b.put_u16_le(t.chunk_idx);
                 b.put_u16_le(t.chunk_cnt);
@@ -249,10 +325,10 @@ impl Record {
         if &body[..4] != MAGIC {
             return Err("bad magic".to_owned());
         }
-        if body[4] != VERSION {
+        let version = body[4];
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err(format!(
-                "unsupported record version {} (this build reads {VERSION})",
-                body[4]
+                "unsupported record version {version} (this build reads {MIN_VERSION} to {VERSION})"
             ));
         }
         let mut r = Cur {
@@ -264,7 +340,12 @@ impl Record {
             KIND_TXN => {
                 let lineage = r.uuid()?;
                 let epoch = r.u64()?;
-                let txid = r.u64()?;
+                let first = r.u64()?;
+                let (first_txid, txid) = if version == 1 {
+                    (first, first)
+                } else {
+                    (first, r.u64()?)
+                };
                 let chunk_idx = r.u16()?;
                 let chunk_cnt = r.u16()?;
                 let page_size = r.u32()?;
@@ -276,6 +357,9 @@ impl Record {
                 let n = r.u32()? as usize;
                 if chunk_cnt == 0 || chunk_idx >= chunk_cnt {
                     return Err(format!("bad chunk {chunk_idx}/{chunk_cnt}"));
+                }
+                if first_txid == 0 || first_txid > txid {
+                    return Err(format!("bad txid range {first_txid}..={txid}"));
                 }
                 if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
                     return Err(format!("bad page size {page_size}"));
@@ -293,6 +377,7 @@ impl Record {
                 Ok(Record::Txn(TxnChunk {
                     lineage,
                     epoch,
+                    first_txid,
                     txid,
                     chunk_idx,
                     chunk_cnt,
@@ -390,6 +475,7 @@ mod tests {
         TxnData {
             lineage: Uuid::new_v4(),
             epoch: 3,
+            first_txid: 42,
             txid: 42,
             page_size: 1024,
             commit_pages: pages as u32 + 1,
@@ -437,5 +523,130 @@ mod tests {
             assert!(err.contains("CRC"), "{err}");
         }
         assert!(Record::decode(&enc.slice(..enc.len() - 9)).is_err());
+    }
+
+    fn page(p: u32, v: u8) -> (u32, Bytes) {
+        (p, Bytes::from(vec![v; 1024]))
+    }
+
+    fn step(
+        first: &TxnData,
+        txid: u64,
+        pre: u64,
+        commit_pages: u32,
+        pages: Vec<(u32, Bytes)>,
+    ) -> TxnData {
+        TxnData {
+            first_txid: txid,
+            txid,
+            pre_checksum: pre,
+            post_checksum: pre + 1,
+            commit_pages,
+            commit_ts_us: txid,
+            pages,
+            ..first.clone()
+        }
+    }
+
+    #[test]
+    fn coalescing_keeps_the_newest_image_and_the_final_size() {
+        let a = step(
+            &txn(0),
+            10,
+            100,
+            5,
+            vec![page(1, 1), page(4, 1), page(5, 1)],
+        );
+        let b = step(&a, 11, 101, 3, vec![page(1, 2), page(2, 2)]);
+        let c = step(&a, 12, 102, 4, vec![page(3, 3), page(4, 3)]);
+        let mut run = a.clone();
+        run.coalesce(b).unwrap();
+        // The shrink to 3 pages dropped pages 4 and 5.
+        assert_eq!(
+            run.pages,
+            vec![page(1, 2), page(2, 2)],
+            "newest image wins, pages beyond the size are dropped"
+        );
+        run.coalesce(c).unwrap();
+        assert_eq!((run.first_txid, run.txid, run.txn_count()), (10, 12, 3));
+        assert_eq!(
+            (run.pre_checksum, run.post_checksum, run.commit_pages),
+            (100, 103, 4)
+        );
+        assert_eq!(run.commit_ts_us, 10, "the oldest commit time is kept");
+        assert_eq!(
+            run.pages,
+            vec![page(1, 2), page(2, 2), page(3, 3), page(4, 3)]
+        );
+        let chunk = run.clone().into_chunks(1 << 20).remove(0);
+        assert_eq!((chunk.first_txid, chunk.txid), (10, 12));
+        let rec = Record::Txn(chunk);
+        assert_eq!(rec.encode().len(), run.encoded_len());
+        assert_eq!(Record::decode(&rec.encode()).unwrap(), rec);
+        assert_eq!(rec.headers().get(H_TXID), Some("12"));
+    }
+
+    #[test]
+    fn coalescing_refuses_what_does_not_continue_the_run() {
+        let a = step(&txn(0), 10, 100, 5, vec![page(1, 1)]);
+        let gap = step(&a, 12, 101, 5, vec![page(1, 2)]);
+        let broken = step(&a, 11, 7, 5, vec![page(1, 2)]);
+        let other_epoch = TxnData {
+            epoch: 4,
+            ..step(&a, 11, 101, 5, vec![page(1, 2)])
+        };
+        for next in [gap, broken, other_epoch] {
+            let mut run = a.clone();
+            assert_eq!(run.coalesce(next.clone()), Err(next));
+            assert_eq!(run, a);
+        }
+    }
+
+    #[test]
+    fn version_1_is_read_and_unknown_versions_are_refused() {
+        // A version-1 record: the v2 layout without `first_txid`.
+        let t = txn(2).into_chunks(1 << 20).remove(0);
+        let mut b = BytesMut::new();
+        b.put_slice(MAGIC);
+        b.put_u8(1);
+        b.put_u8(KIND_TXN);
+        b.put_u16_le(0);
+        b.put_slice(t.lineage.as_bytes());
+        b.put_u64_le(t.epoch);
+        b.put_u64_le(t.txid);
+        b.put_u16_le(t.chunk_idx);
+        b.put_u16_le(t.chunk_cnt);
+        b.put_u32_le(t.page_size);
+        b.put_u32_le(t.commit_pages);
+        b.put_u64_le(t.pre_checksum);
+        b.put_u64_le(t.post_checksum);
+        b.put_u64_le(t.commit_ts_us);
+        put_node(&mut b, &t.node_id);
+        b.put_u32_le(t.pages.len() as u32);
+        for (pgno, data) in &t.pages {
+            b.put_u32_le(*pgno);
+            b.put_slice(data);
+        }
+        let crc = crc32c(&b);
+        b.put_u32_le(crc);
+        assert_eq!(Record::decode(&b.freeze()).unwrap(), Record::Txn(t.clone()));
+
+        for version in [0u8, 3, 200] {
+            let mut enc = Record::Txn(t.clone()).encode().to_vec();
+            enc[4] = version;
+            let n = enc.len() - 4;
+            let crc = crc32c(&enc[..n]);
+            enc[n..].copy_from_slice(&crc.to_le_bytes());
+            let err = Record::decode(&Bytes::from(enc)).unwrap_err();
+            assert!(
+                err.contains(&format!("unsupported record version {version}")),
+                "{err}"
+            );
+        }
+        // A range whose first txid is after its last is refused.
+        let mut bad = t;
+        bad.first_txid = bad.txid + 1;
+        let err = Record::decode(&Record::Txn(bad).encode()).unwrap_err();
+        assert!(err.contains("bad txid range"), "{err}");
     }
 }
