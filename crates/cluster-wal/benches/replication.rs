@@ -1,9 +1,10 @@
 //! Replication benchmark on real SQLite files, over the in-memory log and over a real
 //! nats-server (JetStream stream + object store, R1, loopback):
 //! * lag p50/p99 at a fixed commit rate (`WAL_BENCH_RATE`, default 1000 tx/s);
-//! * maximum sustained replicated commit rate: async with one writer, commit-wait with one
-//!   writer (bound by the append round trip) and with `WAL_BENCH_WRITERS` concurrent writers
-//!   (default 32; their commits share appends by group commit);
+//! * maximum sustained replicated commit rate, async and commit-wait, with one writer (bound by
+//!   the local commit's fsync, and for commit-wait by the append round trip) and with
+//!   `WAL_BENCH_WRITERS` concurrent writers (default 32; queued writes share one WAL fsync and
+//!   their transactions share appends by group commit);
 //! * promotion time: from "leader gone" to the first commit-wait write acknowledged on the
 //!   promoted standby (the election's lease detection comes on top, see ARCHITECTURE.md);
 //! * catch-up of a fresh standby for a large database (`WAL_BENCH_DB_MIB`, default 1024):
@@ -376,6 +377,7 @@ fn main() {
             fixed_rate(b, secs, rate, true).await;
             for _ in 0..repeat {
                 max_rate(b, secs, Durability::Async, 1).await;
+                max_rate(b, secs, Durability::Async, writers).await;
                 max_rate(b, secs, Durability::CommitWait, 1).await;
                 max_rate(b, secs, Durability::CommitWait, writers).await;
             }

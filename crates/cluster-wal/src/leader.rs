@@ -90,9 +90,13 @@ pub struct LeaderProgress {
 }
 
 type WriteFn = Box<dyn FnOnce(&mut Connection) -> rusqlite::Result<Box<dyn Any + Send>> + Send>;
+type WriteReply = oneshot::Sender<Result<(Box<dyn Any + Send>, u64)>>;
+
+/// Most queued writes run between two WAL fsyncs / captures.
+const MAX_WRITE_BATCH: usize = 128;
 
 enum Cmd {
-    Write(WriteFn, oneshot::Sender<Result<(Box<dyn Any + Send>, u64)>>),
+    Write(WriteFn, WriteReply),
     Poll,
     Checkpoint(oneshot::Sender<Result<CheckpointOutcome>>),
     Snapshot(oneshot::Sender<Result<Snapshot>>),
@@ -319,21 +323,40 @@ impl Actor {
                 return;
             }
         };
+        // Commits on the writer connection are made durable by one explicit fsync of the WAL
+        // per batch of writes (see `write_batch`), not by SQLite at every commit.
+        if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
         let _ = ready.send(Ok(cap.checksum()));
-        while let Ok(cmd) = rx.recv() {
+        let mut next: Option<Cmd> = None;
+        loop {
+            let cmd = match next.take() {
+                Some(c) => c,
+                None => match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                },
+            };
             match cmd {
                 Cmd::Write(f, reply) => {
-                    let res = if self.gate.allows() {
-                        f(&mut conn).map_err(map_write_error)
-                    } else {
-                        Err(WalError::NotWritable(self.stopped_reason()))
-                    };
-                    let pumped = self.pump(&mut cap);
-                    let out = match (res, pumped) {
-                        (Ok(v), Ok(())) => Ok((v, cap.txid())),
-                        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-                    };
-                    let _ = reply.send(out);
+                    // Local group commit: every write already queued runs now, each its own
+                    // SQLite transaction (txid), then one fsync and one capture for all.
+                    let mut batch = vec![(f, reply)];
+                    while batch.len() < MAX_WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(Cmd::Write(f, reply)) => batch.push((f, reply)),
+                            // The batch's capture covers a doorbell poll.
+                            Ok(Cmd::Poll) => {}
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.write_batch(&mut cap, &mut conn, batch);
                 }
                 Cmd::Poll => {
                     let _ = self.pump(&mut cap);
@@ -364,6 +387,53 @@ impl Actor {
         }
     }
 
+    /// Runs each write (its own SQLite transaction), fsyncs the WAL once when any write
+    /// succeeded, captures, and only then answers: every answered write is durable locally
+    /// and handed to the publisher, and its txid covers its commit.
+    fn write_batch(
+        &self,
+        cap: &mut Capture,
+        conn: &mut Connection,
+        batch: Vec<(WriteFn, WriteReply)>,
+    ) {
+        let mut done = Vec::with_capacity(batch.len());
+        let mut wrote = false;
+        for (f, reply) in batch {
+            let res = if self.gate.allows() {
+                f(conn).map_err(map_write_error)
+            } else {
+                Err(WalError::NotWritable(self.stopped_reason()))
+            };
+            wrote |= res.is_ok();
+            done.push((res, reply));
+        }
+        let synced = if wrote {
+            let wal = crate::sqlite::wal_path(&self.cfg.db_path);
+            std::fs::File::open(&wal)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| WalError::io(&wal, e))
+                .inspect_err(|e| {
+                    // After a failed fsync the file's state is unknown: stop writing.
+                    tracing::error!(error = %e, "WAL fsync failed; refusing further writes");
+                    self.gate.revoke();
+                    self.progress_tx
+                        .send_modify(|p| p.stopped = Some(e.to_string()));
+                })
+        } else {
+            Ok(())
+        };
+        let pumped = synced.and_then(|()| self.pump(cap));
+        let txid = cap.txid();
+        for (res, reply) in done {
+            let out = match (res, &pumped) {
+                (Ok(v), Ok(())) => Ok((v, txid)),
+                (Err(e), _) => Err(e),
+                (Ok(_), Err(e)) => Err(share_error(e)),
+            };
+            let _ = reply.send(out);
+        }
+    }
+
     fn stopped_reason(&self) -> String {
         self.progress
             .borrow()
@@ -386,9 +456,13 @@ impl Actor {
     fn ship(&self, txns: Vec<TxnData>) -> Result<()> {
         for t in txns {
             let txid = t.txid;
-            self.pub_tx
-                .blocking_send(t)
-                .map_err(|_| WalError::Stopped("publisher is gone".into()))?;
+            self.pub_tx.blocking_send(t).map_err(|_| {
+                // The publisher ends only when it stopped shipping (fenced or failed).
+                match self.progress.borrow().stopped.clone() {
+                    Some(reason) => WalError::NotWritable(reason),
+                    None => WalError::Stopped("publisher is gone".into()),
+                }
+            })?;
             self.progress_tx.send_modify(|p| p.captured_txid = txid);
             metrics::set(
                 metrics::LEADER_CAPTURED_TXID,
@@ -446,6 +520,16 @@ impl Actor {
             ..crate::position::Position::empty()
         };
         Snapshot::from_pages(pos, page_size, &pages)
+    }
+}
+
+/// The same failure for every write of a batch.
+fn share_error(e: &WalError) -> WalError {
+    match e {
+        WalError::ContinuityBreak(s) => WalError::ContinuityBreak(s.clone()),
+        WalError::NotWritable(s) => WalError::NotWritable(s.clone()),
+        WalError::Stopped(s) => WalError::Stopped(s.clone()),
+        other => WalError::Stopped(format!("capture failed after the commit: {other}")),
     }
 }
 

@@ -229,12 +229,28 @@ async fn promotion_fences_the_old_leader_and_writes_continue() {
     let fence_seq = env.log.state_now().last_seq;
     let base = new.progress().acked_txid;
 
-    // The zombie commits locally, but its append is rejected and it stops accepting writes.
-    let _ = old
-        .write(Durability::Async, |c| {
-            c.execute_batch("INSERT INTO t(n) VALUES (-1)")
+    // The zombie commits a concurrent burst locally (group-committed: one record may carry
+    // several of them), but its append is rejected and it stops accepting writes; not one of
+    // the commit-wait writes is acknowledged.
+    let old = std::sync::Arc::new(old);
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let old = old.clone();
+            tokio::spawn(async move {
+                old.write(Durability::CommitWait, |c| {
+                    c.execute_batch("INSERT INTO t(n) VALUES (-1)")
+                })
+                .await
+            })
         })
-        .await;
+        .collect();
+    for w in burst {
+        let err = w
+            .await
+            .unwrap()
+            .expect_err("a zombie write was acknowledged");
+        assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    }
     let mut rx = old.subscribe();
     let p = tokio::time::timeout(
         Duration::from_secs(10),
@@ -299,7 +315,7 @@ async fn promotion_fences_the_old_leader_and_writes_continue() {
     for f in [observer, fresh] {
         drop(f.stop().await.unwrap());
     }
-    old.shutdown().await;
+    old.stop().await;
     new.shutdown().await;
     for s in ["n3.db", "n4.db"] {
         assert_same_pages(&env.path("n2.db"), &env.path(s));

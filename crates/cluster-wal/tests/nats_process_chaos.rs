@@ -1,5 +1,8 @@
 //! Process-level chaos over a real nats-server: the leader is a separate OS process.
 //!
+//! The leader process runs [`WRITERS`] concurrent commit-wait writers, so its transactions are
+//! group-committed (several per record) and batches are in flight when it is signalled.
+//!
 //! * SIGKILL of the leader process under a commit-wait load → after promotion of the standby,
 //!   every transaction the leader acknowledged is present.
 //! * A zombie leader (SIGSTOP across a failover, then SIGCONT) → every append it attempts after
@@ -17,6 +20,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use cluster_core::stream::ReplicatedLog;
+use cluster_wal::record::Record;
 use cluster_wal::{Durability, PromoteConfig, bootstrap, promote};
 use common::nats::{NatsEnv, connect};
 use common::{assert_integrity, assert_same_pages, converge};
@@ -24,6 +28,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+/// Concurrent writers of the leader process.
+const WRITERS: i64 = 8;
 
 const TESTS: [&str; 2] = [
     "sigkill_of_the_leader_process_loses_no_acknowledged_transaction",
@@ -65,7 +72,7 @@ fn main() {
 }
 
 /// The leader process: bootstraps the lineage (epoch 1) and commits one row per transaction in
-/// commit-wait mode, forever.
+/// commit-wait mode from [`WRITERS`] concurrent tasks, forever.
 async fn leader_main(url: &str, db: &Path) {
     let conn = connect(&[url.to_owned()]).await;
     let log = cluster_nats::NatsReplicatedLog::open(&conn, NatsEnv::log_config(1))
@@ -90,20 +97,32 @@ async fn leader_main(url: &str, db: &Path) {
         .await
         .unwrap();
     println!("READY");
-    for id in 1i64.. {
-        let r = leader
-            .write(Durability::CommitWait, move |c| {
-                c.execute("INSERT INTO t(id, v) VALUES (?1, randomblob(200))", [id])
-                    .map(|_| ())
+    let leader = std::sync::Arc::new(leader);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let leader = leader.clone();
+            tokio::spawn(async move {
+                for k in 0i64.. {
+                    let id = 1 + w + k * WRITERS;
+                    let r = leader
+                        .write(Durability::CommitWait, move |c| {
+                            c.execute("INSERT INTO t(id, v) VALUES (?1, randomblob(200))", [id])
+                                .map(|_| ())
+                        })
+                        .await;
+                    match r {
+                        Ok(_) => println!("ACK {id}"),
+                        Err(e) => {
+                            println!("ERR {id} {:?}", e.kind());
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
             })
-            .await;
-        match r {
-            Ok(_) => println!("ACK {id}"),
-            Err(e) => {
-                println!("ERR {id} {:?}", e.kind());
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
     }
 }
 
@@ -255,6 +274,20 @@ async fn a_zombie_leader_resumed_after_failover_has_every_append_rejected() {
         .await
         .unwrap();
     let fence_seq = env.last_seq().await;
+    // The zombie's load was group-committed: records carrying several transactions.
+    let mut coalesced = 0;
+    for seq in 1..fence_seq {
+        let Some(e) = env.log.get(seq).await.unwrap() else {
+            continue;
+        };
+        if let Record::Txn(t) = Record::decode(&e.payload).unwrap() {
+            coalesced += usize::from(t.first_txid < t.txid);
+        }
+    }
+    assert!(
+        coalesced > 0,
+        "no record of the zombie carried several transactions"
+    );
     for i in 0..20i64 {
         new.write(Durability::CommitWait, move |c| {
             c.execute("INSERT INTO t(id, v) VALUES (?1, x'00')", [100_000 + i])
@@ -318,7 +351,8 @@ async fn a_zombie_leader_resumed_after_failover_has_every_append_rejected() {
     assert_same_pages(&env.path("n2.db"), &env.path("n3.db"));
     assert_integrity(&env.path("n3.db"));
     println!(
-        "zombie: {} acks before the failover, {} late acks (in flight at SIGSTOP), {refused} writes refused after SIGCONT, 0 appends after the fence",
+        "zombie: {} acks before the failover ({coalesced} records carried several transactions), {} late acks \
+         (in flight at SIGSTOP), {refused} writes refused after SIGCONT, 0 appends after the fence",
         acks.len() - late_acks.len(),
         late_acks.len()
     );
