@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cluster_core::stream::{AppendAck, LogEntry, LogState, LogStream, ReplicatedLog};
+use cluster_wal::record::Record;
 use cluster_wal::{Durability, bootstrap};
 use common::workload::step;
 use common::*;
@@ -196,4 +198,109 @@ async fn a_stale_position_sidecar_is_recovered_by_checksum_search() {
     drop(f.stop().await.unwrap());
     leader.shutdown().await;
     assert_same_pages(&leader_db, &path);
+}
+
+/// A log whose appends wait while it is closed: holds the leader's first append in flight so
+/// that everything committed meanwhile is group-committed into the next record(s).
+struct GatedLog {
+    inner: cluster_wal::memory::MemoryLog,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl ReplicatedLog for GatedLog {
+    async fn append(
+        &self,
+        headers: cluster_core::Headers,
+        payload: bytes::Bytes,
+        expected_last_seq: Option<u64>,
+    ) -> cluster_core::Result<AppendAck> {
+        let mut open = self.open.clone();
+        let _ = open.wait_for(|o| *o).await;
+        self.inner.append(headers, payload, expected_last_seq).await
+    }
+    async fn read_from(&self, seq: u64) -> cluster_core::Result<LogStream> {
+        self.inner.read_from(seq).await
+    }
+    async fn get(&self, seq: u64) -> cluster_core::Result<Option<LogEntry>> {
+        self.inner.get(seq).await
+    }
+    async fn state(&self) -> cluster_core::Result<LogState> {
+        self.inner.state().await
+    }
+    async fn purge_below(&self, seq: u64) -> cluster_core::Result<u64> {
+        self.inner.purge_below(seq).await
+    }
+    fn max_payload(&self) -> usize {
+        self.inner.max_payload()
+    }
+}
+
+/// Coalesced records are applied exactly like their transactions one by one, also when the
+/// run grows the database, shrinks it (DELETE + VACUUM) and grows it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_committed_records_across_shrink_and_growth_keep_the_standby_page_identical() {
+    let env = Env::new();
+    let leader_db = env.path("leader.db");
+    let (open_tx, open_rx) = tokio::sync::watch::channel(true);
+    let log: Arc<dyn ReplicatedLog> = Arc::new(GatedLog {
+        inner: env.log.clone(),
+        open: open_rx,
+    });
+    let leader = bootstrap(&leader_db, "n1", 1, log, env.store())
+        .await
+        .unwrap();
+    exec(&leader, SCHEMA).await;
+    let follower = env.follower("standby.db");
+    converge(&leader, &follower).await;
+    let before = leader.progress();
+
+    // Hold the next append: every write below is captured while it is in flight.
+    open_tx.send(false).unwrap();
+    let grow = "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 30)
+                INSERT INTO t(n, v) SELECT i, randomblob(700) FROM s";
+    let mut sqls: Vec<&'static str> = vec![grow; 4];
+    sqls.extend([
+        "UPDATE t SET v = randomblob(100) WHERE n % 2 = 0",
+        "DELETE FROM t WHERE n > 10",
+        "VACUUM",
+        grow,
+        "UPDATE t SET n = n + 1",
+        grow,
+    ]);
+    for &sql in &sqls {
+        leader
+            .write(Durability::Async, move |c| c.execute_batch(sql))
+            .await
+            .unwrap();
+    }
+    let txid = leader.progress().captured_txid;
+    assert_eq!(txid, before.captured_txid + sqls.len() as u64);
+    open_tx.send(true).unwrap();
+    converge(&leader, &follower).await;
+
+    let p = leader.progress();
+    let records = p.records_shipped - before.records_shipped;
+    assert!(
+        records <= 2,
+        "{records} records for {} transactions committed while one append was held",
+        sqls.len()
+    );
+    let mut next = before.acked_txid + 1;
+    for seq in before.acked_seq + 1..=env.log.state_now().last_seq {
+        let e = env.log.get(seq).await.unwrap().unwrap();
+        let Record::Txn(t) = Record::decode(&e.payload).unwrap() else {
+            panic!("unexpected record at {seq}")
+        };
+        assert_eq!(t.first_txid, next);
+        next = t.txid + 1;
+    }
+    assert_eq!(next, txid + 1);
+    let fp = follower.progress();
+    assert_eq!(fp.errors, 0, "{:?}", fp.last_error);
+    assert_eq!(fp.position.txid, txid);
+    drop(follower.stop().await.unwrap());
+    leader.shutdown().await;
+    assert_same_pages(&leader_db, &env.path("standby.db"));
+    assert_integrity(&env.path("standby.db"));
 }
