@@ -2,8 +2,12 @@
 //! connection and the [`Capture`] (pin and barrier connections); one async *publisher* task
 //! appends records to the log with compare-and-append and tracks acknowledgements.
 //!
+//! Group commit at two levels: the actor runs every queued write (each its own SQLite
+//! transaction) before one WAL fsync and one capture; the publisher keeps one append in flight
+//! and coalesces the transactions captured meanwhile into the next record.
+//!
 //! ```text
-//! write(f) ─► actor thread: f(&mut conn) → COMMIT → capture.poll() ─► mpsc ─► publisher task
+//! write(f) ─► actor thread: f₁…fₙ(&mut conn) → fsync -wal → capture.poll() ─► mpsc ─► publisher task
 //!                ▲ doorbell (wal_hook of other leader connections) / poll timer      │ append(expected_last_seq)
 //!                └──────────── checkpoint behind the barrier, after acks ◄── watch ◄─┘
 //! ```
@@ -202,6 +206,10 @@ impl Leader {
     /// Runs `f` on the writer connection (use `conn.transaction()` for multi-statement
     /// transactions) and returns its value with the last captured txid, which covers the
     /// commit. With [`Durability::CommitWait`] it returns only after the log acknowledged it.
+    ///
+    /// Writes queued concurrently run back to back, each its own SQLite transaction, and share
+    /// one WAL fsync and one capture (group commit); a write returns only once its commit is
+    /// durable locally and handed to the publisher.
     pub async fn write<T, F>(&self, durability: Durability, f: F) -> Result<(T, u64)>
     where
         T: Send + 'static,
