@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster_core::stream::{LogEntry, ObjectStore, ReplicatedLog};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::apply::{Applied, Standby, StandbyOptions};
@@ -24,6 +24,12 @@ use crate::sqlite::now_us;
 
 /// How often a standby samples its lag in transactions.
 const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A backlog of records already received is applied in one SQLite transaction up to this many
+/// bytes of pages ...
+const BATCH_MAX_BYTES: usize = 8 << 20;
+/// ... and this many records.
+const BATCH_MAX_RECORDS: usize = 1024;
 
 /// Follower configuration.
 #[derive(Debug, Clone)]
@@ -66,6 +72,9 @@ pub struct FollowerProgress {
     pub last_error: Option<String>,
     /// Transactions behind the log tail at the last sample (sampled every second).
     pub lag_txns: u64,
+    /// SQLite transactions the standby committed to apply records since start (fewer than the
+    /// records when a backlog was applied in batches).
+    pub apply_commits: u64,
 }
 
 enum FCmd {
@@ -388,6 +397,11 @@ impl Worker {
     }
 
     /// Applies entries until stopped (Ok) or an error.
+    ///
+    /// Records that are already received when one is applied (a backlog: catch-up, or a
+    /// standby slower than the leader) are coalesced with it, as the leader coalesces
+    /// transactions, and applied in one SQLite transaction with the same checks (txid chain,
+    /// pre-checksum against the database, computed post-checksum of the whole run).
     fn follow(&mut self, standby: &mut Standby) -> Result<()> {
         let h = self.handle.clone();
         let mut expect = standby.position().stream_seq + 1;
@@ -398,16 +412,23 @@ impl Worker {
             t
         });
         let mut last_apply = std::time::Instant::now();
+        // An item read ahead while batching that did not continue the batch.
+        let mut stash: Option<Option<cluster_core::Result<LogEntry>>> = None;
         loop {
-            let mut stop = self.stop.clone();
-            let next = h.block_on(async {
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => Next::Stop,
-                    c = self.cmd.recv() => Next::Cmd(c),
-                    e = stream.next() => Next::Entry(e),
-                    _ = tick.tick() => Next::Tick,
+            let next = match stash.take() {
+                Some(item) => Next::Entry(item),
+                None => {
+                    let mut stop = self.stop.clone();
+                    h.block_on(async {
+                        tokio::select! {
+                            _ = stop.wait_for(|s| *s) => Next::Stop,
+                            c = self.cmd.recv() => Next::Cmd(c),
+                            e = stream.next() => Next::Entry(e),
+                            _ = tick.tick() => Next::Tick,
+                        }
+                    })
                 }
-            });
+            };
             let entry = match next {
                 Next::Tick => {
                     self.sample_lag(standby.position().txid, last_apply);
@@ -432,28 +453,75 @@ impl Worker {
                 seq: entry.seq,
                 reason,
             })?;
+            let mut seq = entry.seq;
+            // (commit time of the first transaction, transactions) of each record applied.
+            let mut parts: Vec<(u64, u64)> = Vec::new();
             let applied = match rec {
-                Record::Txn(t) => standby.apply_chunk(entry.seq, t)?,
-                Record::EpochStart(e) => standby.apply_epoch(entry.seq, &e)?,
+                Record::Txn(t) => {
+                    parts.push((t.commit_ts_us, t.txid - t.first_txid + 1));
+                    let pos = standby.position();
+                    let batchable =
+                        t.chunk_cnt == 1 && t.epoch >= pos.epoch && t.first_txid == pos.txid + 1;
+                    let t = match t.into_whole() {
+                        Ok(mut run) if batchable => {
+                            let mut bytes = run.encoded_len();
+                            while parts.len() < BATCH_MAX_RECORDS && bytes < BATCH_MAX_BYTES {
+                                // Polled inside the runtime: the log's stream may arm timers.
+                                let ready = h.block_on(async { stream.next().now_or_never() });
+                                let Some(item) = ready else {
+                                    break;
+                                };
+                                let Some(Ok(e)) = &item else {
+                                    stash = Some(item);
+                                    break;
+                                };
+                                let next = match Record::decode(&e.payload) {
+                                    Ok(Record::Txn(n)) if e.seq == expect => n.into_whole(),
+                                    _ => {
+                                        stash = Some(item);
+                                        break;
+                                    }
+                                };
+                                let Ok(next) = next else {
+                                    stash = Some(item);
+                                    break;
+                                };
+                                let (ts, n) = (next.commit_ts_us, next.txn_count());
+                                let len = next.encoded_len();
+                                if run.coalesce(next).is_err() {
+                                    stash = Some(item);
+                                    break;
+                                }
+                                bytes += len;
+                                parts.push((ts, n));
+                                seq = e.seq;
+                                expect = e.seq + 1;
+                            }
+                            run.into_chunks(usize::MAX).remove(0)
+                        }
+                        Ok(run) => run.into_chunks(usize::MAX).remove(0),
+                        Err(chunk) => chunk,
+                    };
+                    standby.apply_chunk(seq, t)?
+                }
+                Record::EpochStart(e) => standby.apply_epoch(seq, &e)?,
             };
-            if let Applied::Txn {
-                commit_ts_us, txns, ..
-            } = applied
-            {
-                // The record carries the first transaction's commit time: every coalesced
-                // transaction is sampled with that (upper-bound) lag.
-                let lag = now_us().saturating_sub(commit_ts_us);
+            if let Applied::Txn { .. } = applied {
                 last_apply = std::time::Instant::now();
                 let db = &self.cfg.metrics_name;
-                for _ in 0..txns {
-                    metrics::observe(metrics::LAG_SECONDS, db, lag as f64 / 1e6);
+                let now = now_us();
+                let mut lags = self.lags.lock().unwrap_or_else(|e| e.into_inner());
+                for &(ts, txns) in &parts {
+                    // A coalesced record carries its first transaction's commit time: its
+                    // transactions are sampled with that (upper-bound) lag.
+                    let lag = now.saturating_sub(ts);
+                    for _ in 0..txns {
+                        metrics::observe(metrics::LAG_SECONDS, db, lag as f64 / 1e6);
+                    }
+                    lags.extend(std::iter::repeat_n(lag, txns as usize));
                 }
                 metrics::set(metrics::APPLIED_TXID, db, standby.position().txid as f64);
-                metrics::set(metrics::APPLIED_SEQ, db, entry.seq as f64);
-                self.lags
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(std::iter::repeat_n(lag, txns as usize));
+                metrics::set(metrics::APPLIED_SEQ, db, seq as f64);
             }
             if !matches!(applied, Applied::Buffered) {
                 let pos = standby.position();
@@ -461,6 +529,7 @@ impl Worker {
                     p.position = pos;
                     if let Applied::Txn { txns, .. } = applied {
                         p.applied_txns += txns;
+                        p.apply_commits += 1;
                     }
                     p.last_error = None;
                 });

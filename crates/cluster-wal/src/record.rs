@@ -228,6 +228,30 @@ impl TxnData {
     }
 }
 
+impl TxnChunk {
+    /// The transaction(s) of a record that has a single chunk (`Err(self)` for a chunk of a
+    /// larger record).
+    #[allow(clippy::result_large_err)]
+    pub fn into_whole(self) -> Result<TxnData, TxnChunk> {
+        if self.chunk_cnt != 1 {
+            return Err(self);
+        }
+        Ok(TxnData {
+            lineage: self.lineage,
+            epoch: self.epoch,
+            first_txid: self.first_txid,
+            txid: self.txid,
+            page_size: self.page_size,
+            commit_pages: self.commit_pages,
+            pre_checksum: self.pre_checksum,
+            post_checksum: self.post_checksum,
+            commit_ts_us: self.commit_ts_us,
+            node_id: self.node_id,
+            pages: self.pages,
+        })
+    }
+}
+
 impl Record {
     /// The record's lineage.
     pub fn lineage(&self) -> Uuid {
