@@ -537,7 +537,7 @@ fn share_error(e: &WalError) -> WalError {
         WalError::ContinuityBreak(s) => WalError::ContinuityBreak(s.clone()),
         WalError::NotWritable(s) => WalError::NotWritable(s.clone()),
         WalError::Stopped(s) => WalError::Stopped(s.clone()),
-        other => WalError::Stopped(format!("capture failed after the commit: {other}")),
+        other => WalError::Stopped(format!("commit not made durable or not captured: {other}")),
     }
 }
 
