@@ -56,6 +56,7 @@ pub struct WithSqlite {
     poll_interval: Duration,
     checkpoint_frames: u64,
     metrics_name: Option<String>,
+    pool_connections: u32,
 }
 
 impl WithSqlite {
@@ -75,6 +76,7 @@ impl WithSqlite {
             poll_interval: Duration::from_millis(25),
             checkpoint_frames: 1000,
             metrics_name: None,
+            pool_connections: 4,
         }
     }
 
@@ -131,6 +133,12 @@ impl WithSqlite {
         self
     }
 
+    /// Maximum connections of the app's sqlx pool ([`WalDb::pool`]), per role (default 4).
+    pub fn pool_max_connections(mut self, max: u32) -> Self {
+        self.pool_connections = max.max(1);
+        self
+    }
+
     /// Starts following the log as a standby and returns the resource (add it to the app) and
     /// the app-facing handle.
     pub async fn start(
@@ -140,7 +148,9 @@ impl WithSqlite {
     ) -> Result<(Arc<WalResource>, WalDb)> {
         metrics::describe();
         let (role_tx, _) = watch::channel(WalRole::Standby);
+        let pool = Arc::new(crate::pool::Shared::new(self.pool_connections));
         let inner = Arc::new(Inner {
+            pool,
             cfg: self,
             log,
             store,
@@ -182,7 +192,7 @@ pub struct WalStatus {
     pub leader: Option<LeaderProgress>,
 }
 
-type EpochCheck = Arc<dyn Fn(Epoch) -> cluster_core::Result<()> + Send + Sync>;
+pub(crate) type EpochCheck = Arc<dyn Fn(Epoch) -> cluster_core::Result<()> + Send + Sync>;
 
 #[derive(Default)]
 pub(crate) struct Views {
@@ -210,6 +220,8 @@ pub(crate) struct Inner {
     pub(crate) role: watch::Sender<WalRole>,
     /// `created_us` of the newest snapshot seen (for the age metric).
     last_snapshot_us: AtomicU64,
+    /// The app's sqlx pools ([`WalDb::pool`]).
+    pool: Arc<crate::pool::Shared>,
 }
 
 impl Inner {
@@ -447,6 +459,8 @@ impl WalResource {
         let mut v = self.inner.views_mut();
         v.active = None;
         v.follower = None;
+        drop(v);
+        self.inner.pool.close();
         self.inner.role.send_replace(WalRole::Stopped);
     }
 }
@@ -454,6 +468,10 @@ impl WalResource {
 pub(crate) fn to_core(e: WalError) -> Error {
     match e {
         WalError::Log(e) => e,
+        WalError::NotLeader(_) => Error::NotLeader {
+            leader: None,
+            epoch: None,
+        },
         e if e.kind() == ErrorKind::Retryable => Error::Unavailable(e.to_string()),
         e => Error::Internal(format!("wal: {e}")),
     }
@@ -530,6 +548,47 @@ impl WalDb {
             standby: v.follower.as_ref().map(|r| r.borrow().clone()),
             leader: v.active.as_ref().map(|(_, l)| l.progress()),
         }
+    }
+
+    /// The app-facing sqlx pool on this database (see [`crate::pool`]): token-checked write
+    /// transactions on the leader, read-only queries on standbys; it follows role changes.
+    /// Every call returns a handle on the same connections.
+    ///
+    /// ```no_run
+    /// # async fn example(db: cluster_wal::WalDb, token: cluster_core::Epoch) -> cluster_wal::Result<()> {
+    /// let pool = db.pool();
+    /// let mut tx = pool.begin(token).await?;
+    /// cluster_wal::sqlx::query("UPDATE counters SET n = n + 1").execute(&mut *tx).await?;
+    /// tx.commit().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pool(&self) -> crate::pool::WalPool {
+        crate::pool::WalPool::new(self.clone(), self.inner.pool.clone())
+    }
+
+    /// The term this node leads and its leader, when leading.
+    pub(crate) fn active(&self) -> Option<(Epoch, Arc<Leader>)> {
+        self.inner.views().active.clone()
+    }
+
+    /// Snapshot restores of the running follower (0 while leading).
+    pub(crate) fn restores(&self) -> u64 {
+        self.inner
+            .views()
+            .follower
+            .as_ref()
+            .map_or(0, |r| r.borrow().restores)
+    }
+
+    /// The app's epoch check, when set.
+    pub(crate) fn epoch_check(&self) -> Option<EpochCheck> {
+        self.inner.views().epoch_check.clone()
+    }
+
+    /// The configured durability of writes.
+    pub(crate) fn durability(&self) -> Durability {
+        self.inner.cfg.durability
     }
 
     pub(crate) fn leader_for(&self, token: Epoch) -> Result<Arc<Leader>> {

@@ -1,0 +1,268 @@
+//! The app-facing async database API on sqlx: [`WalPool`], from [`WalDb::pool`].
+//!
+//! One handle for the app on every node; it follows the role of the local replica:
+//!
+//! * **leader**: a pool of read-write connections on the replicated file. Reads go through
+//!   [`WalPool::acquire`] (or [`WalPool::current`]); writes only through
+//!   [`WalPool::begin`] with the term's fencing token, which returns a [`FencedTx`]. Every
+//!   connection carries a commit hook that refuses (rolls back) any commit that is not a
+//!   `FencedTx` commit under an open write gate and an accepted token, so a write that
+//!   bypasses the token, or one attempted after the lease lapsed or the node stepped down, is
+//!   refused by SQLite itself. Connections never checkpoint (`wal_autocheckpoint=0`, no
+//!   checkpoint on close): the leader's capture owns checkpointing. Commits ring the WAL
+//!   doorbell, so the capture ships them at once; in commit-wait mode `FencedTx::commit`
+//!   returns after the log acknowledged the transaction.
+//! * **standby**: a pool of read-only connections (`SQLITE_OPEN_READONLY`, `query_only`);
+//!   queries run while the standby applies. [`WalPool::begin`] fails with
+//!   [`WalError::NotLeader`]; a write statement on a standby connection fails with SQLite's
+//!   read-only error, which converts to `NotLeader` too.
+//!
+//! **Role changes.** Every call looks at the current role and, when it changed since the
+//! previous call (promotion, demotion, a new term, or a snapshot restore on the standby),
+//! opens the pool of the new role and closes the old one (in the background: closing waits
+//! for checked-out connections to come back). Connections and [`sqlx::SqlitePool`] clones
+//! obtained before the change keep their old behaviour — a stale leader connection can no
+//! longer commit (its write gate is revoked), a stale standby connection stays read-only —
+//! so get them per request (`pool.acquire()` / `pool.begin(token)`) rather than keeping
+//! them; watch [`WalDb::role_watch`] to react to changes.
+//!
+//! ```no_run
+//! # async fn example(db: cluster_wal::WalDb, token: cluster_core::Epoch) -> cluster_wal::Result<()> {
+//! use cluster_wal::sqlx;
+//!
+//! let pool = db.pool(); // cheap; clones share the connections
+//! // Leader, in a handler, with the term's fencing token:
+//! let mut tx = pool.begin(token).await?;
+//! sqlx::query("INSERT INTO notes(body) VALUES (?)")
+//!     .bind("hello")
+//!     .execute(&mut *tx)
+//!     .await?;
+//! tx.commit().await?; // commit-wait mode: returns after the log acknowledged it
+//!
+//! // Any node (leader or standby):
+//! let mut conn = pool.acquire().await?;
+//! let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
+//!     .fetch_one(&mut *conn)
+//!     .await?;
+//! # let _ = n;
+//! # Ok(())
+//! # }
+//! ```
+
+mod connect;
+mod tx;
+
+use std::sync::{Arc, Mutex};
+
+use cluster_core::Epoch;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{Sqlite, SqlitePool};
+
+use crate::error::{Result, WalError};
+use crate::leader::Leader;
+use crate::resource::{WalDb, WalRole};
+
+pub use tx::FencedTx;
+
+/// `SQLITE_CONSTRAINT_COMMITHOOK`: the commit hook turned a commit into a rollback.
+const COMMITHOOK: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_COMMITHOOK;
+
+/// The app's sqlx pool on the replicated database (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct WalPool {
+    db: WalDb,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WalPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalPool")
+            .field("db", &self.db.path())
+            .field("role", &self.db.role())
+            .finish()
+    }
+}
+
+/// Which pool is open: the leader's of one term, or the standby's between restores.
+#[derive(Clone)]
+enum Mode {
+    Leader(Arc<Leader>),
+    Standby { restores: u64 },
+}
+
+impl Mode {
+    fn same(&self, other: &Mode) -> bool {
+        match (self, other) {
+            (Mode::Leader(a), Mode::Leader(b)) => Arc::ptr_eq(a, b),
+            (Mode::Standby { restores: a }, Mode::Standby { restores: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+struct Current {
+    mode: Mode,
+    pool: SqlitePool,
+}
+
+/// The pools of one database, shared by every [`WalPool`] of its [`WalDb`].
+pub(crate) struct Shared {
+    max_connections: u32,
+    current: Mutex<Option<Current>>,
+}
+
+impl Shared {
+    pub(crate) fn new(max_connections: u32) -> Self {
+        Self {
+            max_connections,
+            current: Mutex::new(None),
+        }
+    }
+
+    fn pool_for(&self, db: &WalDb, mode: Mode) -> SqlitePool {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cur.as_ref().filter(|c| c.mode.same(&mode)) {
+            return c.pool.clone();
+        }
+        let pool = match &mode {
+            Mode::Leader(_) => connect::leader_pool(db.path(), self.max_connections),
+            Mode::Standby { .. } => connect::standby_pool(db.path(), self.max_connections),
+        };
+        tracing::debug!(db = %db.path().display(), leader = matches!(mode, Mode::Leader(_)), "sqlx pool (re)opened for the current role");
+        let old = cur.replace(Current {
+            mode,
+            pool: pool.clone(),
+        });
+        drop(cur);
+        if let Some(old) = old {
+            close_in_background(old.pool);
+        }
+        pool
+    }
+
+    /// Closes the open pool (on shutdown); the next use opens a new one.
+    pub(crate) fn close(&self) {
+        let old = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(old) = old {
+            close_in_background(old.pool);
+        }
+    }
+}
+
+fn close_in_background(pool: SqlitePool) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn(async move { pool.close().await });
+        }
+        // Without a runtime the connections close when the last clone is dropped.
+        Err(_) => drop(pool),
+    }
+}
+
+impl WalPool {
+    pub(crate) fn new(db: WalDb, shared: Arc<Shared>) -> Self {
+        Self { db, shared }
+    }
+
+    /// The role the pool currently serves.
+    pub fn role(&self) -> WalRole {
+        self.db.role()
+    }
+
+    /// The database handle this pool belongs to.
+    pub fn db(&self) -> &WalDb {
+        &self.db
+    }
+
+    fn mode(&self) -> Mode {
+        match self.db.active() {
+            Some((_, leader)) => Mode::Leader(leader),
+            None => Mode::Standby {
+                restores: self.db.restores(),
+            },
+        }
+    }
+
+    /// The sqlx pool of the current role, usable as an executor for reads
+    /// (`.fetch_all(&pool.current())`). Valid for the current role only: after a role change
+    /// it is closed; get it again.
+    pub fn current(&self) -> SqlitePool {
+        self.shared.pool_for(&self.db, self.mode())
+    }
+
+    /// A connection of the current role's pool, for reads. On the leader it is a read-write
+    /// connection whose commits are refused unless made through [`WalPool::begin`]; on a
+    /// standby it is read-only.
+    pub async fn acquire(&self) -> Result<PoolConnection<Sqlite>> {
+        Ok(self.current().acquire().await?)
+    }
+
+    /// Begins a write transaction under the fencing token `token` (see [`FencedTx`]).
+    ///
+    /// Fails with [`WalError::NotLeader`] on a standby and [`WalError::NotWritable`] (kind
+    /// `Fenced`) when `token` is not the term this node leads or the app's epoch check
+    /// refuses it.
+    pub async fn begin(&self, token: Epoch) -> Result<FencedTx> {
+        let leader = match self.db.leader_for(token) {
+            Ok(l) => l,
+            Err(e) => {
+                return Err(match self.db.role() {
+                    WalRole::Standby => WalError::NotLeader(format!(
+                        "{} is a read-only standby here; writes go to the leader's node \
+                         (WalPool::begin with its fencing token); reads work on every node",
+                        self.db.path().display()
+                    )),
+                    WalRole::Stopped => WalError::Stopped("the replica was shut down".to_owned()),
+                    WalRole::Leader(_) => e,
+                });
+            }
+        };
+        let pool = self.shared.pool_for(&self.db, Mode::Leader(leader.clone()));
+        let durability = self.db.durability();
+        FencedTx::begin(&pool, self.db.clone(), leader, token, durability).await
+    }
+
+    /// Closes the open pool; the next call opens one again.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+}
+
+fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
+    match e {
+        sqlx::Error::Database(d) => d.code().and_then(|c| c.parse().ok()),
+        _ => None,
+    }
+}
+
+/// Whether `e` is a busy/locked SQLite error or a pool timeout (retry later).
+pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut)
+        || sqlite_code(e).is_some_and(|c| {
+            let primary = c & 0xff;
+            primary == rusqlite::ffi::SQLITE_BUSY || primary == rusqlite::ffi::SQLITE_LOCKED
+        })
+}
+
+impl From<sqlx::Error> for WalError {
+    /// Commit-hook vetoes become [`WalError::NotWritable`], writes on a read-only (standby)
+    /// connection [`WalError::NotLeader`]; everything else [`WalError::Sqlx`].
+    fn from(e: sqlx::Error) -> Self {
+        match sqlite_code(&e) {
+            Some(COMMITHOOK) => WalError::NotWritable(
+                "commit refused: only a FencedTx of the current term may commit \
+                 (lease lapsed, stepped down, fenced, or the commit bypassed WalPool::begin)"
+                    .to_owned(),
+            ),
+            Some(c) if c & 0xff == rusqlite::ffi::SQLITE_READONLY => WalError::NotLeader(format!(
+                "write on a read-only connection ({e}): this node is a standby; writes go to \
+                 the leader through WalPool::begin with its fencing token"
+            )),
+            _ => WalError::Sqlx(e),
+        }
+    }
+}
