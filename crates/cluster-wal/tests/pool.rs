@@ -215,6 +215,22 @@ async fn stale_tokens_and_commits_bypassing_the_token_are_refused() {
         .unwrap_err();
     let err = WalError::from(err);
     assert!(matches!(err, WalError::NotWritable(_)), "{err}");
+    // Checkpoints and journal-mode changes are denied on pool connections (the capture owns
+    // the WAL); reading the mode is fine.
+    for sql in [
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+        "PRAGMA wal_checkpoint",
+        "PRAGMA journal_mode=DELETE",
+        "PRAGMA wal_autocheckpoint=1000",
+    ] {
+        let err = sqlx::query(sql).execute(&mut *raw).await.unwrap_err();
+        assert!(err.to_string().contains("not authorized"), "{sql}: {err}");
+    }
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *raw)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
     // So is a COMMIT statement run inside a FencedTx instead of `commit()`.
     let mut tx = pool.begin(Epoch(5)).await.unwrap();
     sqlx::query("INSERT INTO t(id, v) VALUES (101, 'sneaky')")

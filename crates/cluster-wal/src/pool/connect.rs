@@ -40,7 +40,8 @@ pub(crate) fn leader_pool(path: &Path, max_connections: u32) -> SqlitePool {
 }
 
 /// A standby's pool: read-only connections (`SQLITE_OPEN_READONLY`, `query_only=ON`); every
-/// commit is refused by the commit hook as well.
+/// commit is refused by the commit hook as well, and the same pragmas as on the leader are
+/// denied.
 pub(crate) fn standby_pool(path: &Path, max_connections: u32) -> SqlitePool {
     let opts = SqliteConnectOptions::new()
         .filename(path)
@@ -53,8 +54,9 @@ pub(crate) fn standby_pool(path: &Path, max_connections: u32) -> SqlitePool {
         .min_connections(0)
         .after_connect(|conn, _| {
             Box::pin(async move {
-                conn.lock_handle().await?.set_commit_hook(|| false);
-                Ok(())
+                let mut handle = conn.lock_handle().await?;
+                handle.set_commit_hook(|| false);
+                install_authorizer(handle.as_raw_handle())
             })
         })
         .after_release(|conn, _| Box::pin(reusable(conn)))
@@ -88,7 +90,8 @@ async fn prepare_leader_connection(conn: &mut SqliteConnection) -> Result<(), sq
     let mut handle = conn.lock_handle().await?;
     // `false` turns the commit into a rollback: nothing commits without a FencedTx.
     handle.set_commit_hook(|| false);
-    install_raw_hooks(handle.as_raw_handle())
+    install_raw_hooks(handle.as_raw_handle())?;
+    install_authorizer(handle.as_raw_handle())
 }
 
 /// Rings the process-wide WAL doorbell after every commit, so the leader's capture reads the
@@ -142,5 +145,83 @@ fn install_raw_hooks(db: NonNull<ffi::sqlite3>) -> Result<(), sqlx::Error> {
         Err(sqlx::Error::Configuration(
             format!("SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE failed (rc {rc}, value {previous})").into(),
         ))
+    }
+}
+
+/// Pragmas an app statement may not run on a pool connection: checkpoints (the leader's
+/// capture owns checkpointing, behind its barrier; a TRUNCATE or RESTART would reset the WAL
+/// behind it) and changes of the journal mode, the autocheckpoint (which would also remove
+/// the doorbell hook) and the locking mode. Reading their values stays allowed.
+fn pragma_denied(name: &[u8], has_arg: bool) -> bool {
+    let name = name.to_ascii_lowercase();
+    match name.as_slice() {
+        b"wal_checkpoint" => true,
+        b"journal_mode" | b"wal_autocheckpoint" | b"locking_mode" => has_arg,
+        _ => false,
+    }
+}
+
+/// The authorizer of pool connections: denies the pragmas of [`pragma_denied`] at prepare
+/// time (`SQLITE_AUTH`, "not authorized"); allows everything else.
+extern "C" fn authorize(
+    _arg: *mut c_void,
+    action: c_int,
+    arg1: *const c_char,
+    arg2: *const c_char,
+    _db_name: *const c_char,
+    _trigger: *const c_char,
+) -> c_int {
+    if action != ffi::SQLITE_PRAGMA || arg1.is_null() {
+        return ffi::SQLITE_OK;
+    }
+    // SAFETY: for SQLITE_PRAGMA, SQLite passes the pragma name (checked non-null above) and
+    // its argument (or null) as NUL-terminated strings valid for the duration of the call.
+    #[allow(unsafe_code)]
+    let name = unsafe { std::ffi::CStr::from_ptr(arg1) };
+    if pragma_denied(name.to_bytes(), !arg2.is_null()) {
+        ffi::SQLITE_DENY
+    } else {
+        ffi::SQLITE_OK
+    }
+}
+
+fn install_authorizer(db: NonNull<ffi::sqlite3>) -> Result<(), sqlx::Error> {
+    type Authorizer = unsafe extern "C" fn(
+        *mut c_void,
+        c_int,
+        *const c_char,
+        *const c_char,
+        *const c_char,
+        *const c_char,
+    ) -> c_int;
+    let auth: Authorizer = authorize;
+    // SAFETY: `db` comes from `LockedSqliteHandle::as_raw_handle` (valid, open, not used by
+    // the worker thread while locked); `authorize` is a stateless function valid for the
+    // program's lifetime and its argument is unused (null). sqlx installs no authorizer.
+    #[allow(unsafe_code)]
+    let rc = unsafe { ffi::sqlite3_set_authorizer(db.as_ptr(), Some(auth), std::ptr::null_mut()) };
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Configuration(
+            format!("sqlite3_set_authorizer failed (rc {rc})").into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pragma_denied;
+
+    #[test]
+    fn checkpoints_and_mode_changes_are_denied_reads_are_not() {
+        assert!(pragma_denied(b"wal_checkpoint", false));
+        assert!(pragma_denied(b"WAL_CHECKPOINT", true));
+        assert!(pragma_denied(b"journal_mode", true));
+        assert!(!pragma_denied(b"journal_mode", false));
+        assert!(pragma_denied(b"wal_autocheckpoint", true));
+        assert!(pragma_denied(b"locking_mode", true));
+        assert!(!pragma_denied(b"user_version", true));
+        assert!(!pragma_denied(b"table_info", true));
     }
 }
