@@ -34,7 +34,7 @@ pub mod wal;
 pub use apply::{Applied, Standby, StandbyOptions};
 pub use capture::{Capture, CheckpointOutcome, LeaderStart};
 pub use error::{ErrorKind, Result, WalError};
-pub use follower::{Follower, FollowerConfig, FollowerProgress};
+pub use follower::{Follower, FollowerConfig, FollowerProgress, RestoreFence};
 pub use leader::{Durability, Leader, LeaderConfig, LeaderProgress};
 pub use pool::{FencedTx, WalPool};
 pub use position::Position;

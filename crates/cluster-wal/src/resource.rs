@@ -244,6 +244,7 @@ impl Inner {
         let mut fc = FollowerConfig::new(&self.cfg.path);
         fc.options = self.cfg.standby;
         fc.metrics_name = self.metrics_name();
+        fc.restore_fence = Some(self.pool.clone());
         let f = Follower::start(fc, self.log.clone(), self.store.clone())?;
         self.views_mut().follower = Some(f.subscribe());
         self.role.send_replace(WalRole::Standby);
@@ -570,15 +571,6 @@ impl WalDb {
     /// The term this node leads and its leader, when leading.
     pub(crate) fn active(&self) -> Option<(Epoch, Arc<Leader>)> {
         self.inner.views().active.clone()
-    }
-
-    /// Snapshot restores of the running follower (0 while leading).
-    pub(crate) fn restores(&self) -> u64 {
-        self.inner
-            .views()
-            .follower
-            .as_ref()
-            .map_or(0, |r| r.borrow().restores)
     }
 
     /// The app's epoch check, when set.

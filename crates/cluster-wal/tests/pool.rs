@@ -337,7 +337,7 @@ async fn standby_pool_is_read_only_and_serves_queries_during_apply() {
             let mut queries = 0u32;
             while last < 1500 {
                 let (n, m): (i64, i64) = sqlx::query_as("SELECT count(*), max(id) FROM t")
-                    .fetch_one(&pool.current())
+                    .fetch_one(&pool.current().await)
                     .await
                     .unwrap();
                 assert_eq!(n % 10, 0, "whole transactions only");
@@ -418,4 +418,89 @@ async fn a_promoted_standby_pool_accepts_writes_with_the_new_epoch() {
     assert_eq!(count(&db2).await, 21);
     assert_same_pages(db1.path(), db2.path());
     wal1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_restore_closes_the_pool_first_and_queries_resume_after_it() {
+    let env = Env::new();
+    let (wal1, db1) = start(&env, "n1", Durability::CommitWait).await;
+    let (_wal2, db2) = start(&env, "n2", Durability::CommitWait).await;
+    wal1.activate(Epoch(1)).await.unwrap();
+    create_table(&db1, Epoch(1)).await;
+    insert(&db1, Epoch(1), 0..10).await.unwrap();
+    db1.snapshot_now(Epoch(1)).await.unwrap();
+    // Another writer moves the log on (a re-sent copy of the last entry, which standbys skip):
+    // n1's next append is refused, so its next commit stays local. After stepping down, n1's
+    // file is ahead of the log and its follower must restore the snapshot, while the leader
+    // pool's connections are still open (idle): the restore closes them first.
+    let last = env
+        .log
+        .get(env.log.state_now().last_seq)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut headers = cluster_core::transport::Headers::new();
+    for (k, v) in last.headers.iter() {
+        if k != cluster_core::stream::MSG_ID_HEADER {
+            headers.insert(k, v);
+        }
+    }
+    env.log.append(headers, last.payload, None).await.unwrap();
+    let mut tx = db1.pool().begin(Epoch(1)).await.unwrap();
+    sqlx::query("INSERT INTO t(id, v) VALUES (500, 'unshipped')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.commit().await.unwrap_err().kind(),
+        ErrorKind::Fenced,
+        "committed locally, never acknowledged"
+    );
+    assert!(has_row(&db1, 500).await);
+    wal1.deactivate().await.unwrap();
+    // Readers keep querying n1 through the pool while its follower restores and replays.
+    let pool = db1.pool();
+    let mut queries = 0u32;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut conn = pool.acquire().await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        queries += 1;
+        if n == 10 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no restore within 30 s: {:?}",
+            db1.status()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(queries >= 1);
+    let st = db1.status().standby.unwrap();
+    assert!(st.restores >= 1, "{st:?}");
+    assert!(
+        !has_row(&db1, 500).await,
+        "the unshipped commit was discarded"
+    );
+    converge_standbys(&db1, &db2).await;
+    assert_same_pages(db1.path(), db2.path());
+}
+
+/// Waits until two standbys applied the same txid.
+async fn converge_standbys(a: &WalDb, b: &WalDb) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ta = a.status().standby.map_or(0, |s| s.position.txid);
+        let tb = b.status().standby.map_or(0, |s| s.position.txid);
+        if ta == tb && ta > 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ta} vs {tb}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

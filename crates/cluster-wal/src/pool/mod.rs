@@ -18,9 +18,11 @@
 //!   read-only error, which converts to `NotLeader` too.
 //!
 //! **Role changes.** Every call looks at the current role and, when it changed since the
-//! previous call (promotion, demotion, a new term, or a snapshot restore on the standby),
-//! opens the pool of the new role and closes the old one (in the background: closing waits
-//! for checked-out connections to come back). Connections and [`sqlx::SqlitePool`] clones
+//! previous call (promotion, demotion, a new term), opens the pool of the new role and closes
+//! the old one (in the background: closing waits for checked-out connections to come back).
+//! **Snapshot restores** of the standby file (catch-up, resync) close the pool first and
+//! wait (up to 10 s) for checked-out connections to come back — a connection open across a
+//! restore would break it — and calls wait until the restore finished. Connections and [`sqlx::SqlitePool`] clones
 //! obtained before the change keep their old behaviour — a stale leader connection can no
 //! longer commit (its write gate is revoked), a stale standby connection stays read-only —
 //! so get them per request (`pool.acquire()` / `pool.begin(token)`) rather than keeping
@@ -53,12 +55,15 @@ mod connect;
 mod tx;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use cluster_core::Epoch;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqlitePool};
+use tokio::sync::watch;
 
 use crate::error::{Result, WalError};
+use crate::follower::RestoreFence;
 use crate::leader::Leader;
 use crate::resource::{WalDb, WalRole};
 
@@ -83,18 +88,18 @@ impl std::fmt::Debug for WalPool {
     }
 }
 
-/// Which pool is open: the leader's of one term, or the standby's between restores.
+/// Which pool is open: the leader's of one term, or the standby's.
 #[derive(Clone)]
 enum Mode {
     Leader(Arc<Leader>),
-    Standby { restores: u64 },
+    Standby,
 }
 
 impl Mode {
     fn same(&self, other: &Mode) -> bool {
         match (self, other) {
             (Mode::Leader(a), Mode::Leader(b)) => Arc::ptr_eq(a, b),
-            (Mode::Standby { restores: a }, Mode::Standby { restores: b }) => a == b,
+            (Mode::Standby, Mode::Standby) => true,
             _ => false,
         }
     }
@@ -105,61 +110,124 @@ struct Current {
     pool: SqlitePool,
 }
 
-/// The pools of one database, shared by every [`WalPool`] of its [`WalDb`].
+#[derive(Default)]
+struct State {
+    current: Option<Current>,
+    /// A snapshot restore of the file is running: no connection may open.
+    restoring: bool,
+}
+
+/// How long a restore waits for checked-out connections to come back before it goes on.
+const RESTORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pools of one database, shared by every [`WalPool`] of its [`WalDb`]; also the
+/// follower's [`RestoreFence`].
 pub(crate) struct Shared {
     max_connections: u32,
-    current: Mutex<Option<Current>>,
+    state: Mutex<State>,
+    restoring: watch::Sender<bool>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalPoolShared")
+            .field("max_connections", &self.max_connections)
+            .field("restoring", &*self.restoring.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
+    /// Call inside the runtime that closes the pools.
     pub(crate) fn new(max_connections: u32) -> Self {
         Self {
             max_connections,
-            current: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            restoring: watch::channel(false).0,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
-    fn pool_for(&self, db: &WalDb, mode: Mode) -> SqlitePool {
-        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cur.as_ref().filter(|c| c.mode.same(&mode)) {
-            return c.pool.clone();
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pool for `mode` (opening it and closing the previous one when the mode changed),
+    /// `None` while a restore runs.
+    fn try_pool(&self, db: &WalDb, mode: &Mode) -> Option<SqlitePool> {
+        let mut st = self.state();
+        if st.restoring {
+            return None;
         }
-        let pool = match &mode {
+        if let Some(c) = st.current.as_ref().filter(|c| c.mode.same(mode)) {
+            return Some(c.pool.clone());
+        }
+        let pool = match mode {
             Mode::Leader(_) => connect::leader_pool(db.path(), self.max_connections),
-            Mode::Standby { .. } => connect::standby_pool(db.path(), self.max_connections),
+            Mode::Standby => connect::standby_pool(db.path(), self.max_connections),
         };
-        tracing::debug!(db = %db.path().display(), leader = matches!(mode, Mode::Leader(_)), "sqlx pool (re)opened for the current role");
-        let old = cur.replace(Current {
-            mode,
+        tracing::debug!(
+            db = %db.path().display(),
+            leader = matches!(mode, Mode::Leader(_)),
+            "sqlx pool opened for the current role"
+        );
+        let old = st.current.replace(Current {
+            mode: mode.clone(),
             pool: pool.clone(),
         });
-        drop(cur);
+        drop(st);
         if let Some(old) = old {
-            close_in_background(old.pool);
+            self.runtime.spawn(async move { old.pool.close().await });
         }
-        pool
+        Some(pool)
+    }
+
+    /// The pool for `mode`, waiting for a running restore to finish.
+    async fn pool(&self, db: &WalDb, mode: &Mode) -> SqlitePool {
+        let mut rx = self.restoring.subscribe();
+        loop {
+            if let Some(p) = self.try_pool(db, mode) {
+                return p;
+            }
+            // The sender lives in `self`: `wait_for` cannot fail while we borrow it.
+            let _ = rx.wait_for(|r| !*r).await;
+        }
     }
 
     /// Closes the open pool (on shutdown); the next use opens a new one.
     pub(crate) fn close(&self) {
-        let old = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(old) = old {
-            close_in_background(old.pool);
+        if let Some(old) = self.state().current.take() {
+            self.runtime.spawn(async move { old.pool.close().await });
         }
     }
 }
 
-fn close_in_background(pool: SqlitePool) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) => {
-            h.spawn(async move { pool.close().await });
+impl RestoreFence for Shared {
+    fn before_restore(&self) {
+        let old = {
+            let mut st = self.state();
+            st.restoring = true;
+            st.current.take()
+        };
+        self.restoring.send_replace(true);
+        if let Some(old) = old {
+            // The timer must be created inside the runtime's context.
+            let closed = self.runtime.block_on(async move {
+                tokio::time::timeout(RESTORE_CLOSE_TIMEOUT, old.pool.close()).await
+            });
+            if closed.is_err() {
+                tracing::warn!(
+                    "app connections still checked out after {RESTORE_CLOSE_TIMEOUT:?}; \
+                     restoring the snapshot anyway (it may fail and be retried)"
+                );
+            }
         }
-        // Without a runtime the connections close when the last clone is dropped.
-        Err(_) => drop(pool),
+    }
+
+    fn after_restore(&self) {
+        self.state().restoring = false;
+        self.restoring.send_replace(false);
     }
 }
 
@@ -181,24 +249,30 @@ impl WalPool {
     fn mode(&self) -> Mode {
         match self.db.active() {
             Some((_, leader)) => Mode::Leader(leader),
-            None => Mode::Standby {
-                restores: self.db.restores(),
-            },
+            None => Mode::Standby,
         }
     }
 
     /// The sqlx pool of the current role, usable as an executor for reads
-    /// (`.fetch_all(&pool.current())`). Valid for the current role only: after a role change
-    /// it is closed; get it again.
-    pub fn current(&self) -> SqlitePool {
-        self.shared.pool_for(&self.db, self.mode())
+    /// (`.fetch_all(&pool.current().await)`). Valid for the current role only: after a role
+    /// change (or a snapshot restore on the standby) it is closed; get it again. Waits while
+    /// the standby restores a snapshot.
+    pub async fn current(&self) -> SqlitePool {
+        self.shared.pool(&self.db, &self.mode()).await
     }
 
     /// A connection of the current role's pool, for reads. On the leader it is a read-write
     /// connection whose commits are refused unless made through [`WalPool::begin`]; on a
-    /// standby it is read-only.
+    /// standby it is read-only. Waits while the standby restores a snapshot.
     pub async fn acquire(&self) -> Result<PoolConnection<Sqlite>> {
-        Ok(self.current().acquire().await?)
+        let mut attempts = 0;
+        loop {
+            match self.current().await.acquire().await {
+                // The pool was closed between lookup and acquire (role change or restore).
+                Err(sqlx::Error::PoolClosed) if attempts < 3 => attempts += 1,
+                r => return Ok(r?),
+            }
+        }
     }
 
     /// Begins a write transaction under the fencing token `token` (see [`FencedTx`]).
@@ -221,7 +295,10 @@ impl WalPool {
                 });
             }
         };
-        let pool = self.shared.pool_for(&self.db, Mode::Leader(leader.clone()));
+        let pool = self
+            .shared
+            .pool(&self.db, &Mode::Leader(leader.clone()))
+            .await;
         let durability = self.db.durability();
         FencedTx::begin(&pool, self.db.clone(), leader, token, durability).await
     }
