@@ -632,14 +632,18 @@ impl WalDb {
         leader.write(durability, f).await
     }
 
-    /// Runs `f` on a fresh read-only connection (leader or standby).
+    /// Runs `f` on a fresh read-only connection (leader or standby). Waits while the standby
+    /// restores a snapshot (and a restore waits for running reads).
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let path = self.inner.cfg.path.clone();
+        // Held while the connection is open: a standby snapshot restore waits for it.
+        let guard = self.inner.pool.enter_read().await;
         tokio::task::spawn_blocking(move || {
+            let _guard = guard;
             let conn = crate::sqlite::open_readonly(&path)?;
             Ok(f(&conn)?)
         })

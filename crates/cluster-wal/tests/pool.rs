@@ -458,7 +458,8 @@ async fn a_snapshot_restore_closes_the_pool_first_and_queries_resume_after_it() 
     );
     assert!(has_row(&db1, 500).await);
     wal1.deactivate().await.unwrap();
-    // Readers keep querying n1 through the pool while its follower restores and replays.
+    // Readers keep querying n1 (pool and `WalDb::read`) while its follower restores and
+    // replays: they wait for the restore instead of failing.
     let pool = db1.pool();
     let mut queries = 0u32;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -469,6 +470,12 @@ async fn a_snapshot_restore_closes_the_pool_first_and_queries_resume_after_it() 
             .await
             .unwrap();
         drop(conn);
+        // The rusqlite read API is fenced the same way.
+        let m: i64 = db1
+            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert!(m == 10 || m == 11, "{m}");
         queries += 1;
         if n == 10 {
             break;

@@ -54,7 +54,7 @@
 mod connect;
 mod tx;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use cluster_core::Epoch;
@@ -115,6 +115,8 @@ struct State {
     current: Option<Current>,
     /// A snapshot restore of the file is running: no connection may open.
     restoring: bool,
+    /// Short-lived rusqlite connections open on the file ([`WalDb::read`]).
+    readers: usize,
 }
 
 /// How long a restore waits for checked-out connections to come back before it goes on.
@@ -125,6 +127,8 @@ const RESTORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Shared {
     max_connections: u32,
     state: Mutex<State>,
+    /// Signalled when `readers` drops to 0.
+    no_readers: Condvar,
     restoring: watch::Sender<bool>,
     runtime: tokio::runtime::Handle,
 }
@@ -144,6 +148,7 @@ impl Shared {
         Self {
             max_connections,
             state: Mutex::new(State::default()),
+            no_readers: Condvar::new(),
             restoring: watch::channel(false).0,
             runtime: tokio::runtime::Handle::current(),
         }
@@ -195,6 +200,22 @@ impl Shared {
         }
     }
 
+    /// Registers a short-lived connection on the file (of [`WalDb::read`]), waiting for a
+    /// running restore to finish; a restore waits for it to be dropped.
+    pub(crate) async fn enter_read(self: &Arc<Self>) -> ReadGuard {
+        let mut rx = self.restoring.subscribe();
+        loop {
+            {
+                let mut st = self.state();
+                if !st.restoring {
+                    st.readers += 1;
+                    return ReadGuard(self.clone());
+                }
+            }
+            let _ = rx.wait_for(|r| !*r).await;
+        }
+    }
+
     /// Closes the open pool (on shutdown); the next use opens a new one.
     pub(crate) fn close(&self) {
         if let Some(old) = self.state().current.take() {
@@ -205,6 +226,7 @@ impl Shared {
 
 impl RestoreFence for Shared {
     fn before_restore(&self) {
+        let deadline = std::time::Instant::now() + RESTORE_CLOSE_TIMEOUT;
         let old = {
             let mut st = self.state();
             st.restoring = true;
@@ -222,6 +244,18 @@ impl RestoreFence for Shared {
                      restoring the snapshot anyway (it may fail and be retried)"
                 );
             }
+        }
+        let st = self.state();
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let (st, _) = self
+            .no_readers
+            .wait_timeout_while(st, wait, |st| st.readers > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        if st.readers > 0 {
+            tracing::warn!(
+                readers = st.readers,
+                "WalDb::read connections still open; restoring the snapshot anyway"
+            );
         }
     }
 
@@ -306,6 +340,20 @@ impl WalPool {
     /// Closes the open pool; the next call opens one again.
     pub fn close(&self) {
         self.shared.close();
+    }
+}
+
+/// A registered short-lived connection (see [`Shared::enter_read`]); drop it after the
+/// connection closed.
+pub(crate) struct ReadGuard(Arc<Shared>);
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.readers = st.readers.saturating_sub(1);
+        if st.readers == 0 {
+            self.0.no_readers.notify_all();
+        }
     }
 }
 
