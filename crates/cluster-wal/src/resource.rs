@@ -7,6 +7,10 @@
 //! app.add_resource(wal, RetryPolicy::default());
 //! // in handlers, with the term's fencing token:
 //! db.write(token, |c| c.execute("INSERT …", [])).await?;
+//! // or the async sqlx API on the same replica (see `crate::pool`):
+//! let mut tx = db.pool().begin(token).await?;
+//! sqlx::query("INSERT …").execute(&mut *tx).await?;
+//! tx.commit().await?;
 //! ```
 //!
 //! * `activate(epoch)`: stop following, catch up to the log tail, append `EpochStart` with the
@@ -19,6 +23,8 @@
 //! * [`WalDb`] is the app's handle: writes need the current term's token (checked against the
 //!   resource's epoch and, when set, the app's own `check_epoch`); reads work on every node
 //!   through read-only connections.
+//! * [`WalDb::pool`] is the sqlx pool on the replica ([`crate::pool::WalPool`]): fenced write
+//!   transactions on the leader, read-only on standbys, following role changes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
