@@ -150,7 +150,7 @@ impl WalError {
                 ErrorKind::Fenced
             }
             WalError::NotWritable(_) | WalError::NotLeader(_) => ErrorKind::Fenced,
-            WalError::Sqlx(e) if crate::pool::is_busy(e) => ErrorKind::Retryable,
+            WalError::Sqlx(e) if crate::pool::is_retryable(e) => ErrorKind::Retryable,
             WalError::ContinuityBreak(_)
             | WalError::CorruptRecord { .. }
             | WalError::ChecksumMismatch { .. }

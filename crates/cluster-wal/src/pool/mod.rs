@@ -364,9 +364,10 @@ fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
     }
 }
 
-/// Whether `e` is a busy/locked SQLite error or a pool timeout (retry later).
-pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::PoolTimedOut)
+/// Whether `e` is worth retrying: a busy/locked SQLite error, a pool timeout, or a pool
+/// closed under the call by a role change or a restore (the retry sees the new role).
+pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
         || sqlite_code(e).is_some_and(|c| {
             let primary = c & 0xff;
             primary == rusqlite::ffi::SQLITE_BUSY || primary == rusqlite::ffi::SQLITE_LOCKED
