@@ -8,7 +8,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use cluster_core::Epoch;
@@ -183,10 +183,12 @@ async fn stale_tokens_and_commits_bypassing_the_token_are_refused() {
     let env = Env::new();
     let (wal1, db1) = start(&env, "n1", Durability::CommitWait).await;
     let (wal2, db2) = start(&env, "n2", Durability::CommitWait).await;
-    let lease = Arc::new(AtomicBool::new(true));
-    let l2 = lease.clone();
+    // The app's epoch check (the lease): accepts the next `budget` checks (all when < 0).
+    let budget = Arc::new(AtomicI64::new(-1));
+    let b2 = budget.clone();
     db1.set_epoch_check(move |e| {
-        if l2.load(Ordering::SeqCst) {
+        let left = b2.load(Ordering::SeqCst);
+        if left < 0 || (left > 0 && b2.fetch_sub(1, Ordering::SeqCst) > 0) {
             Ok(())
         } else {
             Err(cluster_core::Error::NotLeader {
@@ -249,14 +251,28 @@ async fn stale_tokens_and_commits_bypassing_the_token_are_refused() {
         .execute(&mut *tx)
         .await
         .unwrap();
-    lease.store(false, Ordering::SeqCst);
+    budget.store(0, Ordering::SeqCst);
     let err = tx.commit().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
     assert_eq!(
         pool.begin(Epoch(5)).await.unwrap_err().kind(),
         ErrorKind::Fenced
     );
-    lease.store(true, Ordering::SeqCst);
+    // The lease lapses between the check in `commit` and SQLite's commit: the commit hook's
+    // own check refuses it (begin and commit pass, the hook's check is the third).
+    budget.store(-1, Ordering::SeqCst);
+    let mut tx = pool.begin(Epoch(5)).await.unwrap();
+    sqlx::query("INSERT INTO t(id, v) VALUES (105, 'lapsed inside commit')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    budget.store(1, Ordering::SeqCst);
+    let err = tx.commit().await.unwrap_err();
+    assert!(
+        matches!(err, WalError::NotWritable(ref m) if m.contains("commit refused")),
+        "vetoed inside SQLite: {err}"
+    );
+    budget.store(-1, Ordering::SeqCst);
 
     // Step-down while a transaction is open and a raw connection is held: both are refused
     // afterwards, the raw one by the commit hook (the gate of that term is closed).
@@ -287,7 +303,7 @@ async fn stale_tokens_and_commits_bypassing_the_token_are_refused() {
     converge(&db2, &db1).await;
     for db in [&db1, &db2] {
         assert_eq!(count(db).await, 20);
-        for id in 100..=104 {
+        for id in 100..=105 {
             assert!(!has_row(db, id).await, "row {id} was refused");
         }
     }
