@@ -86,6 +86,11 @@ impl WithSqlite {
         }
     }
 
+    /// The path of the local replica.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// This node's id (written into the records it ships).
     pub fn node_id(mut self, node_id: impl Into<String>) -> Self {
         self.node_id = node_id.into();

@@ -38,6 +38,8 @@ pub use cluster_core::{
 };
 
 pub mod placement;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 /// The core crate, for the traits and wire formats.
 pub use cluster_core as core;
