@@ -293,6 +293,7 @@ async fn drain_one(
         node: node.clone(),
         timeout_ms: timeout.as_millis() as u64,
         force,
+        max_concurrent: 0,
     };
     let req = request(AdminMethod::NodeDrain, &params)?;
     let drain = to_node(settings, channel, node, &req, Some(timeout + MARGIN));

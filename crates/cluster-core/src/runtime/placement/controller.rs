@@ -142,7 +142,10 @@ async fn reconcile(
     };
     let outcome = planner.plan(&request)?;
     let unchanged = current_record.as_ref().is_some_and(|r| {
-        r.assignment == outcome.assignment && r.pending == outcome.pending && r.epoch == epoch.0
+        r.assignment == outcome.assignment
+            && r.pending == outcome.pending
+            && r.blocked == outcome.blocked
+            && r.epoch == epoch.0
     });
     if unchanged {
         return Ok(());
@@ -152,6 +155,7 @@ async fn reconcile(
         epoch: epoch.0,
         assignment: outcome.assignment,
         pending: outcome.pending,
+        blocked: outcome.blocked,
     };
     // Only the controller of the current term writes, and only over the revision it read.
     if election.fencing_token() != Some(epoch) {
@@ -191,6 +195,7 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
     let members = started.membership.borrow().clone();
     let mut cordoned = Vec::new();
     let mut draining = Vec::new();
+    let mut drains: BTreeMap<String, DrainRecord> = BTreeMap::new();
     let mut moves = Vec::new();
     for key in bucket.keys("").await? {
         let Some(entry) = bucket.get(&key).await? else {
@@ -199,8 +204,9 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
         if let Some(node) = key.strip_prefix("cordon.") {
             cordoned.push(node.to_owned());
         } else if let Some(node) = key.strip_prefix("drain.") {
-            if decode::<DrainRecord>("drain", &entry.value).is_ok() {
+            if let Ok(d) = decode::<DrainRecord>("drain", &entry.value) {
                 draining.push(node.to_owned());
+                drains.insert(node.to_owned(), d);
             }
         } else if let Some(app) = key.strip_prefix("move.") {
             match (
@@ -241,6 +247,11 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
             healthy: m.healthy,
             cordoned: cordoned.iter().any(|c| c == m.node_id.as_str()),
             draining: draining.iter().any(|d| d == m.node_id.as_str()),
+            drain_force: drains.get(m.node_id.as_str()).is_some_and(|d| d.force),
+            drain_release: drains
+                .get(m.node_id.as_str())
+                .filter(|d| d.max_concurrent > 0)
+                .map(|d| d.released.iter().cloned().collect()),
             running: m
                 .apps
                 .iter()
@@ -284,6 +295,7 @@ impl Default for AssignmentRecord {
             epoch: 0,
             assignment: AssignmentView::default(),
             pending: BTreeMap::new(),
+            blocked: BTreeMap::new(),
         }
     }
 }

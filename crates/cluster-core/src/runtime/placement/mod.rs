@@ -50,6 +50,13 @@ pub struct PlanNode {
     pub cordoned: bool,
     /// Being drained: everything moves off.
     pub draining: bool,
+    /// The drain is forced: instances that cannot move anywhere are stopped. Without force
+    /// they stay on the draining node (reported in [`PlanOutcome::blocked`]).
+    pub drain_force: bool,
+    /// A drain limited to a number of concurrent migrations: only these apps may leave the
+    /// draining node now (the drain operation releases more as earlier ones complete).
+    /// `None`: every app leaves at once.
+    pub drain_release: Option<BTreeSet<AppName>>,
     /// Apps whose instance runs on it now.
     pub running: BTreeSet<AppName>,
 }
@@ -96,6 +103,9 @@ pub struct PlanOutcome {
     pub assignment: AssignmentView,
     /// Apps that cannot be placed, with the reason.
     pub pending: BTreeMap<AppName, String>,
+    /// Instances that stay on a node drained without force (no eligible target), with the
+    /// reason.
+    pub blocked: BTreeMap<AppName, String>,
 }
 
 /// Decides where apps run. Implementations are pure and deterministic.
@@ -104,7 +114,10 @@ pub struct PlanOutcome {
 ///
 /// * Every hard constraint of every app holds on every node of the returned assignment.
 /// * The same request gives the same outcome; the version changes only when a placement does.
-/// * Unhealthy and draining nodes run nothing; cordoned nodes get no new instances.
+/// * Unhealthy nodes run nothing; cordoned nodes get no new instances. A draining node runs
+///   nothing, except (without `drain_force`) instances that have no eligible node elsewhere:
+///   they stay and are listed in `blocked`. With `drain_release`, only the listed apps
+///   leave the draining node; the others keep their current placement.
 /// * Make-before-break: when an instance moves between two live nodes, the old node stays in
 ///   the assignment until the new one reports the instance running.
 pub trait Planner: Send + Sync + 'static {
