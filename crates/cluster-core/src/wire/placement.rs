@@ -149,6 +149,15 @@ pub struct MoveRecord {
     pub to: Option<NodeId>,
     /// Node that issued the request.
     pub by: NodeId,
+    /// Fencing token of the app's migration lock held by the requester (0 or absent: written
+    /// by a node without migration locks). A move whose token is not the current holder's is
+    /// stale and ignored.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub lock: u64,
+}
+
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Label overrides of a node, applied by the node on top of its configured labels.

@@ -20,6 +20,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::lock::MigrationLock;
 use super::{Planner, RebalanceOptions};
 use crate::election::Election;
 use crate::error::Result;
@@ -90,6 +91,9 @@ struct Active {
     step: PlannedMigration,
     started: Instant,
     rollback: bool,
+    /// The app's migration lock (`None` for a step inherited from a previous controller until
+    /// this one takes the lock over).
+    lock: Option<MigrationLock>,
 }
 
 struct Auto {
@@ -190,6 +194,7 @@ impl Auto {
                 step: s.clone(),
                 started: now,
                 rollback: false,
+                lock: None,
             })
             .collect();
         let done: usize = status.completed + status.active.len() + status.failed.len();
@@ -230,7 +235,8 @@ impl Auto {
         let now = Instant::now();
         let wall = shared.clock.wall();
         self.detect_membership(&members, &config);
-        self.track(bucket, &members, &policy, now).await;
+        self.track(shared, &started, bucket, &members, &policy, now)
+            .await;
         if bucket.get(REBALANCE_CANCEL_KEY).await?.is_some() {
             if self.status.in_progress {
                 info!(run = self.status.run, "rebalance cancelled");
@@ -265,7 +271,7 @@ impl Auto {
             }
         }
         if self.status.in_progress && paused.is_none() {
-            self.start_moves(shared, bucket, &config, &policy, now)
+            self.start_moves(shared, &started, bucket, &config, &policy, now)
                 .await?;
         }
         if self.status.in_progress && self.plan.is_empty() && self.active.is_empty() {
@@ -387,6 +393,8 @@ impl Auto {
     /// Follows the migrations in flight: completion, timeout and rollback.
     async fn track(
         &mut self,
+        shared: &Shared,
+        started: &Started,
         bucket: &dyn KvBucket,
         members: &MemberMap,
         policy: &MigrationPolicy,
@@ -394,9 +402,12 @@ impl Auto {
     ) {
         let timeout = Duration::from_millis(policy.migration_timeout_ms);
         let mut still = Vec::new();
-        for a in std::mem::take(&mut self.active) {
+        for mut a in std::mem::take(&mut self.active) {
             if done(members, &a.step) {
                 let _ = bucket.delete(&move_key(&a.step.app), None).await;
+                if let Some(l) = a.lock.take() {
+                    l.release().await;
+                }
                 if !a.rollback {
                     self.status.completed += 1;
                 }
@@ -404,6 +415,9 @@ impl Auto {
                 continue;
             }
             if now < a.started + timeout {
+                if a.lock.is_none() {
+                    a.lock = take_over(shared, started, bucket, &a.step).await;
+                }
                 still.push(a);
                 continue;
             }
@@ -423,18 +437,23 @@ impl Auto {
                     to: a.step.from.clone(),
                     kind: a.step.kind.clone(),
                 };
-                if write_move(bucket, &back, None).await.is_ok() {
+                let fence = a.lock.as_ref().map_or(0, MigrationLock::fence);
+                if write_move(bucket, &back, None, fence).await.is_ok() {
                     reason.push_str("; moving back");
                     still.push(Active {
                         step: back,
                         started: now,
                         rollback: true,
+                        lock: a.lock.take(),
                     });
                 }
             } else if policy.rollback_on_failure {
                 reason.push_str("; request withdrawn, the app stays where it was");
             } else {
                 reason.push_str("; not rolled back");
+            }
+            if let Some(l) = a.lock.take() {
+                l.release().await;
             }
             warn!(app = %a.step.app, reason, "auto-rebalance migration failed");
             self.status.failed.push(FailedMigration {
@@ -448,6 +467,7 @@ impl Auto {
     async fn start_moves(
         &mut self,
         shared: &Shared,
+        started: &Started,
         bucket: &dyn KvBucket,
         config: &AutoRebalanceConfig,
         policy: &MigrationPolicy,
@@ -510,7 +530,18 @@ impl Auto {
                 }
                 bucket.delete(&key, None).await?;
             }
-            write_move(bucket, &step, Some(&shared.node)).await?;
+            // Another migration of the app (an operator's move, a drain) is in progress: the
+            // step waits for it.
+            let Some(lock) = MigrationLock::try_acquire(shared, started, app, "rebalance").await?
+            else {
+                debug!(%app, "migration lock held elsewhere; the rebalance step waits");
+                i += 1;
+                continue;
+            };
+            if let Err(e) = write_move(bucket, &step, Some(&shared.node), lock.fence()).await {
+                lock.release().await;
+                return Err(e);
+            }
             info!(%app, from = ?step.from, to = ?step.to, "auto-rebalance migration started");
             self.plan.remove(i);
             self.recent.push((app.clone(), now));
@@ -518,6 +549,7 @@ impl Auto {
                 step,
                 started: now,
                 rollback: false,
+                lock: Some(lock),
             });
         }
         Ok(())
@@ -573,6 +605,7 @@ async fn write_move(
     bucket: &dyn KvBucket,
     step: &PlannedMigration,
     by: Option<&NodeId>,
+    lock: u64,
 ) -> Result<()> {
     let (Some(from), Some(to)) = (&step.from, &step.to) else {
         return Ok(());
@@ -583,7 +616,33 @@ async fn write_move(
         from: from.clone(),
         to: Some(to.clone()),
         by: by.cloned().unwrap_or_else(|| to.clone()),
+        lock,
     };
     bucket.put(&move_key(&step.app), encode(&record)?).await?;
     Ok(())
+}
+
+/// A step inherited from a previous controller: take its migration lock over once the old
+/// holder's lock is gone, and re-stamp the move record with the new fencing token so agents
+/// keep acting on it. `None` while the old lock is still held.
+async fn take_over(
+    shared: &Shared,
+    started: &Started,
+    bucket: &dyn KvBucket,
+    step: &PlannedMigration,
+) -> Option<MigrationLock> {
+    let lock = MigrationLock::try_acquire(shared, started, &step.app, "rebalance")
+        .await
+        .ok()??;
+    let key = move_key(&step.app);
+    if let Ok(Some(entry)) = bucket.get(&key).await
+        && let Ok(mut record) = decode::<MoveRecord>("move", &entry.value)
+    {
+        record.lock = lock.fence();
+        if let Ok(value) = encode(&record) {
+            let _ = bucket.update(&key, value, entry.revision, None).await;
+        }
+    }
+    info!(app = %step.app, "took over an inherited rebalance step");
+    Some(lock)
 }

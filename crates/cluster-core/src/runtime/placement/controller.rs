@@ -213,11 +213,17 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
                 AppName::new(app),
                 decode::<MoveRecord>("move", &entry.value),
             ) {
-                (Ok(app), Ok(m)) => moves.push(PlanMove {
-                    app,
-                    from: m.from,
-                    to: m.to,
-                }),
+                (Ok(app), Ok(m)) => {
+                    if super::lock::move_is_current(shared, &started, &app, m.lock).await? {
+                        moves.push(PlanMove {
+                            app,
+                            from: m.from,
+                            to: m.to,
+                        });
+                    } else {
+                        debug!(%app, "ignoring a move whose migration lock expired");
+                    }
+                }
                 (_, Err(e)) => {
                     shared.stats.count_malformed("placement");
                     warn!(key, error = %e, "ignoring malformed move record");

@@ -17,6 +17,7 @@ mod agent;
 mod auto;
 mod auto_ops;
 mod controller;
+mod lock;
 mod observe;
 mod ops;
 mod ring;

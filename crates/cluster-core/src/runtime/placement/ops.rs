@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 use crate::audit::AuditRecord;
 use crate::audit::category::{NODE, OPERATOR, PLACEMENT};
 
+use super::lock::MigrationLock;
 use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
 use crate::labels::Labels;
@@ -164,7 +165,6 @@ impl Platform {
         self.require_planner()?;
         let node_id = NodeId::new(node)?;
         let member = self.member(&node_id).await?;
-        self.cordon_node(node, "drain").await?;
         let started = self.shared().started().await?;
         let mut on_node: Vec<AppName> = member
             .apps
@@ -173,6 +173,23 @@ impl Platform {
             .map(|a| a.name.clone())
             .collect();
         on_node.sort();
+        // The migration lock of every app on the node, for the drain's duration (each is
+        // released as its app leaves): a concurrent move or rebalance step fails meanwhile.
+        let mut locks: BTreeMap<AppName, MigrationLock> = BTreeMap::new();
+        for app in &on_node {
+            match MigrationLock::acquire(self.shared(), &started, app, "drain").await {
+                Ok(l) => {
+                    locks.insert(app.clone(), l);
+                }
+                Err(e) => {
+                    for (_, l) in std::mem::take(&mut locks) {
+                        l.release().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.cordon_node(node, "drain").await?;
         let limit = options.max_concurrent;
         let mut record = DrainRecord {
             v: PLACEMENT_RECORD_VERSION,
@@ -304,9 +321,14 @@ impl Platform {
                 blocked,
             };
             for (app, m) in std::mem::take(&mut migrating) {
-                if p.remaining.contains(&app) {
+                if p.remaining.contains(&app) || !runs_elsewhere.contains(&app) {
                     migrating.push((app, m));
-                } else if forced.contains(&app) {
+                    continue;
+                }
+                if let Some(l) = locks.remove(&app) {
+                    l.release().await;
+                }
+                if forced.contains(&app) {
                     m.finish(&shared, Err("stopped without replacement (forced drain)"));
                 } else {
                     m.finish(&shared, Ok(None));
@@ -319,6 +341,9 @@ impl Platform {
             // Done once the node runs nothing and what left runs where it was placed.
             if p.remaining.is_empty() && on_node.iter().all(|a| runs_elsewhere.contains(a)) {
                 started.placement.delete(&drain_key(&node_id), None).await?;
+                for (_, l) in std::mem::take(&mut locks) {
+                    l.release().await;
+                }
                 info!(%node_id, "node drained");
                 shared.audit(
                     OPERATOR,
@@ -338,6 +363,9 @@ impl Platform {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::ShuttingDown),
                 Err(_) => {
+                    for (_, l) in std::mem::take(&mut locks) {
+                        l.release().await;
+                    }
                     let names: Vec<String> = p.remaining.iter().map(ToString::to_string).collect();
                     for (app, m) in migrating.drain(..) {
                         match p.blocked.get(&app) {
@@ -403,15 +431,22 @@ impl Platform {
             }
         }
         let started = self.shared().started().await?;
+        // One migration of an app at a time: a concurrent move, drain or rebalance step of
+        // the same app fails here with `LockHeld`.
+        let lock = MigrationLock::acquire(self.shared(), &started, &app, "move").await?;
         let record = MoveRecord {
             v: PLACEMENT_RECORD_VERSION,
             id: uuid::Uuid::new_v4().simple().to_string(),
             from: from.clone(),
             to: to.clone(),
             by: self.node_id().clone(),
+            lock: lock.fence(),
         };
         let key = move_key(&app);
-        started.placement.put(&key, encode(&record)?).await?;
+        if let Err(e) = started.placement.put(&key, encode(&record)?).await {
+            lock.release().await;
+            return Err(e);
+        }
         let shared = self.shared().clone();
         shared.audit(
             OPERATOR,
@@ -468,6 +503,7 @@ impl Platform {
         };
         // The record has served its purpose (a Singleton's new leader may have removed it).
         let _ = started.placement.delete(&key, None).await;
+        lock.release().await;
         if let Ok(target) = &result {
             info!(%app, %from, to = %target, "app moved");
         }
