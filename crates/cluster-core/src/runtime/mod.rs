@@ -30,9 +30,9 @@ pub use kv::AppKv;
 pub use locks::DistLock;
 pub use options::{AppOptions, HookKind, PlatformOptions};
 pub use placement::{
-    AssignmentRecord, AssignmentView, DrainOptions, DrainProgress, MoveRequest, PlacementView,
-    PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner, RebalanceOptions, RingView,
-    partition_of,
+    AssignmentRecord, AssignmentView, DrainOptions, DrainProgress, LabelWatch, MoveRequest,
+    PlacementView, PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner,
+    RebalanceOptions, RingView, partition_of,
 };
 pub use platform::{Platform, PlatformBuilder, Stats};
 pub use resource::{ActiveResource, RetryPolicy};

@@ -17,6 +17,7 @@ mod agent;
 mod auto;
 mod auto_ops;
 mod controller;
+mod labels_watch;
 mod lock;
 mod observe;
 mod ops;
@@ -33,6 +34,7 @@ pub use crate::wire::placement::{AssignmentRecord, AssignmentView, PlacementView
 pub(crate) use agent::spawn as spawn_agent;
 pub(crate) use auto::RebalanceDefaults;
 pub(crate) use controller::{gather as gather_plan_request, spawn as spawn_controller};
+pub use labels_watch::LabelWatch;
 pub use ops::{DrainOptions, DrainProgress, MoveRequest};
 pub use ring::{RingView, partition_of};
 
