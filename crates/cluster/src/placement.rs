@@ -306,11 +306,12 @@ impl Planner for PlacementPlanner {
         options: &RebalanceOptions,
     ) -> Result<RebalancePlan> {
         let nodes = Self::node_infos(request);
-        let specs: Vec<AppSpec> = request
+        let mut specs: Vec<AppSpec> = request
             .apps
             .iter()
             .filter_map(|a| self.app_spec(&a.name, a.mode, a.placement.as_ref()).ok())
             .collect();
+        only_where_registered(&mut specs, request);
         let current = to_assignment(&request.current)?;
         let mut policy = cluster_placement::RebalancePolicy {
             max_concurrent: 0,
@@ -362,7 +363,8 @@ impl Planner for PlacementPlanner {
     fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome> {
         let nodes = Self::node_infos(request);
         let all_nodes: Vec<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
-        let mut current = to_assignment(&request.current)?;
+        let original = to_assignment(&request.current)?;
+        let mut current = original.clone();
         let mut pending = BTreeMap::new();
         let mut specs = Vec::new();
         for app in &request.apps {
@@ -371,6 +373,24 @@ impl Planner for PlacementPlanner {
                 Err(e) => {
                     pending.insert(app.name.clone(), format!("invalid placement rules: {e}"));
                 }
+            }
+        }
+        only_where_registered(&mut specs, request);
+        // A Singleton's preferred leader follows the actual leader while no move of it is
+        // requested (so a failed or withdrawn move leaves nothing behind).
+        for (app, placed) in current.apps.iter_mut() {
+            if request.moves.iter().any(|m| m.app == *app) {
+                continue;
+            }
+            let leader = request
+                .nodes
+                .iter()
+                .find(|n| n.leading.contains(app) && placed.nodes.contains(&n.id));
+            if let Some(leader) = leader
+                && placed.nodes.first() != Some(&leader.id)
+            {
+                placed.nodes.retain(|n| *n != leader.id);
+                placed.nodes.insert(0, leader.id.clone());
             }
         }
         // Moves: steer the sticky scheduler by editing the current placement.
@@ -416,11 +436,34 @@ impl Planner for PlacementPlanner {
             &mut blocked,
         );
         make_before_break(&mut assignment, &current, request);
+        // The version counts changes against the published assignment (the steering edits of
+        // `current` above are not published).
+        assignment.version = if assignment.same_placement(&original) {
+            original.version
+        } else {
+            original.version + 1
+        };
         Ok(PlanOutcome {
             assignment: to_view(&assignment)?,
             pending,
             blocked,
         })
+    }
+}
+
+/// An app runs only on nodes that registered it: a node hosting a subset of the apps gets an
+/// implicit `OnNodes` constraint on the others.
+fn only_where_registered(specs: &mut [AppSpec], request: &PlanRequest) {
+    for spec in specs {
+        let hosts: Vec<NodeId> = request
+            .nodes
+            .iter()
+            .filter(|n| n.hosts.contains(&spec.name))
+            .map(|n| n.id.clone())
+            .collect();
+        if hosts.len() < request.nodes.len() {
+            spec.constraints.push(Constraint::OnNodes { nodes: hosts });
+        }
     }
 }
 

@@ -264,6 +264,13 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
                 .filter(|a| a.running)
                 .map(|a| a.name.clone())
                 .collect(),
+            leading: m
+                .apps
+                .iter()
+                .filter(|a| a.running && a.role == crate::mode::Role::Leader)
+                .map(|a| a.name.clone())
+                .collect(),
+            hosts: m.apps.iter().map(|a| a.name.clone()).collect(),
         })
         .collect();
     let mut apps: BTreeMap<_, PlanApp> = BTreeMap::new();

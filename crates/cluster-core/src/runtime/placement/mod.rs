@@ -62,6 +62,11 @@ pub struct PlanNode {
     pub drain_release: Option<BTreeSet<AppName>>,
     /// Apps whose instance runs on it now.
     pub running: BTreeSet<AppName>,
+    /// Singleton apps it leads now.
+    pub leading: BTreeSet<AppName>,
+    /// Apps registered on it (whether running or not): an app can only run where it is
+    /// registered.
+    pub hosts: BTreeSet<AppName>,
 }
 
 /// An app as the planner sees it.
