@@ -348,15 +348,34 @@ impl Planner for PlacementPlanner {
             }
             .to_owned(),
         };
+        let mut rejected: Vec<String> = plan
+            .rejected
+            .iter()
+            .map(|(m, why)| format!("{m}: {why}"))
+            .collect();
+        let mut migrations: Vec<PlannedMigration> = Vec::new();
+        for m in plan.migrations.iter().map(step) {
+            match over_limit(request, m.to.as_ref(), &options.max_node_load) {
+                Some(why) => rejected.push(format!(
+                    "{} {}→{}: {why}",
+                    m.app,
+                    m.from.as_ref().map_or("-", |n| n.as_str()),
+                    m.to.as_ref().map_or("-", |n| n.as_str())
+                )),
+                None => migrations.push(m),
+            }
+        }
+        if options.resource_aware
+            && migrations.is_empty()
+            && let Some(m) = resource_step(request, &nodes, &specs, &current, &policy, options)
+        {
+            migrations.push(m);
+        }
         Ok(RebalancePlan {
-            migrations: plan.migrations.iter().map(step).collect(),
+            migrations,
             imbalance_before: plan.imbalance_before,
             imbalance_after: plan.imbalance_after,
-            rejected: plan
-                .rejected
-                .iter()
-                .map(|(m, why)| format!("{m}: {why}"))
-                .collect(),
+            rejected,
         })
     }
 
@@ -449,6 +468,96 @@ impl Planner for PlacementPlanner {
             blocked,
         })
     }
+}
+
+/// Why `node` may not receive an instance under `limits` (its measured load is above one).
+fn over_limit(
+    request: &PlanRequest,
+    node: Option<&NodeId>,
+    limits: &cluster_core::wire::rebalance::ResourceLimits,
+) -> Option<String> {
+    let node = node?;
+    let load = request.nodes.iter().find(|n| n.id == *node)?.load?;
+    limits.exceeded_by(&load).map(|(dim, v, limit)| {
+        format!("target {node} is over the max node load ({dim} {v:.2} > {limit:.2})")
+    })
+}
+
+/// Resource-aware rebalancing: when the measured load spreads more than the thresholds allow,
+/// one step moving an instance (Replicas) or the leadership (Singleton) from the most loaded
+/// node to the least loaded node that may take it (eligible, under `max_node_load`, and
+/// keeping every hard constraint). `None` when balanced or nothing can move.
+fn resource_step(
+    request: &PlanRequest,
+    nodes: &[NodeInfo],
+    specs: &[AppSpec],
+    current: &Assignment,
+    policy: &cluster_placement::RebalancePolicy,
+    options: &RebalanceOptions,
+) -> Option<PlannedMigration> {
+    let measured: Vec<(&NodeId, cluster_core::NodeLoad)> = request
+        .nodes
+        .iter()
+        .filter(|n| n.healthy && !n.draining)
+        .filter_map(|n| n.load.map(|l| (&n.id, l)))
+        .collect();
+    let loads: Vec<cluster_core::NodeLoad> = measured.iter().map(|(_, l)| *l).collect();
+    let (dim, _, _) = options.resource_thresholds.exceeded(&loads)?;
+    let value = |l: &cluster_core::NodeLoad| {
+        l.fractions()
+            .into_iter()
+            .find(|(d, _)| *d == dim)
+            .map_or(0.0, |(_, v)| v)
+    };
+    let mut by_load = measured.clone();
+    by_load.sort_by(|a, b| value(&a.1).total_cmp(&value(&b.1)).then(a.0.cmp(b.0)));
+    let (hot, _) = *by_load.last()?;
+    let targets: Vec<&NodeId> = by_load
+        .iter()
+        .filter(|(n, l)| {
+            *n != hot
+                && options.max_node_load.exceeded_by(l).is_none()
+                && request.nodes.iter().any(|p| p.id == **n && !p.cordoned)
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    let baseline = cluster_placement::verify(nodes, specs, current, None).len();
+    for spec in specs.iter().filter(|s| policy.may_move(s)) {
+        let Some(placed) = current.app(&spec.name) else {
+            continue;
+        };
+        if !placed.nodes.contains(hot) {
+            continue;
+        }
+        for to in &targets {
+            let mut next = current.clone();
+            let Some(p) = next.apps.get_mut(&spec.name) else {
+                continue;
+            };
+            let kind = match spec.mode {
+                Mode::Replicas { .. } if !p.nodes.contains(to) => {
+                    p.nodes.retain(|n| n != hot);
+                    p.nodes.push((*to).clone());
+                    "move"
+                }
+                Mode::Singleton if p.nodes.first() == Some(hot) && p.nodes.contains(to) => {
+                    p.nodes.retain(|n| n != *to);
+                    p.nodes.insert(0, (*to).clone());
+                    "leader"
+                }
+                _ => continue,
+            };
+            if cluster_placement::verify(nodes, specs, &next, Some(current)).len() <= baseline {
+                return Some(PlannedMigration {
+                    app: spec.name.clone(),
+                    from: Some(hot.clone()),
+                    to: Some((*to).clone()),
+                    kind: kind.to_owned(),
+                });
+            }
+        }
+    }
+    None
 }
 
 /// An app runs only on nodes that registered it: a node hosting a subset of the apps gets an

@@ -11,6 +11,7 @@ mod hooks;
 mod instance;
 mod kv;
 mod leadership;
+mod load;
 mod locks;
 mod membership;
 mod notify;
@@ -27,6 +28,7 @@ pub use audit::Audit;
 pub use events::{Event, EventStream, EventSubscription, Events};
 pub use hooks::{BoxError, HookContext};
 pub use kv::AppKv;
+pub use load::{FixedLoad, LoadProbe};
 pub use locks::DistLock;
 pub use options::{AppOptions, HookKind, PlatformOptions};
 pub use placement::{

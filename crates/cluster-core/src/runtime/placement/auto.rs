@@ -26,6 +26,7 @@ use crate::election::Election;
 use crate::error::Result;
 use crate::id::{AppName, NodeId};
 use crate::kv::KvBucket;
+use crate::member::NodeLoad;
 use crate::mode::Role;
 use crate::runtime::membership::MemberMap;
 use crate::runtime::platform::{Shared, Started};
@@ -36,9 +37,9 @@ use crate::wire::placement::{
 };
 use crate::wire::placement_admin::PlannedMigration;
 use crate::wire::rebalance::{
-    AUTO_REBALANCE_KEY, AutoRebalanceConfig, FailedMigration, MIGRATION_POLICY_KEY,
-    MigrationPolicy, REBALANCE_CANCEL_KEY, REBALANCE_STATUS_KEY, RebalancePhase, RebalanceStatus,
-    RecentMigration, approve_key,
+    AUTO_REBALANCE_KEY, AutoRebalanceConfig, DeferredMigration, FailedMigration,
+    MIGRATION_POLICY_KEY, MigrationPolicy, REBALANCE_CANCEL_KEY, REBALANCE_STATUS_KEY,
+    RebalancePhase, RebalanceStatus, RecentMigration, approve_key,
 };
 
 /// How often the leader evaluates without any event.
@@ -261,7 +262,7 @@ impl Auto {
             self.trigger = None;
         }
         if !self.status.in_progress && config.enabled {
-            self.collect_triggers(&config, now, wall);
+            self.collect_triggers(&config, &members, now, wall);
             let cooling = self
                 .run_ended
                 .is_some_and(|t| now < t + Duration::from_millis(config.cooldown_period_ms));
@@ -271,7 +272,7 @@ impl Auto {
             }
         }
         if self.status.in_progress && paused.is_none() {
-            self.start_moves(shared, &started, bucket, &config, &policy, now)
+            self.start_moves(shared, &started, bucket, &members, &config, &policy, now)
                 .await?;
         }
         if self.status.in_progress && self.plan.is_empty() && self.active.is_empty() {
@@ -309,13 +310,27 @@ impl Auto {
         self.known = Some(nodes);
     }
 
-    fn collect_triggers(&mut self, config: &AutoRebalanceConfig, now: Instant, wall: SystemTime) {
+    fn collect_triggers(
+        &mut self,
+        config: &AutoRebalanceConfig,
+        members: &MemberMap,
+        now: Instant,
+        wall: SystemTime,
+    ) {
         if config.interval_ms > 0
             && self
                 .last_eval
                 .is_none_or(|t| now >= t + Duration::from_millis(config.interval_ms))
         {
             self.trigger.get_or_insert_with(|| "interval".into());
+        }
+        if config.triggers.on_resource_imbalance {
+            let loads: Vec<NodeLoad> = members.values().filter_map(|m| m.load).collect();
+            if let Some((dim, spread, limit)) = config.resource_thresholds.exceeded(&loads) {
+                self.trigger.get_or_insert_with(|| {
+                    format!("resource imbalance: {dim} spread {spread:.2} > {limit:.2}")
+                });
+            }
         }
         if config.triggers.on_app_count_imbalance {
             self.trigger
@@ -350,6 +365,9 @@ impl Auto {
             exclude_apps: config.exclude_apps.clone(),
             include_labels: config.include_labels.clone(),
             strategy: config.strategy.clone(),
+            resource_aware: config.resource_aware,
+            resource_thresholds: config.resource_thresholds,
+            max_node_load: config.max_node_load,
         };
         let plan = planner.rebalance_with(&gathered.request, &options)?;
         let steps: Vec<PlannedMigration> = plan
@@ -464,11 +482,13 @@ impl Auto {
         self.active = still;
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn start_moves(
         &mut self,
         shared: &Shared,
         started: &Started,
         bucket: &dyn KvBucket,
+        members: &MemberMap,
         config: &AutoRebalanceConfig,
         policy: &MigrationPolicy,
         now: Instant,
@@ -477,6 +497,7 @@ impl Auto {
         let cooldown = Duration::from_millis(policy.cooldown_period_ms);
         let window = Duration::from_millis(policy.rate_limit.window_ms);
         self.status.awaiting_approval.clear();
+        self.status.deferred.clear();
         let mut i = 0;
         while i < self.plan.len() && self.active.len() < config.max_concurrent.max(1) {
             let step = self.plan[i].clone();
@@ -518,6 +539,15 @@ impl Auto {
                 continue;
             }
             if bucket.get(&move_key(app)).await?.is_some() {
+                i += 1;
+                continue;
+            }
+            if let Some(reason) = over_load_threshold(members, &step, policy.load_threshold) {
+                debug!(%app, reason, "rebalance step deferred");
+                self.status.deferred.push(DeferredMigration {
+                    migration: step,
+                    reason,
+                });
                 i += 1;
                 continue;
             }
@@ -645,4 +675,25 @@ async fn take_over(
     }
     info!(app = %step.app, "took over an inherited rebalance step");
     Some(lock)
+}
+
+/// Why `step` must wait under the policy's `load_threshold`: its target's measured load is
+/// above it (`None`: go ahead; unmeasured targets and a threshold of 0 never wait).
+fn over_load_threshold(
+    members: &MemberMap,
+    step: &PlannedMigration,
+    threshold: f64,
+) -> Option<String> {
+    if threshold <= 0.0 {
+        return None;
+    }
+    let to = step.to.as_ref()?;
+    let load = members.get(to)?.load?;
+    let (dim, value) = load
+        .fractions()
+        .into_iter()
+        .fold(("cpu", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    (value > threshold).then(|| {
+        format!("target {to} load {dim} {value:.2} is above the load threshold {threshold:.2}")
+    })
 }

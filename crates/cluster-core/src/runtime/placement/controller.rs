@@ -271,6 +271,7 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
                 .map(|a| a.name.clone())
                 .collect(),
             hosts: m.apps.iter().map(|a| a.name.clone()).collect(),
+            load: m.load,
         })
         .collect();
     let mut apps: BTreeMap<_, PlanApp> = BTreeMap::new();

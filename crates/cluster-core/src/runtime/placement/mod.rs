@@ -67,6 +67,8 @@ pub struct PlanNode {
     /// Apps registered on it (whether running or not): an app can only run where it is
     /// registered.
     pub hosts: BTreeSet<AppName>,
+    /// Its measured load (`None`: not measured).
+    pub load: Option<crate::member::NodeLoad>,
 }
 
 /// An app as the planner sees it.
@@ -175,4 +177,11 @@ pub struct RebalanceOptions {
     pub include_labels: Labels,
     /// `spread-evenly`, `bin-pack`, `zone-aware[:label]` (empty: spread evenly).
     pub strategy: String,
+    /// Resource-aware: when app counts are balanced but the measured load spreads more than
+    /// `resource_thresholds`, move one instance from the most to the least loaded node.
+    pub resource_aware: bool,
+    /// Load spread thresholds (resource-aware).
+    pub resource_thresholds: crate::wire::rebalance::ResourceThresholds,
+    /// Never plan a step onto a node above these load limits.
+    pub max_node_load: crate::wire::rebalance::ResourceLimits,
 }
