@@ -15,6 +15,9 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied()).unwrap()
 }
 
+/// (node, labels) as seen by the callback.
+type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
 async fn next(w: &mut LabelWatch) -> (NodeId, Labels) {
     tokio::time::timeout(Duration::from_secs(10), w.next())
         .await
@@ -40,7 +43,7 @@ async fn label_changes_of_any_node_are_watched_cluster_wide_and_re_evaluate_plac
     }
     let mut watch = c.node("n3").platform.watch_labels().await.unwrap();
     assert_eq!(watch.current().len(), 3);
-    let seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let s = seen.clone();
     let handle = c
         .node("n1")
