@@ -1,5 +1,5 @@
 //! Node load from Linux `/proc` for the member record ([`ProcLoadProbe`], a
-//! [`LoadProbe`](cluster_core::runtime::LoadProbe)): CPU as the 1-minute load average per
+//! [`LoadProbe`]): CPU as the 1-minute load average per
 //! core, memory as `1 − MemAvailable/MemTotal`. Disk is not measured (reported as 0). On
 //! systems without `/proc` the probe reports no load.
 //!
