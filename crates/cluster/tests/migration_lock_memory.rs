@@ -1,8 +1,11 @@
 //! The per-app migration lock on in-memory nodes (paused time): while one move of an app is
 //! in flight, a second move or a drain touching the app fails at once with `LockHeld`; once
-//! the first ends the lock is free again.
+//! the first ends the lock is free again. A move whose requester died stops steering placement
+//! once its lock expired (fencing), and is never executed later.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cluster::placement::planner;
@@ -100,4 +103,72 @@ async fn concurrent_migrations_of_one_app_are_refused_with_lock_held() {
         .unwrap();
     assert_eq!(moved.as_str(), t2);
     assert_eq!(c.leaders("db"), vec![t2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_move_whose_requester_died_is_dropped_once_its_lock_expires() {
+    let mut c = SimCluster::new("prod", PlatformOptions::fast()).with_planner(planner());
+    let hang = Arc::new(AtomicBool::new(true));
+    for n in ["n1", "n2", "n3"] {
+        let db = App::singleton("db").unwrap();
+        if n == "n3" {
+            // n3 cannot get ready while `hang` is set: the move to it stays pending.
+            let hang = hang.clone();
+            db.on_start(move |_| {
+                let hang = hang.load(Ordering::SeqCst);
+                async move {
+                    if hang {
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    }
+                    Ok(())
+                }
+            });
+        }
+        c.start_node(n, vec![db]).await.unwrap();
+    }
+    let (leader, _) = c.wait_leader("db", Duration::from_secs(20)).await;
+    let requester = if leader == "n1" { "n2" } else { "n1" };
+    let p = c.node(requester).platform.clone();
+    let pending = tokio::spawn({
+        let leader = leader.clone();
+        async move { p.move_app(mv("db", &leader, "n3")).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!pending.is_finished());
+    let preferred = |c: &SimCluster| {
+        let c = c.node(&leader).platform.clone();
+        async move {
+            let r = c.assignment().await.unwrap().unwrap();
+            r.assignment.apps[&cluster::AppName::new("db").unwrap()].nodes[0].to_string()
+        }
+    };
+    assert_eq!(preferred(&c).await, "n3", "the move steers the assignment");
+    // The requester dies mid-move: its lock is no longer renewed.
+    c.crash_node(requester);
+    pending.abort();
+    // Once the lock expired the move is dropped: the preference returns to the leader...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while preferred(&c).await != leader {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stale move still steers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and when n3 gets ready later, no hand-off happens.
+    hang.store(false, Ordering::SeqCst);
+    wait_until("n3 ready", Duration::from_secs(60), || {
+        c.node("n3").app("db").role() == cluster::Role::Standby
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(c.leaders("db"), vec![leader.clone()]);
+    // The lock is free: a new move goes through.
+    let moved = c
+        .node(&leader)
+        .platform
+        .move_app(mv("db", &leader, "n3"))
+        .await
+        .unwrap();
+    assert_eq!(moved.as_str(), "n3");
 }

@@ -665,13 +665,20 @@ async fn take_over(
         .await
         .ok()??;
     let key = move_key(&step.app);
-    if let Ok(Some(entry)) = bucket.get(&key).await
-        && let Ok(mut record) = decode::<MoveRecord>("move", &entry.value)
-    {
-        record.lock = lock.fence();
-        if let Ok(value) = encode(&record) {
-            let _ = bucket.update(&key, value, entry.revision, None).await;
+    match bucket.get(&key).await {
+        Ok(Some(entry)) => {
+            if let Ok(mut record) = decode::<MoveRecord>("move", &entry.value) {
+                record.lock = lock.fence();
+                if let Ok(value) = encode(&record) {
+                    let _ = bucket.update(&key, value, entry.revision, None).await;
+                }
+            }
         }
+        // Removed as stale meanwhile (its lock had expired): issue it again.
+        Ok(None) => {
+            let _ = write_move(bucket, step, Some(&shared.node), lock.fence()).await;
+        }
+        Err(_) => {}
     }
     info!(app = %step.app, "took over an inherited rebalance step");
     Some(lock)

@@ -113,6 +113,15 @@ async fn reconcile(
     epoch: Epoch,
 ) -> Result<()> {
     let gathered = gather(shared, bucket).await?;
+    for (key, revision) in &gathered.stale_moves {
+        // Compare-and-delete: a move rewritten meanwhile (new lock) is kept.
+        if bucket.delete(key, Some(*revision)).await.is_ok() {
+            info!(
+                key,
+                "removed a move whose requester's migration lock expired"
+            );
+        }
+    }
     let (current_record, current_rev) = (gathered.current, gathered.revision);
     if let Some(r) = &current_record
         && r.epoch > epoch.0
@@ -187,6 +196,8 @@ pub(crate) struct Gathered {
     pub(crate) cordoned: Vec<String>,
     /// Nodes being drained.
     pub(crate) draining: Vec<String>,
+    /// Move records whose migration lock expired (key, revision): nobody drives them.
+    pub(crate) stale_moves: Vec<(String, Revision)>,
 }
 
 /// Reads membership and the placement bucket into a planning request.
@@ -196,6 +207,7 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
     let mut cordoned = Vec::new();
     let mut draining = Vec::new();
     let mut drains: BTreeMap<String, DrainRecord> = BTreeMap::new();
+    let mut stale_moves = Vec::new();
     let mut moves = Vec::new();
     for key in bucket.keys("").await? {
         let Some(entry) = bucket.get(&key).await? else {
@@ -222,6 +234,7 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
                         });
                     } else {
                         debug!(%app, "ignoring a move whose migration lock expired");
+                        stale_moves.push((key.clone(), entry.revision));
                     }
                 }
                 (_, Err(e)) => {
@@ -299,6 +312,7 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
         revision: current_rev,
         cordoned,
         draining,
+        stale_moves,
     })
 }
 

@@ -189,6 +189,18 @@ impl Platform {
                 }
             }
         }
+        // Where each app was placed when the drain started (to tell its new targets).
+        let initial: BTreeMap<AppName, Vec<NodeId>> = self
+            .assignment()
+            .await?
+            .map(|r| {
+                r.assignment
+                    .apps
+                    .into_iter()
+                    .map(|(app, p)| (app, p.nodes))
+                    .collect()
+            })
+            .unwrap_or_default();
         self.cordon_node(node, "drain").await?;
         let limit = options.max_concurrent;
         let mut record = DrainRecord {
@@ -242,13 +254,19 @@ impl Platform {
                             .collect()
                     })
                     .unwrap_or_default();
-                // Apps whose placement elsewhere is fully running (their migration is over).
+                // Apps whose new placements (nodes added since the drain started) all run
+                // ready: their migration is over. Nodes that already ran the app are not
+                // waited for (an unrelated failure there must not hold the drain).
                 let settled: BTreeSet<AppName> = on_node
                     .iter()
                     .filter(|app| {
                         assignment.as_ref().is_none_or(|r| {
                             r.assignment.apps.get(*app).is_none_or(|p| {
-                                p.nodes.iter().filter(|n| **n != node_id).all(|n| {
+                                let before = initial.get(*app);
+                                let added = p.nodes.iter().filter(|n| {
+                                    **n != node_id && before.is_none_or(|b| !b.contains(n))
+                                });
+                                added.into_iter().all(|n| {
                                     view.get(n).is_some_and(|m| {
                                         // Ready: started (`on_start` done), not starting.
                                         m.apps.iter().any(|a| {
