@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::lock::MigrationLock;
 use super::{Planner, RebalanceOptions};
 use crate::election::Election;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
 use crate::kv::KvBucket;
 use crate::member::NodeLoad;
@@ -562,11 +562,22 @@ impl Auto {
             }
             // Another migration of the app (an operator's move, a drain) is in progress: the
             // step waits for it.
-            let Some(lock) = MigrationLock::try_acquire(shared, started, app, "rebalance").await?
-            else {
-                debug!(%app, "migration lock held elsewhere; the rebalance step waits");
-                i += 1;
-                continue;
+            let lock = match MigrationLock::acquire(shared, started, app, "rebalance").await {
+                Ok(lock) => lock,
+                Err(Error::LockHeld { holder }) => {
+                    debug!(%app, ?holder, "migration lock held elsewhere; the rebalance step waits");
+                    let reason = format!(
+                        "another migration of {app} holds its migration lock ({})",
+                        holder.unwrap_or_default()
+                    );
+                    self.status.deferred.push(DeferredMigration {
+                        migration: step,
+                        reason,
+                    });
+                    i += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             if let Err(e) = write_move(bucket, &step, Some(&shared.node), lock.fence()).await {
                 lock.release().await;
