@@ -619,7 +619,8 @@ pub struct RebalanceStatus {
     pub awaiting_approval: Vec<PlannedMigration>,
     /// Failed migrations of this run.
     pub failed: Vec<FailedMigration>,
-    /// Steps of the run that wait (policy `load_threshold`), with the reason.
+    /// Steps of the run that wait (policy `load_threshold`, or another migration of the app
+    /// holds its migration lock), with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deferred: Vec<DeferredMigration>,
     /// When the last run started (wall clock, ms since the epoch; 0: never).
