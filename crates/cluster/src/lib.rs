@@ -37,6 +37,7 @@ pub use cluster_core::{
     MethodName, Mode, NodeId, Platform, PlatformName, PlatformOptions, Result, Role,
 };
 
+pub mod load;
 pub mod placement;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
