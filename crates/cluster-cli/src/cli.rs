@@ -142,9 +142,13 @@ pub(crate) enum NodeCommand {
         /// Give up after this long [default: 5m].
         #[arg(long)]
         timeout: Option<String>,
-        /// Stop instances that cannot be placed anywhere else.
+        /// Stop instances that cannot be placed anywhere else (without it they keep running
+        /// and the drain times out naming them).
         #[arg(long)]
         force: bool,
+        /// At most this many instances migrate at a time [default: all at once].
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        max_concurrent: usize,
     },
     /// Stop placing new instances on a node (it keeps what it runs).
     Cordon {

@@ -32,7 +32,7 @@ pub use id::{AppName, LockName, MethodName, NodeId, PlatformName, SubjectToken};
 pub use kv::{BucketConfig, KvBucket, KvEntry, KvStore, KvWatch, Revision, WatchEvent, WatchOp};
 pub use labels::Labels;
 pub use lock::Lock;
-pub use member::{Member, MemberApp};
+pub use member::{Member, MemberApp, NodeLoad};
 pub use mode::{Mode, Role};
 pub use runtime::{App, Platform, PlatformOptions};
 pub use transport::{Headers, Message, Subscription, Transport};

@@ -60,6 +60,53 @@ pub struct Member {
     pub version: String,
     /// The node is stopping gracefully (auto-rebalance pauses).
     pub shutting_down: bool,
+    /// The node's measured load (`None`: not measured, no [`LoadProbe`] configured).
+    ///
+    /// [`LoadProbe`]: crate::runtime::LoadProbe
+    pub load: Option<NodeLoad>,
+}
+
+/// A node's load, as fractions in permille (integers, so records compare exactly): `cpu` is
+/// the run-queue load per core (1000 = every core busy; may exceed 1000), `memory` and `disk`
+/// the used share of the total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    /// CPU load per core, ‰.
+    #[serde(default)]
+    pub cpu: u32,
+    /// Memory in use, ‰.
+    #[serde(default)]
+    pub memory: u32,
+    /// Disk in use, ‰.
+    #[serde(default)]
+    pub disk: u32,
+}
+
+impl NodeLoad {
+    /// A load from fractions (`0.45` = 45 %), clamped to 0–10.
+    pub fn from_fractions(cpu: f64, memory: f64, disk: f64) -> Self {
+        let permille = |f: f64| {
+            if f.is_finite() {
+                (f.clamp(0.0, 10.0) * 1000.0).round() as u32
+            } else {
+                0
+            }
+        };
+        Self {
+            cpu: permille(cpu),
+            memory: permille(memory),
+            disk: permille(disk),
+        }
+    }
+
+    /// `(name, fraction)` of each dimension: `cpu`, `memory`, `disk`.
+    pub fn fractions(&self) -> [(&'static str, f64); 3] {
+        [
+            ("cpu", f64::from(self.cpu) / 1000.0),
+            ("memory", f64::from(self.memory) / 1000.0),
+            ("disk", f64::from(self.disk) / 1000.0),
+        ]
+    }
 }
 
 impl Member {

@@ -26,7 +26,7 @@ pub use migration::{Migration, MigrationKind, diff};
 pub use model::{AppSpec, Constraint, NodeInfo, Preference};
 pub use rebalance::{
     DrainPlan, Plan, RebalancePolicy, RebalanceState, RebalanceStrategy, imbalance, node_loads,
-    plan_drain, plan_evacuate, plan_rebalance,
+    plan_drain, plan_drain_nodes, plan_evacuate, plan_rebalance,
 };
 pub use resources::{ResourceError, Resources};
 pub use ring::{HashRing, RingError, VnodeRing, assign_partitions, partition_of};

@@ -290,3 +290,55 @@ async fn malformed_requests_are_rejected_and_counted() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn leader_routing_follows_a_not_leader_hint_when_the_callers_view_is_stale() {
+    let mut cluster = SimCluster::new("prod", PlatformOptions::fast());
+    for n in ["n1", "n2", "n3"] {
+        let db = App::singleton("db").unwrap();
+        let node = n.to_owned();
+        db.handle("who", move |req| {
+            let node = node.clone();
+            async move {
+                if !req.app.is_leader() {
+                    return Err("served by a non-leader".into());
+                }
+                Ok(Bytes::from(node))
+            }
+        })
+        .unwrap();
+        cluster.start_node(n, vec![db]).await.unwrap();
+    }
+    let (old, _) = cluster.wait_leader("db", Duration::from_secs(5)).await;
+    let others: Vec<String> = cluster.names().into_iter().filter(|n| *n != old).collect();
+    let (caller, new) = (others[0].clone(), others[1].clone());
+    // The caller hears about the hand-over 2 s late (its watch events and messages are delayed).
+    cluster.network.set_delay(&caller, Duration::from_secs(2));
+    cluster
+        .node(&old)
+        .app("db")
+        .hand_off(&new.parse().unwrap())
+        .await
+        .unwrap();
+    let (leader, _) = cluster.wait_leader("db", Duration::from_secs(5)).await;
+    assert_eq!(leader, new);
+    assert_eq!(
+        cluster
+            .node(&caller)
+            .app("db")
+            .leader()
+            .map(|l| l.to_string()),
+        Some(old.clone()),
+        "the caller's view must still be stale for this test to mean anything"
+    );
+    // The request goes to the old leader, which answers NotLeader naming the new one; the
+    // client follows that hint once and gets the new leader's answer.
+    let reply = cluster
+        .node(&caller)
+        .app("db")
+        .rpc()
+        .call_with_timeout(Routing::ToLeader, "who", "", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(reply, new.as_bytes());
+}

@@ -111,6 +111,12 @@ pub enum WalError {
     /// Writes are refused (not the leader, lease lapsed, fenced or shut down).
     #[error("writes refused: {0}")]
     NotWritable(String),
+    /// This node is a standby: writes go to the leader (the message says how).
+    #[error("not the leader: {0}")]
+    NotLeader(String),
+    /// A query of the app's sqlx pool ([`crate::pool::WalPool`]) failed.
+    #[error("sql: {0}")]
+    Sqlx(sqlx::Error),
     /// `PRAGMA quick_check` / `integrity_check` did not return `ok`.
     #[error("integrity check failed: {0}")]
     Integrity(String),
@@ -143,7 +149,8 @@ impl WalError {
             WalError::Log(cluster_core::Error::Conflict { .. }) | WalError::Fenced { .. } => {
                 ErrorKind::Fenced
             }
-            WalError::NotWritable(_) => ErrorKind::Fenced,
+            WalError::NotWritable(_) | WalError::NotLeader(_) => ErrorKind::Fenced,
+            WalError::Sqlx(e) if crate::pool::is_retryable(e) => ErrorKind::Retryable,
             WalError::ContinuityBreak(_)
             | WalError::CorruptRecord { .. }
             | WalError::ChecksumMismatch { .. }

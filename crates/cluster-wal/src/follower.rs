@@ -31,6 +31,25 @@ const BATCH_MAX_BYTES: usize = 8 << 20;
 /// ... and this many records.
 const BATCH_MAX_RECORDS: usize = 1024;
 
+/// Called around a snapshot restore of the standby file, to close and hold off the app's
+/// connections on it.
+///
+/// # To ensure correctness
+///
+/// A restore rewrites the database file and deletes its `-wal` and `-shm` while the process
+/// keeps SQLite's shared-memory index of the file for as long as any connection on it is
+/// open: a connection open across the restore makes the restore fail (disk I/O error) or
+/// reads wrong. `before_restore` must return only once no connection of the implementor is
+/// open on the file (or after a bounded wait, logging that some still are), and must keep new
+/// ones from opening until `after_restore`, which is called once the restore finished or
+/// failed. Both run on the follower's blocking thread and must not wait on it.
+pub trait RestoreFence: Send + Sync + std::fmt::Debug {
+    /// The restore is about to start: close every connection on the file.
+    fn before_restore(&self);
+    /// The restore finished (or failed): connections may open again.
+    fn after_restore(&self);
+}
+
 /// Follower configuration.
 #[derive(Debug, Clone)]
 pub struct FollowerConfig {
@@ -42,6 +61,9 @@ pub struct FollowerConfig {
     pub retry_interval: Duration,
     /// The `db` label of this database's metrics (default: the file stem).
     pub metrics_name: String,
+    /// Closes the app's connections around snapshot restores (the `WalResource` sets its
+    /// sqlx pool here).
+    pub restore_fence: Option<std::sync::Arc<dyn RestoreFence>>,
 }
 
 impl FollowerConfig {
@@ -53,6 +75,7 @@ impl FollowerConfig {
             db_path,
             options: StandbyOptions::default(),
             retry_interval: Duration::from_secs(1),
+            restore_fence: None,
         }
     }
 }
@@ -321,9 +344,16 @@ impl Worker {
             ));
         }
         let (path, _) = standby.close();
+        let fence = self.cfg.restore_fence.clone();
+        if let Some(f) = &fence {
+            f.before_restore();
+        }
         let restored = snap
             .restore(&path, self.cfg.options.fsync_position)
             .and_then(|_| Standby::open(&path, self.cfg.options));
+        if let Some(f) = &fence {
+            f.after_restore();
+        }
         match restored {
             Ok(s) => {
                 metrics::add(metrics::RESTORES, &self.cfg.metrics_name, 1);

@@ -7,6 +7,8 @@
 //! * pure: [`wal`] (WAL parsing), [`pagesum`] (rolling checksum), [`record`] (wire format);
 //! * blocking, one thread per database: [`capture`] (leader), [`apply`] (standby), [`snapshot`];
 //! * async runtimes: [`leader`], [`follower`], [`mod@promote`];
+//! * app-facing: [`resource`] ([`WalDb`]: rusqlite closures) and [`mod@pool`] ([`WalPool`]: the
+//!   sqlx pool, `WalDb::pool()`);
 //! * [`memory`]: in-memory log and object store for tests, benchmarks and dev mode.
 
 pub mod admin;
@@ -19,6 +21,7 @@ pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod pagesum;
+pub mod pool;
 pub mod position;
 pub mod promote;
 pub mod record;
@@ -31,10 +34,13 @@ pub mod wal;
 pub use apply::{Applied, Standby, StandbyOptions};
 pub use capture::{Capture, CheckpointOutcome, LeaderStart};
 pub use error::{ErrorKind, Result, WalError};
-pub use follower::{Follower, FollowerConfig, FollowerProgress};
+pub use follower::{Follower, FollowerConfig, FollowerProgress, RestoreFence};
 pub use leader::{Durability, Leader, LeaderConfig, LeaderProgress};
+pub use pool::{FencedTx, WalPool};
 pub use position::Position;
 pub use promote::{PromoteConfig, bootstrap, promote, promote_standby};
 pub use resource::{WalDb, WalResource, WalRole, WalStatus, WithSqlite};
 pub use restore::{RestoreReport, RestoreStep};
 pub use snapshot::{Retention, Snapshot, SnapshotMeta};
+/// The sqlx version of [`WalPool`] (use it for queries: `cluster_wal::sqlx::query(…)`).
+pub use sqlx;

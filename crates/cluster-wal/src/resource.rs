@@ -7,6 +7,10 @@
 //! app.add_resource(wal, RetryPolicy::default());
 //! // in handlers, with the term's fencing token:
 //! db.write(token, |c| c.execute("INSERT …", [])).await?;
+//! // or the async sqlx API on the same replica (see `crate::pool`):
+//! let mut tx = db.pool().begin(token).await?;
+//! sqlx::query("INSERT …").execute(&mut *tx).await?;
+//! tx.commit().await?;
 //! ```
 //!
 //! * `activate(epoch)`: stop following, catch up to the log tail, append `EpochStart` with the
@@ -19,6 +23,8 @@
 //! * [`WalDb`] is the app's handle: writes need the current term's token (checked against the
 //!   resource's epoch and, when set, the app's own `check_epoch`); reads work on every node
 //!   through read-only connections.
+//! * [`WalDb::pool`] is the sqlx pool on the replica ([`crate::pool::WalPool`]): fenced write
+//!   transactions on the leader, read-only on standbys, following role changes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +62,7 @@ pub struct WithSqlite {
     poll_interval: Duration,
     checkpoint_frames: u64,
     metrics_name: Option<String>,
+    pool_connections: u32,
 }
 
 impl WithSqlite {
@@ -75,7 +82,13 @@ impl WithSqlite {
             poll_interval: Duration::from_millis(25),
             checkpoint_frames: 1000,
             metrics_name: None,
+            pool_connections: 4,
         }
+    }
+
+    /// The path of the local replica.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// This node's id (written into the records it ships).
@@ -131,6 +144,12 @@ impl WithSqlite {
         self
     }
 
+    /// Maximum connections of the app's sqlx pool ([`WalDb::pool`]), per role (default 4).
+    pub fn pool_max_connections(mut self, max: u32) -> Self {
+        self.pool_connections = max.max(1);
+        self
+    }
+
     /// Starts following the log as a standby and returns the resource (add it to the app) and
     /// the app-facing handle.
     pub async fn start(
@@ -140,7 +159,9 @@ impl WithSqlite {
     ) -> Result<(Arc<WalResource>, WalDb)> {
         metrics::describe();
         let (role_tx, _) = watch::channel(WalRole::Standby);
+        let pool = Arc::new(crate::pool::Shared::new(self.pool_connections));
         let inner = Arc::new(Inner {
+            pool,
             cfg: self,
             log,
             store,
@@ -182,7 +203,7 @@ pub struct WalStatus {
     pub leader: Option<LeaderProgress>,
 }
 
-type EpochCheck = Arc<dyn Fn(Epoch) -> cluster_core::Result<()> + Send + Sync>;
+pub(crate) type EpochCheck = Arc<dyn Fn(Epoch) -> cluster_core::Result<()> + Send + Sync>;
 
 #[derive(Default)]
 pub(crate) struct Views {
@@ -210,6 +231,8 @@ pub(crate) struct Inner {
     pub(crate) role: watch::Sender<WalRole>,
     /// `created_us` of the newest snapshot seen (for the age metric).
     last_snapshot_us: AtomicU64,
+    /// The app's sqlx pools ([`WalDb::pool`]).
+    pool: Arc<crate::pool::Shared>,
 }
 
 impl Inner {
@@ -232,6 +255,7 @@ impl Inner {
         let mut fc = FollowerConfig::new(&self.cfg.path);
         fc.options = self.cfg.standby;
         fc.metrics_name = self.metrics_name();
+        fc.restore_fence = Some(self.pool.clone());
         let f = Follower::start(fc, self.log.clone(), self.store.clone())?;
         self.views_mut().follower = Some(f.subscribe());
         self.role.send_replace(WalRole::Standby);
@@ -447,6 +471,8 @@ impl WalResource {
         let mut v = self.inner.views_mut();
         v.active = None;
         v.follower = None;
+        drop(v);
+        self.inner.pool.close();
         self.inner.role.send_replace(WalRole::Stopped);
     }
 }
@@ -454,6 +480,10 @@ impl WalResource {
 pub(crate) fn to_core(e: WalError) -> Error {
     match e {
         WalError::Log(e) => e,
+        WalError::NotLeader(_) => Error::NotLeader {
+            leader: None,
+            epoch: None,
+        },
         e if e.kind() == ErrorKind::Retryable => Error::Unavailable(e.to_string()),
         e => Error::Internal(format!("wal: {e}")),
     }
@@ -532,6 +562,38 @@ impl WalDb {
         }
     }
 
+    /// The app-facing sqlx pool on this database (see [`crate::pool`]): token-checked write
+    /// transactions on the leader, read-only queries on standbys; it follows role changes.
+    /// Every call returns a handle on the same connections.
+    ///
+    /// ```no_run
+    /// # async fn example(db: cluster_wal::WalDb, token: cluster_core::Epoch) -> cluster_wal::Result<()> {
+    /// let pool = db.pool();
+    /// let mut tx = pool.begin(token).await?;
+    /// cluster_wal::sqlx::query("UPDATE counters SET n = n + 1").execute(&mut *tx).await?;
+    /// tx.commit().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pool(&self) -> crate::pool::WalPool {
+        crate::pool::WalPool::new(self.clone(), self.inner.pool.clone())
+    }
+
+    /// The term this node leads and its leader, when leading.
+    pub(crate) fn active(&self) -> Option<(Epoch, Arc<Leader>)> {
+        self.inner.views().active.clone()
+    }
+
+    /// The app's epoch check, when set.
+    pub(crate) fn epoch_check(&self) -> Option<EpochCheck> {
+        self.inner.views().epoch_check.clone()
+    }
+
+    /// The configured durability of writes.
+    pub(crate) fn durability(&self) -> Durability {
+        self.inner.cfg.durability
+    }
+
     pub(crate) fn leader_for(&self, token: Epoch) -> Result<Arc<Leader>> {
         let (active, check) = {
             let v = self.inner.views();
@@ -581,14 +643,18 @@ impl WalDb {
         leader.write(durability, f).await
     }
 
-    /// Runs `f` on a fresh read-only connection (leader or standby).
+    /// Runs `f` on a fresh read-only connection (leader or standby). Waits while the standby
+    /// restores a snapshot (and a restore waits for running reads).
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let path = self.inner.cfg.path.clone();
+        // Held while the connection is open: a standby snapshot restore waits for it.
+        let guard = self.inner.pool.enter_read().await;
         tokio::task::spawn_blocking(move || {
+            let _guard = guard;
             let conn = crate::sqlite::open_readonly(&path)?;
             Ok(f(&conn)?)
         })

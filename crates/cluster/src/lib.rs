@@ -37,7 +37,10 @@ pub use cluster_core::{
     MethodName, Mode, NodeId, Platform, PlatformName, PlatformOptions, Result, Role,
 };
 
+pub mod load;
 pub mod placement;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 /// The core crate, for the traits and wire formats.
 pub use cluster_core as core;

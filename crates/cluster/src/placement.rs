@@ -306,11 +306,12 @@ impl Planner for PlacementPlanner {
         options: &RebalanceOptions,
     ) -> Result<RebalancePlan> {
         let nodes = Self::node_infos(request);
-        let specs: Vec<AppSpec> = request
+        let mut specs: Vec<AppSpec> = request
             .apps
             .iter()
             .filter_map(|a| self.app_spec(&a.name, a.mode, a.placement.as_ref()).ok())
             .collect();
+        only_where_registered(&mut specs, request);
         let current = to_assignment(&request.current)?;
         let mut policy = cluster_placement::RebalancePolicy {
             max_concurrent: 0,
@@ -347,22 +348,42 @@ impl Planner for PlacementPlanner {
             }
             .to_owned(),
         };
+        let mut rejected: Vec<String> = plan
+            .rejected
+            .iter()
+            .map(|(m, why)| format!("{m}: {why}"))
+            .collect();
+        let mut migrations: Vec<PlannedMigration> = Vec::new();
+        for m in plan.migrations.iter().map(step) {
+            match over_limit(request, m.to.as_ref(), &options.max_node_load) {
+                Some(why) => rejected.push(format!(
+                    "{} {}→{}: {why}",
+                    m.app,
+                    m.from.as_ref().map_or("-", |n| n.as_str()),
+                    m.to.as_ref().map_or("-", |n| n.as_str())
+                )),
+                None => migrations.push(m),
+            }
+        }
+        if options.resource_aware
+            && migrations.is_empty()
+            && let Some(m) = resource_step(request, &nodes, &specs, &current, &policy, options)
+        {
+            migrations.push(m);
+        }
         Ok(RebalancePlan {
-            migrations: plan.migrations.iter().map(step).collect(),
+            migrations,
             imbalance_before: plan.imbalance_before,
             imbalance_after: plan.imbalance_after,
-            rejected: plan
-                .rejected
-                .iter()
-                .map(|(m, why)| format!("{m}: {why}"))
-                .collect(),
+            rejected,
         })
     }
 
     fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome> {
         let nodes = Self::node_infos(request);
         let all_nodes: Vec<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
-        let mut current = to_assignment(&request.current)?;
+        let original = to_assignment(&request.current)?;
+        let mut current = original.clone();
         let mut pending = BTreeMap::new();
         let mut specs = Vec::new();
         for app in &request.apps {
@@ -371,6 +392,24 @@ impl Planner for PlacementPlanner {
                 Err(e) => {
                     pending.insert(app.name.clone(), format!("invalid placement rules: {e}"));
                 }
+            }
+        }
+        only_where_registered(&mut specs, request);
+        // A Singleton's preferred leader follows the actual leader while no move of it is
+        // requested (so a failed or withdrawn move leaves nothing behind).
+        for (app, placed) in current.apps.iter_mut() {
+            if request.moves.iter().any(|m| m.app == *app) {
+                continue;
+            }
+            let leader = request
+                .nodes
+                .iter()
+                .find(|n| n.leading.contains(app) && placed.nodes.contains(&n.id));
+            if let Some(leader) = leader
+                && placed.nodes.first() != Some(&leader.id)
+            {
+                placed.nodes.retain(|n| *n != leader.id);
+                placed.nodes.insert(0, leader.id.clone());
             }
         }
         // Moves: steer the sticky scheduler by editing the current placement.
@@ -406,17 +445,208 @@ impl Planner for PlacementPlanner {
                 Mode::Spread | Mode::Ring { .. } => {}
             }
         }
-        let result = cluster_placement::schedule(&nodes, &specs, &current);
-        for (app, reason) in result.pending {
-            pending.insert(app, reason);
-        }
-        let mut assignment = result.assignment;
+        let (mut assignment, mut blocked) =
+            schedule_with_drains(&nodes, &specs, &current, request, &mut pending);
+        throttle_drains(
+            &mut assignment,
+            &current,
+            request,
+            &mut pending,
+            &mut blocked,
+        );
         make_before_break(&mut assignment, &current, request);
+        // The version counts changes against the published assignment (the steering edits of
+        // `current` above are not published).
+        assignment.version = if assignment.same_placement(&original) {
+            original.version
+        } else {
+            original.version + 1
+        };
         Ok(PlanOutcome {
             assignment: to_view(&assignment)?,
             pending,
+            blocked,
         })
     }
+}
+
+/// Why `node` may not receive an instance under `limits` (its measured load is above one).
+fn over_limit(
+    request: &PlanRequest,
+    node: Option<&NodeId>,
+    limits: &cluster_core::wire::rebalance::ResourceLimits,
+) -> Option<String> {
+    let node = node?;
+    let load = request.nodes.iter().find(|n| n.id == *node)?.load?;
+    limits.exceeded_by(&load).map(|(dim, v, limit)| {
+        format!("target {node} is over the max node load ({dim} {v:.2} > {limit:.2})")
+    })
+}
+
+/// Resource-aware rebalancing: when the measured load spreads more than the thresholds allow,
+/// one step moving an instance (Replicas) or the leadership (Singleton) from the most loaded
+/// node to the least loaded node that may take it (eligible, under `max_node_load`, and
+/// keeping every hard constraint). `None` when balanced or nothing can move.
+fn resource_step(
+    request: &PlanRequest,
+    nodes: &[NodeInfo],
+    specs: &[AppSpec],
+    current: &Assignment,
+    policy: &cluster_placement::RebalancePolicy,
+    options: &RebalanceOptions,
+) -> Option<PlannedMigration> {
+    let measured: Vec<(&NodeId, cluster_core::NodeLoad)> = request
+        .nodes
+        .iter()
+        .filter(|n| n.healthy && !n.draining)
+        .filter_map(|n| n.load.map(|l| (&n.id, l)))
+        .collect();
+    let loads: Vec<cluster_core::NodeLoad> = measured.iter().map(|(_, l)| *l).collect();
+    let (dim, _, _) = options.resource_thresholds.exceeded(&loads)?;
+    let value = |l: &cluster_core::NodeLoad| {
+        l.fractions()
+            .into_iter()
+            .find(|(d, _)| *d == dim)
+            .map_or(0.0, |(_, v)| v)
+    };
+    let mut by_load = measured.clone();
+    by_load.sort_by(|a, b| value(&a.1).total_cmp(&value(&b.1)).then(a.0.cmp(b.0)));
+    let (hot, _) = *by_load.last()?;
+    let targets: Vec<&NodeId> = by_load
+        .iter()
+        .filter(|(n, l)| {
+            *n != hot
+                && options.max_node_load.exceeded_by(l).is_none()
+                && request.nodes.iter().any(|p| p.id == **n && !p.cordoned)
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    let baseline = cluster_placement::verify(nodes, specs, current, None).len();
+    for spec in specs.iter().filter(|s| policy.may_move(s)) {
+        let Some(placed) = current.app(&spec.name) else {
+            continue;
+        };
+        if !placed.nodes.contains(hot) {
+            continue;
+        }
+        for to in &targets {
+            let mut next = current.clone();
+            let Some(p) = next.apps.get_mut(&spec.name) else {
+                continue;
+            };
+            let kind = match spec.mode {
+                Mode::Replicas { .. } if !p.nodes.contains(to) => {
+                    p.nodes.retain(|n| n != hot);
+                    p.nodes.push((*to).clone());
+                    "move"
+                }
+                Mode::Singleton if p.nodes.first() == Some(hot) && p.nodes.contains(to) => {
+                    p.nodes.retain(|n| n != *to);
+                    p.nodes.insert(0, (*to).clone());
+                    "leader"
+                }
+                _ => continue,
+            };
+            if cluster_placement::verify(nodes, specs, &next, Some(current)).len() <= baseline {
+                return Some(PlannedMigration {
+                    app: spec.name.clone(),
+                    from: Some(hot.clone()),
+                    to: Some((*to).clone()),
+                    kind: kind.to_owned(),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// An app runs only on nodes that registered it: a node hosting a subset of the apps gets an
+/// implicit `OnNodes` constraint on the others.
+fn only_where_registered(specs: &mut [AppSpec], request: &PlanRequest) {
+    for spec in specs {
+        let hosts: Vec<NodeId> = request
+            .nodes
+            .iter()
+            .filter(|n| n.hosts.contains(&spec.name))
+            .map(|n| n.id.clone())
+            .collect();
+        if hosts.len() < request.nodes.len() {
+            spec.constraints.push(Constraint::OnNodes { nodes: hosts });
+        }
+    }
+}
+
+/// Schedules with the draining nodes excluded. A drain without force keeps an instance that
+/// has no eligible node elsewhere where it runs (returned as blocked, with the reason); a
+/// forced drain (like an unhealthy node) stops it, so the app becomes pending or degraded.
+fn schedule_with_drains(
+    nodes: &[NodeInfo],
+    specs: &[AppSpec],
+    current: &Assignment,
+    request: &PlanRequest,
+    pending: &mut BTreeMap<AppName, String>,
+) -> (Assignment, BTreeMap<AppName, String>) {
+    let gentle: BTreeSet<NodeId> = request
+        .nodes
+        .iter()
+        .filter(|n| n.draining && !n.drain_force && n.healthy)
+        .map(|n| n.id.clone())
+        .collect();
+    let mut blocked = BTreeMap::new();
+    if gentle.is_empty() {
+        let result = cluster_placement::schedule(nodes, specs, current);
+        pending.extend(result.pending);
+        return (result.assignment, blocked);
+    }
+    // `plan_drain_nodes` excludes the gentle nodes itself and restores what cannot move.
+    let mut infos = nodes.to_vec();
+    for n in infos.iter_mut().filter(|n| gentle.contains(&n.id)) {
+        n.healthy = true;
+    }
+    let plan = cluster_placement::plan_drain_nodes(&infos, specs, current, &gentle, false);
+    pending.extend(plan.pending);
+    for (app, why) in plan.stuck {
+        if plan.assignment.apps.contains_key(&app) {
+            blocked.insert(app, why);
+        }
+    }
+    (plan.assignment, blocked)
+}
+
+/// A drain limited to some concurrent migrations: apps not yet released keep their current
+/// placement on the draining node.
+fn throttle_drains(
+    next: &mut Assignment,
+    current: &Assignment,
+    request: &PlanRequest,
+    pending: &mut BTreeMap<AppName, String>,
+    blocked: &mut BTreeMap<AppName, String>,
+) {
+    let before = next.clone();
+    for node in &request.nodes {
+        let (true, Some(release)) = (node.draining, &node.drain_release) else {
+            continue;
+        };
+        for (app, placed) in &current.apps {
+            if !placed.nodes.contains(&node.id)
+                || release.contains(app)
+                || next.app(app).is_some_and(|p| p.nodes.contains(&node.id))
+            {
+                continue;
+            }
+            next.apps.insert(app.clone(), placed.clone());
+            pending.remove(app);
+            blocked.remove(app);
+        }
+    }
+    if next.same_placement(&before) {
+        return;
+    }
+    next.version = if next.same_placement(current) {
+        current.version
+    } else {
+        current.version + 1
+    };
 }
 
 /// Keeps an instance that is being replaced on its old, still healthy node until the new node

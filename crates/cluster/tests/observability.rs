@@ -121,6 +121,7 @@ async fn every_metric_moves_and_every_audit_event_is_stored() {
         DrainOptions {
             timeout: Duration::from_secs(60),
             force: false,
+            ..DrainOptions::default()
         },
         |_| {},
     )

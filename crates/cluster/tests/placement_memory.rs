@@ -222,6 +222,7 @@ async fn drain_moves_everything_off_with_progress_and_cordon_survives_controller
             DrainOptions {
                 timeout: Duration::from_secs(60),
                 force: false,
+                ..DrainOptions::default()
             },
             |p| seen.push(p.remaining.len()),
         )

@@ -1,7 +1,9 @@
 //! Ring ownership over real NATS with in-process nodes (the `cluster` daemon cannot observe a
 //! Ring app's hooks): join and leave move partitions with `on_release` on the old owner
 //! completing before `on_own` on the new one, never two owners, and a crashed owner's
-//! partitions are reassigned after its membership lease expired.
+//! partitions are reassigned after its membership lease expired. Migration locks and drains
+//! over NATS: a concurrent move of a moving app gets `LockHeld`; a drain without force keeps an
+//! instance that cannot move running and times out naming it, a forced drain stops it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,8 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster::placement::planner;
-use cluster::{App, Mode};
+use cluster::placement::{AppPlacementExt, planner};
+use cluster::{App, Mode, Role};
+use cluster_core::runtime::{DrainOptions, MoveRequest};
 use cluster_testkit::nats_server::NatsServer;
 use common::{NatsNode, connect_options, options, wait_until};
 
@@ -175,6 +178,147 @@ async fn ring_join_leave_and_crash_over_nats_release_before_own() {
         owners.lock().unwrap().len() == 12 && ["n3", "n4"].iter().all(|n| count(&owners, n) == 6)
     })
     .await;
+    for (_, n) in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+async fn start_with(url: &str, node: &str, apps: Vec<App>) -> NatsNode {
+    let urls = vec![url.to_owned()];
+    let conn = cluster::nats::connect(connect_options(&urls, node))
+        .await
+        .unwrap();
+    let p = cluster::nats::platform(&conn, "locknats", node, 1)
+        .unwrap()
+        .options(options(1))
+        .planner(planner())
+        .build()
+        .unwrap();
+    for a in &apps {
+        p.register(a).unwrap();
+    }
+    let runner = p.clone();
+    let run = tokio::spawn(async move { runner.run().await });
+    p.wait_started().await.unwrap();
+    NatsNode {
+        platform: p,
+        conn,
+        apps: apps
+            .into_iter()
+            .map(|a| (a.name().to_string(), a))
+            .collect(),
+        run: Some(run),
+    }
+}
+
+fn lock_apps() -> Vec<App> {
+    let db = App::singleton("db").unwrap();
+    db.on_migration_start(|_, _| async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    });
+    let pinned = App::singleton("pinned").unwrap();
+    pinned.on_nodes(["n1"]).unwrap();
+    vec![db, pinned]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_lock_and_drain_force_over_nats() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let mut nodes = BTreeMap::new();
+    for n in ["n1", "n2", "n3"] {
+        nodes.insert(n, start_with(&url, n, lock_apps()).await);
+    }
+    let all = |nodes: &BTreeMap<&str, NatsNode>, app: &str| -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|(_, n)| n.app(app).is_running())
+            .map(|(k, _)| (*k).to_owned())
+            .collect()
+    };
+    let leader = |nodes: &BTreeMap<&str, NatsNode>, app: &str| -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|(_, n)| n.app(app).is_leader())
+            .map(|(k, _)| (*k).to_owned())
+            .collect()
+    };
+    wait_until(
+        "db standbys and pinned on n1",
+        Duration::from_secs(30),
+        || {
+            all(&nodes, "db").len() == 3
+                && leader(&nodes, "db").len() == 1
+                && leader(&nodes, "pinned") == vec!["n1"]
+                && nodes.values().all(|n| n.app("db").role() != Role::Stopped)
+        },
+    )
+    .await;
+    let from = leader(&nodes, "db")[0].clone();
+    let others: Vec<String> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .filter(|n| *n != from)
+        .collect();
+    // Two concurrent moves of db: the second is refused with LockHeld.
+    let p1 = nodes[others[0].as_str()].platform.clone();
+    let req = |to: &str| MoveRequest {
+        app: "db".into(),
+        from: from.clone(),
+        to: Some(to.into()),
+        timeout: Duration::from_secs(30),
+    };
+    let first = tokio::spawn({
+        let r = req(&others[0]);
+        async move { p1.move_app(r).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = nodes[others[1].as_str()]
+        .platform
+        .move_app(req(&others[1]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, cluster::Error::LockHeld { .. }), "{err}");
+    let moved = first.await.unwrap().unwrap();
+    assert_eq!(moved.as_str(), others[0]);
+    assert_eq!(leader(&nodes, "db"), vec![others[0].clone()]);
+
+    // Drain n1 without force: pinned cannot run elsewhere and keeps running.
+    let operator = nodes["n2"].platform.clone();
+    let err = operator
+        .drain_node(
+            "n1",
+            DrainOptions {
+                timeout: Duration::from_secs(8),
+                ..DrainOptions::default()
+            },
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, cluster::Error::Timeout(_)), "{msg}");
+    assert!(msg.contains("pinned") && msg.contains("blocked"), "{msg}");
+    assert_eq!(leader(&nodes, "pinned"), vec!["n1"]);
+    assert!(!all(&nodes, "db").contains(&"n1".to_owned()));
+    // Forced: pinned is stopped, the node ends up empty.
+    let done = operator
+        .drain_node(
+            "n1",
+            DrainOptions {
+                timeout: Duration::from_secs(30),
+                force: true,
+                ..DrainOptions::default()
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(done.remaining.is_empty());
+    assert!(all(&nodes, "pinned").is_empty());
+    let record = operator.assignment().await.unwrap().unwrap();
+    assert!(record.pending.keys().any(|a| a.as_str() == "pinned"));
     for (_, n) in nodes {
         n.stop().await.unwrap();
     }

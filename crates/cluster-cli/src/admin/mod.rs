@@ -654,8 +654,14 @@ pub(crate) async fn node_command(
         }
         N::Uncordon { id } => placement::uncordon(settings, channel, id).await,
         N::Label { id, changes } => placement::label(settings, channel, id, changes).await,
-        N::Drain { id, timeout, force } => {
-            placement::drain(settings, channel, id, timeout.as_deref(), *force).await
+        N::Drain {
+            id,
+            timeout,
+            force,
+            max_concurrent,
+        } => {
+            let options = (*force, *max_concurrent);
+            placement::drain(settings, channel, id, timeout.as_deref(), options).await
         }
         N::WaitStable { id, timeout } => {
             placement::wait_stable(settings, channel, id, timeout.as_deref()).await

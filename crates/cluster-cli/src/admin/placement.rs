@@ -284,7 +284,7 @@ async fn drain_one(
     channel: &Channel,
     node: &NodeId,
     timeout: Duration,
-    force: bool,
+    (force, max_concurrent): (bool, usize),
     progress: &mut Progress,
 ) -> CliResult<DrainReply> {
     let before = placement_status(settings, channel, node).await?;
@@ -293,6 +293,7 @@ async fn drain_one(
         node: node.clone(),
         timeout_ms: timeout.as_millis() as u64,
         force,
+        max_concurrent,
     };
     let req = request(AdminMethod::NodeDrain, &params)?;
     let drain = to_node(settings, channel, node, &req, Some(timeout + MARGIN));
@@ -324,18 +325,18 @@ async fn drain_one(
     Ok(reply)
 }
 
-/// `cluster node drain <id> [--timeout] [--force]`.
+/// `cluster node drain <id> [--timeout] [--force] [--max-concurrent N]`.
 pub(crate) async fn drain(
     settings: &Settings,
     channel: &Channel,
     id: &str,
     timeout: Option<&str>,
-    force: bool,
+    options: (bool, usize),
 ) -> CliResult {
     let node = parse_node(id)?;
     let timeout = duration("--timeout", timeout, Duration::from_secs(300))?;
     let mut progress = Progress::new(settings);
-    drain_one(settings, channel, &node, timeout, force, &mut progress).await?;
+    drain_one(settings, channel, &node, timeout, options, &mut progress).await?;
     if !settings.global.json {
         println!(
             "node {node} drained: it runs nothing and stays cordoned (`cluster node uncordon {node}` to reuse it)"
@@ -399,7 +400,7 @@ pub(crate) async fn evacuate(
     let mut progress = Progress::new(settings);
     for node in &nodes {
         let left = deadline.saturating_duration_since(Instant::now());
-        drain_one(settings, channel, node, left, force, &mut progress).await?;
+        drain_one(settings, channel, node, left, (force, 0), &mut progress).await?;
     }
     if !settings.global.json {
         println!("evacuated: {} run nothing and stay cordoned", join(&nodes));

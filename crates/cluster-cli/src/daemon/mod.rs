@@ -167,6 +167,7 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
             .labels(labels)
             .audit(audit)
             .planner(cluster::placement::planner())
+            .load_probe(std::sync::Arc::new(cluster::load::ProcLoadProbe))
             .build()?;
     for app in &apps {
         platform.register(app)?;

@@ -72,6 +72,7 @@ pub(crate) async fn dispatch(
             let options = DrainOptions {
                 timeout: wait(p.timeout_ms),
                 force: p.force,
+                max_concurrent: p.max_concurrent,
             };
             let done = platform
                 .drain_node(p.node.as_str(), options, |_| {})

@@ -79,7 +79,11 @@ pub(crate) struct AppInner {
     pub(crate) instance_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     pub(crate) placement: RwLock<Option<serde_json::Value>>,
     pub(crate) ring_owned: Mutex<std::collections::BTreeSet<u32>>,
+    pub(crate) extensions: RwLock<BTreeMap<std::any::TypeId, Extension>>,
 }
+
+/// A typed value attached to an app by an integration crate (see [`App::set_extension`]).
+type Extension = Arc<dyn std::any::Any + Send + Sync>;
 
 /// An app: an isolated component with its own KV, locks, events and RPC handlers.
 ///
@@ -157,6 +161,7 @@ impl App {
                 instance_tasks: Mutex::new(Vec::new()),
                 placement: RwLock::new(None),
                 ring_owned: Mutex::new(std::collections::BTreeSet::new()),
+                extensions: RwLock::new(BTreeMap::new()),
             }),
         })
     }
@@ -295,6 +300,24 @@ impl App {
     ) -> &Self {
         write(&self.inner.resources).push(super::resource::Registered { resource, policy });
         self
+    }
+
+    /// Attaches `value` to this app, one value per type, replacing (and returning) an earlier
+    /// one of the same type. Integration crates use it to hang their per-app handles on the app
+    /// (for example the replicated SQLite database that `cluster::sqlite` attaches, reached
+    /// again with `app.db()`), without cluster-core knowing their types.
+    pub fn set_extension<T: std::any::Any + Send + Sync>(&self, value: T) -> Option<Arc<T>> {
+        let previous =
+            write(&self.inner.extensions).insert(std::any::TypeId::of::<T>(), Arc::new(value));
+        previous.and_then(|p| p.downcast::<T>().ok())
+    }
+
+    /// The value of type `T` attached with [`set_extension`](Self::set_extension), if any.
+    pub fn extension<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        read(&self.inner.extensions)
+            .get(&std::any::TypeId::of::<T>())
+            .cloned()
+            .and_then(|v| v.downcast::<T>().ok())
     }
 
     pub(crate) fn resources(&self) -> Vec<super::resource::Registered> {

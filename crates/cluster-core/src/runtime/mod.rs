@@ -11,6 +11,7 @@ mod hooks;
 mod instance;
 mod kv;
 mod leadership;
+mod load;
 mod locks;
 mod membership;
 mod notify;
@@ -27,12 +28,13 @@ pub use audit::Audit;
 pub use events::{Event, EventStream, EventSubscription, Events};
 pub use hooks::{BoxError, HookContext};
 pub use kv::AppKv;
+pub use load::{FixedLoad, LoadProbe};
 pub use locks::DistLock;
 pub use options::{AppOptions, HookKind, PlatformOptions};
 pub use placement::{
-    AssignmentRecord, AssignmentView, DrainOptions, DrainProgress, MoveRequest, PlacementView,
-    PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner, RebalanceOptions, RingView,
-    partition_of,
+    AssignmentRecord, AssignmentView, DrainOptions, DrainProgress, LabelWatch, MoveRequest,
+    PlacementView, PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner,
+    RebalanceOptions, RingView, partition_of,
 };
 pub use platform::{Platform, PlatformBuilder, Stats};
 pub use resource::{ActiveResource, RetryPolicy};

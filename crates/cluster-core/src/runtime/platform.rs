@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) version: String,
     /// Auto-rebalance settings used while the placement bucket holds none.
     pub(crate) rebalance_defaults: super::placement::RebalanceDefaults,
+    /// Measures this node's load for its member record.
+    pub(crate) load_probe: Option<Arc<dyn super::LoadProbe>>,
 }
 
 impl Shared {
@@ -141,6 +143,7 @@ impl Shared {
             last_seen: self.clock.wall(),
             version: self.version.clone(),
             shutting_down: self.is_draining(),
+            load: self.load_probe.as_ref().and_then(|p| p.sample()),
         }
     }
 
@@ -263,6 +266,7 @@ pub struct PlatformBuilder {
     audit: Option<Arc<dyn crate::audit::AuditSink>>,
     version: String,
     rebalance_defaults: super::placement::RebalanceDefaults,
+    load_probe: Option<Arc<dyn super::LoadProbe>>,
 }
 
 impl std::fmt::Debug for PlatformBuilder {
@@ -322,6 +326,14 @@ impl PlatformBuilder {
     /// cluster-wide).
     pub fn auto_rebalance(mut self, config: crate::wire::rebalance::AutoRebalanceConfig) -> Self {
         self.rebalance_defaults.auto = config;
+        self
+    }
+
+    /// Measures this node's load (CPU, memory, disk) for its member record, sampled at every
+    /// heartbeat. Resource-aware rebalancing and the migration policy's `load_threshold` act
+    /// on it; without a probe the node reports no load and load limits never block it.
+    pub fn load_probe(mut self, probe: Arc<dyn super::LoadProbe>) -> Self {
+        self.load_probe = Some(probe);
         self
     }
 
@@ -390,6 +402,7 @@ impl PlatformBuilder {
                 planner: self.planner,
                 version: self.version,
                 rebalance_defaults: self.rebalance_defaults,
+                load_probe: self.load_probe,
                 assignment: watch::channel(None).0,
                 label_overrides: RwLock::new(None),
                 audit: super::audit::AuditHub::new(self.audit),
@@ -437,6 +450,7 @@ impl Platform {
             audit: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             rebalance_defaults: Default::default(),
+            load_probe: None,
         }
     }
 

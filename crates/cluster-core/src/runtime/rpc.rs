@@ -371,54 +371,51 @@ impl RpcClient {
                 self.target
             )));
         }
-        let meta = RequestMeta::new(
-            method.clone(),
-            shared.node.clone(),
-            self.source_app.clone(),
-            Some(&routing),
-            timeout,
-        );
-        let mut headers = meta.to_headers();
-        crate::trace::inject(&Span::current(), &mut headers);
-        check_size(&shared, &headers, &payload)?;
-        let reply = match shared
-            .transport
-            .request(&subject, headers, payload.clone(), timeout)
-            .await
-        {
-            Ok(r) => r,
-            Err(Error::NoResponders(_)) => {
-                return Err(match &routing {
-                    Routing::ToNode(n) => Error::NodeNotFound(format!(
-                        "{n} (no instance of app {} answers there)",
-                        self.target
-                    )),
-                    Routing::ToAny => {
-                        Error::AppNotFound(format!("{} (no instance is running)", self.target))
-                    }
-                    Routing::ToLeader => Error::NoLeader(format!("app {}", self.target)),
-                    Routing::ForKey(_) => Error::Internal("unresolved key routing".into()),
-                });
+        let no_responders = |routing: &Routing| match routing {
+            Routing::ToNode(n) => Error::NodeNotFound(format!(
+                "{n} (no instance of app {} answers there)",
+                self.target
+            )),
+            Routing::ToAny => {
+                Error::AppNotFound(format!("{} (no instance is running)", self.target))
             }
-            Err(e) => return Err(e),
+            Routing::ToLeader => Error::NoLeader(format!("app {}", self.target)),
+            Routing::ForKey(_) => Error::Internal("unresolved key routing".into()),
         };
+        let reply = self
+            .send(
+                &shared,
+                &method,
+                &subject,
+                &routing,
+                payload.clone(),
+                timeout,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::NoResponders(_) => no_responders(&routing),
+                e => e,
+            })?;
         match parse_reply(&reply.headers) {
             Ok(_) => Ok(reply.payload),
             // One redirect to the leader named in a NotLeader reply (the caller's view of the
-            // leader was stale).
+            // leader was stale). The request still says `ToLeader`, so a second stale node
+            // answers NotLeader again instead of serving it.
             Err(Error::NotLeader {
                 leader: Some(leader),
                 ..
             }) if routing == Routing::ToLeader => {
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                self.leader_redirect(
-                    &shared,
-                    &method,
-                    payload,
-                    Routing::ToNode(leader),
-                    remaining,
-                )
-                .await
+                let subject = shared.names.rpc_node(&self.target, &leader);
+                let reply = self
+                    .send(&shared, &method, &subject, &routing, payload, remaining)
+                    .await
+                    .map_err(|e| match e {
+                        Error::NoResponders(_) => no_responders(&routing),
+                        e => e,
+                    })?;
+                parse_reply(&reply.headers)?;
+                Ok(reply.payload)
             }
             Err(e) => {
                 if matches!(e, Error::Malformed(_)) {
@@ -429,41 +426,31 @@ impl RpcClient {
         }
     }
 
-    async fn leader_redirect(
+    /// Sends one request (headers with the request metadata and the trace context) and returns
+    /// the raw reply.
+    async fn send(
         &self,
         shared: &Arc<Shared>,
         method: &MethodName,
+        subject: &str,
+        routing: &Routing,
         payload: Bytes,
-        routing: Routing,
-        remaining: Duration,
-    ) -> Result<Bytes> {
-        let Routing::ToNode(node) = routing else {
-            return Err(Error::Internal("redirect without node".into()));
-        };
+        timeout: Duration,
+    ) -> Result<Message> {
         let meta = RequestMeta::new(
             method.clone(),
             shared.node.clone(),
             self.source_app.clone(),
-            Some(&Routing::ToLeader),
-            remaining,
+            Some(routing),
+            timeout,
         );
         let mut headers = meta.to_headers();
         crate::trace::inject(&Span::current(), &mut headers);
-        let reply = shared
+        check_size(shared, &headers, &payload)?;
+        shared
             .transport
-            .request(
-                &shared.names.rpc_node(&self.target, &node),
-                headers,
-                payload,
-                remaining,
-            )
+            .request(subject, headers, payload, timeout)
             .await
-            .map_err(|e| match e {
-                Error::NoResponders(_) => Error::NoLeader(format!("app {}", self.target)),
-                e => e,
-            })?;
-        parse_reply(&reply.headers)?;
-        Ok(reply.payload)
     }
 
     /// Calls `method` with a JSON request and decodes the JSON response.

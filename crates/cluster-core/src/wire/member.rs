@@ -42,6 +42,10 @@ pub struct MemberRecord {
     /// The node is stopping gracefully (optional).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shutting_down: bool,
+    /// Measured load, ‰ (optional; absent when the node measures none or runs an older
+    /// version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<crate::member::NodeLoad>,
 }
 
 fn to_ms(t: SystemTime) -> u64 {
@@ -70,6 +74,7 @@ impl MemberRecord {
             last_seen_ms: to_ms(member.last_seen),
             version: member.version.clone(),
             shutting_down: member.shutting_down,
+            load: member.load,
         }
     }
 
@@ -87,6 +92,7 @@ impl MemberRecord {
             last_seen: from_ms(self.last_seen_ms),
             version: self.version,
             shutting_down: self.shutting_down,
+            load: self.load,
         }
     }
 

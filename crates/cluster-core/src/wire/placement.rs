@@ -92,6 +92,10 @@ pub struct AssignmentRecord {
     /// Apps that cannot be placed, with the reason.
     #[serde(default)]
     pub pending: BTreeMap<AppName, String>,
+    /// Instances kept on a node being drained without `force` because they cannot run
+    /// anywhere else, with the reason (absent in records of older controllers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocked: BTreeMap<AppName, String>,
 }
 
 /// A cordon: the node receives no new placements.
@@ -117,6 +121,18 @@ pub struct DrainRecord {
     pub force: bool,
     /// Node that issued the request.
     pub by: NodeId,
+    /// At most this many instances migrate off the node at a time (0: no limit; absent in
+    /// records of older nodes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_concurrent: u32,
+    /// With `max_concurrent`: the apps allowed to leave the node so far (the drain operation
+    /// adds more as earlier migrations complete). Ignored when `max_concurrent` is 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<AppName>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A move request for one app.
@@ -133,6 +149,15 @@ pub struct MoveRecord {
     pub to: Option<NodeId>,
     /// Node that issued the request.
     pub by: NodeId,
+    /// Fencing token of the app's migration lock held by the requester (0 or absent: written
+    /// by a node without migration locks). A move whose token is not the current holder's is
+    /// stale and ignored.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub lock: u64,
+}
+
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Label overrides of a node, applied by the node on top of its configured labels.

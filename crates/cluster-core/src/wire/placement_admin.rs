@@ -33,6 +33,13 @@ pub struct DrainParams {
     /// Stop instances that cannot move anywhere.
     #[serde(default)]
     pub force: bool,
+    /// At most this many instances migrate at a time (0 or absent: all at once).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_concurrent: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Result of `node.drain`: the node runs nothing any more.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
 use crate::labels::Labels;
+use crate::member::NodeLoad;
 
 use super::placement::PLACEMENT_RECORD_VERSION;
 use super::placement_admin::PlannedMigration;
@@ -42,8 +43,8 @@ pub struct RebalanceTriggers {
     pub on_node_join: bool,
     /// Evaluate when a node leaves.
     pub on_node_leave: bool,
-    /// Evaluate on resource imbalance. Resource *usage* is not measured by the platform, so this
-    /// trigger has no data to act on; it is stored and reported, and does nothing today.
+    /// Evaluate when the measured load of the nodes (see [`NodeLoad`]) spreads more than
+    /// `resource_thresholds` allow.
     pub on_resource_imbalance: bool,
     /// Evaluate continuously (every controller tick) on app-count imbalance.
     pub on_app_count_imbalance: bool,
@@ -76,6 +77,34 @@ pub struct ResourceThresholds {
     pub disk_imbalance: f64,
 }
 
+impl ResourceThresholds {
+    /// The first dimension (`cpu`, `memory`, `disk`) whose spread (max − min over the nodes
+    /// that report a load) exceeds its threshold, with the spread. Thresholds of 0 are off;
+    /// fewer than two measured nodes never exceed.
+    pub fn exceeded(&self, loads: &[NodeLoad]) -> Option<(&'static str, f64, f64)> {
+        if loads.len() < 2 {
+            return None;
+        }
+        let limits = [
+            self.cpu_imbalance,
+            self.memory_imbalance,
+            self.disk_imbalance,
+        ];
+        for (i, limit) in limits.into_iter().enumerate() {
+            if limit <= 0.0 {
+                continue;
+            }
+            let values: Vec<f64> = loads.iter().map(|l| l.fractions()[i].1).collect();
+            let max = values.iter().copied().fold(f64::MIN, f64::max);
+            let min = values.iter().copied().fold(f64::MAX, f64::min);
+            if max - min > limit {
+                return Some((loads[0].fractions()[i].0, max - min, limit));
+            }
+        }
+        None
+    }
+}
+
 /// Node load limits (fractions 0–1; 0 = no limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -86,6 +115,19 @@ pub struct ResourceLimits {
     pub memory: f64,
     /// Disk.
     pub disk: f64,
+}
+
+impl ResourceLimits {
+    /// The first dimension of `load` above its limit, as `(name, value, limit)` (limits of 0
+    /// are off).
+    pub fn exceeded_by(&self, load: &NodeLoad) -> Option<(&'static str, f64, f64)> {
+        let limits = [self.cpu, self.memory, self.disk];
+        load.fractions()
+            .into_iter()
+            .zip(limits)
+            .find(|((_, v), limit)| *limit > 0.0 && v > limit)
+            .map(|((name, v), limit)| (name, v, limit))
+    }
 }
 
 /// The spec's `AutoRebalanceConfig`, stored cluster-wide under [`AUTO_REBALANCE_KEY`].
@@ -112,12 +154,16 @@ pub struct AutoRebalanceConfig {
     /// `spread-evenly` (default), `bin-pack`, or `zone-aware` / `zone-aware:<label>`.
     pub strategy: String,
     /// Consider resources. Node capacity comes from the `cpu`/`memory`/`disk` labels and app
-    /// requests from their placement rules; the planner never exceeds capacity. Usage is not
-    /// measured, so the thresholds below are stored and validated only.
+    /// requests from their placement rules; the planner never exceeds capacity. Usage comes
+    /// from the load nodes measure ([`NodeLoad`] in their member records): when the spread of
+    /// a dimension exceeds its threshold and app counts are balanced, a run moves one instance
+    /// from the most loaded node to the least loaded eligible one.
     pub resource_aware: bool,
-    /// Resource imbalance thresholds (no usage data: not evaluated).
+    /// Resource imbalance thresholds: spread (max − min load fraction) per dimension
+    /// (0: off). Evaluated by the `on_resource_imbalance` trigger and resource-aware runs.
     pub resource_thresholds: ResourceThresholds,
-    /// Do not migrate to nodes above these limits (no usage data: not evaluated).
+    /// Never migrate onto a node whose measured load is above these limits (0: no limit;
+    /// nodes without a measurement are not limited).
     pub max_node_load: ResourceLimits,
     /// Extra triggers.
     pub triggers: RebalanceTriggers,
@@ -324,8 +370,10 @@ pub struct MigrationPolicy {
     pub require_approval: bool,
     /// Migrations start only inside one of these windows (empty: any time).
     pub maintenance_windows: Vec<TimeWindow>,
-    /// Do not migrate to a node above this load (0: no limit). Load is not measured: stored and
-    /// validated only.
+    /// Defer a migration while its target node's measured load (highest of CPU, memory and
+    /// disk) is above this fraction (0: no limit; a node without a measurement is not
+    /// limited). The source is not checked: relieving a loaded source is what a
+    /// resource-aware rebalance is for. Deferred steps are listed in `RebalanceStatus`.
     pub load_threshold: f64,
     /// A migration not completed within this is a failure.
     pub migration_timeout_ms: u64,
@@ -527,6 +575,16 @@ pub struct FailedMigration {
     pub reason: String,
 }
 
+/// A planned migration that waits, with the reason (e.g. the target is over the policy's
+/// `load_threshold`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferredMigration {
+    /// The step.
+    pub migration: PlannedMigration,
+    /// Why it waits.
+    pub reason: String,
+}
+
 /// A migration started by the controller (for per-app cooldown and the rate limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentMigration {
@@ -561,6 +619,10 @@ pub struct RebalanceStatus {
     pub awaiting_approval: Vec<PlannedMigration>,
     /// Failed migrations of this run.
     pub failed: Vec<FailedMigration>,
+    /// Steps of the run that wait (policy `load_threshold`, or another migration of the app
+    /// holds its migration lock), with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<DeferredMigration>,
     /// When the last run started (wall clock, ms since the epoch; 0: never).
     pub last_run_ms: u64,
     /// Why the last run started (`node joined n4`, `interval`, `schedule`, ...).

@@ -21,6 +21,9 @@ pub struct DrainPlan {
     /// Instances that cannot move, with the reason. Without `force` they stay on the drained
     /// nodes; with `force` they are stopped without a replacement.
     pub stuck: Vec<(AppName, String)>,
+    /// Apps that cannot be placed at all once drained (and do not stay), with the reason.
+    /// Absent from [`assignment`](Self::assignment).
+    pub pending: Vec<(AppName, String)>,
 }
 
 impl DrainPlan {
@@ -42,6 +45,18 @@ pub fn plan_drain(
     force: bool,
 ) -> DrainPlan {
     drain_set(nodes, apps, current, &BTreeSet::from([node.clone()]), force)
+}
+
+/// Plans moving every instance off every node of `drained` at once (the controller's view of
+/// several concurrent drains). Same rules as [`plan_drain`].
+pub fn plan_drain_nodes(
+    nodes: &[NodeInfo],
+    apps: &[AppSpec],
+    current: &Assignment,
+    drained: &BTreeSet<NodeId>,
+    force: bool,
+) -> DrainPlan {
+    drain_set(nodes, apps, current, drained, force)
 }
 
 /// Plans moving every instance off the nodes whose labels include all of `selector`
@@ -156,11 +171,17 @@ fn drain_set(
         current.version + 1
     };
     let migrations = diff(current, &assignment, &modes);
+    let pending = r
+        .pending
+        .into_iter()
+        .filter(|(app, _)| !assignment.apps.contains_key(app))
+        .collect();
     DrainPlan {
         nodes: drained.iter().cloned().collect(),
         assignment,
         migrations,
         stuck,
+        pending,
     }
 }
 

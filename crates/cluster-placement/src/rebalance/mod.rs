@@ -16,7 +16,7 @@ use crate::assignment::Assignment;
 use crate::migration::Migration;
 use crate::model::{AppSpec, NodeInfo};
 
-pub use drain::{DrainPlan, plan_drain, plan_evacuate};
+pub use drain::{DrainPlan, plan_drain, plan_drain_nodes, plan_evacuate};
 
 /// Everything a custom rebalance strategy sees.
 #[derive(Debug, Clone, Copy)]

@@ -183,6 +183,18 @@ impl Agent {
         if !app.is_leader() {
             return;
         }
+        let started = shared.started.borrow().clone();
+        let Some(started) = started else { return };
+        match super::lock::move_is_current(shared, &started, app.name(), mv.lock).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Its requester's migration lock expired: nobody drives this move any more.
+                warn!(app = %app.name(), from = %mv.from, "dropping a move whose migration lock expired");
+                let _ = bucket.delete(&key, Some(entry.revision)).await;
+                return;
+            }
+            Err(_) => return,
+        }
         let me = &shared.node;
         let target = match &mv.to {
             Some(to) if to == me => {

@@ -20,11 +20,13 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::lock::MigrationLock;
 use super::{Planner, RebalanceOptions};
 use crate::election::Election;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
 use crate::kv::KvBucket;
+use crate::member::NodeLoad;
 use crate::mode::Role;
 use crate::runtime::membership::MemberMap;
 use crate::runtime::platform::{Shared, Started};
@@ -35,9 +37,9 @@ use crate::wire::placement::{
 };
 use crate::wire::placement_admin::PlannedMigration;
 use crate::wire::rebalance::{
-    AUTO_REBALANCE_KEY, AutoRebalanceConfig, FailedMigration, MIGRATION_POLICY_KEY,
-    MigrationPolicy, REBALANCE_CANCEL_KEY, REBALANCE_STATUS_KEY, RebalancePhase, RebalanceStatus,
-    RecentMigration, approve_key,
+    AUTO_REBALANCE_KEY, AutoRebalanceConfig, DeferredMigration, FailedMigration,
+    MIGRATION_POLICY_KEY, MigrationPolicy, REBALANCE_CANCEL_KEY, REBALANCE_STATUS_KEY,
+    RebalancePhase, RebalanceStatus, RecentMigration, approve_key,
 };
 
 /// How often the leader evaluates without any event.
@@ -90,6 +92,9 @@ struct Active {
     step: PlannedMigration,
     started: Instant,
     rollback: bool,
+    /// The app's migration lock (`None` for a step inherited from a previous controller until
+    /// this one takes the lock over).
+    lock: Option<MigrationLock>,
 }
 
 struct Auto {
@@ -190,6 +195,7 @@ impl Auto {
                 step: s.clone(),
                 started: now,
                 rollback: false,
+                lock: None,
             })
             .collect();
         let done: usize = status.completed + status.active.len() + status.failed.len();
@@ -230,7 +236,8 @@ impl Auto {
         let now = Instant::now();
         let wall = shared.clock.wall();
         self.detect_membership(&members, &config);
-        self.track(bucket, &members, &policy, now).await;
+        self.track(shared, &started, bucket, &members, &policy, now)
+            .await;
         if bucket.get(REBALANCE_CANCEL_KEY).await?.is_some() {
             if self.status.in_progress {
                 info!(run = self.status.run, "rebalance cancelled");
@@ -255,7 +262,7 @@ impl Auto {
             self.trigger = None;
         }
         if !self.status.in_progress && config.enabled {
-            self.collect_triggers(&config, now, wall);
+            self.collect_triggers(&config, &members, now, wall);
             let cooling = self
                 .run_ended
                 .is_some_and(|t| now < t + Duration::from_millis(config.cooldown_period_ms));
@@ -265,7 +272,7 @@ impl Auto {
             }
         }
         if self.status.in_progress && paused.is_none() {
-            self.start_moves(shared, bucket, &config, &policy, now)
+            self.start_moves(shared, &started, bucket, &members, &config, &policy, now)
                 .await?;
         }
         if self.status.in_progress && self.plan.is_empty() && self.active.is_empty() {
@@ -303,13 +310,27 @@ impl Auto {
         self.known = Some(nodes);
     }
 
-    fn collect_triggers(&mut self, config: &AutoRebalanceConfig, now: Instant, wall: SystemTime) {
+    fn collect_triggers(
+        &mut self,
+        config: &AutoRebalanceConfig,
+        members: &MemberMap,
+        now: Instant,
+        wall: SystemTime,
+    ) {
         if config.interval_ms > 0
             && self
                 .last_eval
                 .is_none_or(|t| now >= t + Duration::from_millis(config.interval_ms))
         {
             self.trigger.get_or_insert_with(|| "interval".into());
+        }
+        if config.triggers.on_resource_imbalance {
+            let loads: Vec<NodeLoad> = members.values().filter_map(|m| m.load).collect();
+            if let Some((dim, spread, limit)) = config.resource_thresholds.exceeded(&loads) {
+                self.trigger.get_or_insert_with(|| {
+                    format!("resource imbalance: {dim} spread {spread:.2} > {limit:.2}")
+                });
+            }
         }
         if config.triggers.on_app_count_imbalance {
             self.trigger
@@ -344,6 +365,9 @@ impl Auto {
             exclude_apps: config.exclude_apps.clone(),
             include_labels: config.include_labels.clone(),
             strategy: config.strategy.clone(),
+            resource_aware: config.resource_aware,
+            resource_thresholds: config.resource_thresholds,
+            max_node_load: config.max_node_load,
         };
         let plan = planner.rebalance_with(&gathered.request, &options)?;
         let steps: Vec<PlannedMigration> = plan
@@ -387,6 +411,8 @@ impl Auto {
     /// Follows the migrations in flight: completion, timeout and rollback.
     async fn track(
         &mut self,
+        shared: &Shared,
+        started: &Started,
         bucket: &dyn KvBucket,
         members: &MemberMap,
         policy: &MigrationPolicy,
@@ -394,9 +420,12 @@ impl Auto {
     ) {
         let timeout = Duration::from_millis(policy.migration_timeout_ms);
         let mut still = Vec::new();
-        for a in std::mem::take(&mut self.active) {
+        for mut a in std::mem::take(&mut self.active) {
             if done(members, &a.step) {
                 let _ = bucket.delete(&move_key(&a.step.app), None).await;
+                if let Some(l) = a.lock.take() {
+                    l.release().await;
+                }
                 if !a.rollback {
                     self.status.completed += 1;
                 }
@@ -404,6 +433,9 @@ impl Auto {
                 continue;
             }
             if now < a.started + timeout {
+                if a.lock.is_none() {
+                    a.lock = take_over(shared, started, bucket, &a.step).await;
+                }
                 still.push(a);
                 continue;
             }
@@ -423,18 +455,23 @@ impl Auto {
                     to: a.step.from.clone(),
                     kind: a.step.kind.clone(),
                 };
-                if write_move(bucket, &back, None).await.is_ok() {
+                let fence = a.lock.as_ref().map_or(0, MigrationLock::fence);
+                if write_move(bucket, &back, None, fence).await.is_ok() {
                     reason.push_str("; moving back");
                     still.push(Active {
                         step: back,
                         started: now,
                         rollback: true,
+                        lock: a.lock.take(),
                     });
                 }
             } else if policy.rollback_on_failure {
                 reason.push_str("; request withdrawn, the app stays where it was");
             } else {
                 reason.push_str("; not rolled back");
+            }
+            if let Some(l) = a.lock.take() {
+                l.release().await;
             }
             warn!(app = %a.step.app, reason, "auto-rebalance migration failed");
             self.status.failed.push(FailedMigration {
@@ -445,10 +482,13 @@ impl Auto {
         self.active = still;
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn start_moves(
         &mut self,
         shared: &Shared,
+        started: &Started,
         bucket: &dyn KvBucket,
+        members: &MemberMap,
         config: &AutoRebalanceConfig,
         policy: &MigrationPolicy,
         now: Instant,
@@ -457,6 +497,7 @@ impl Auto {
         let cooldown = Duration::from_millis(policy.cooldown_period_ms);
         let window = Duration::from_millis(policy.rate_limit.window_ms);
         self.status.awaiting_approval.clear();
+        self.status.deferred.clear();
         let mut i = 0;
         while i < self.plan.len() && self.active.len() < config.max_concurrent.max(1) {
             let step = self.plan[i].clone();
@@ -501,6 +542,15 @@ impl Auto {
                 i += 1;
                 continue;
             }
+            if let Some(reason) = over_load_threshold(members, &step, policy.load_threshold) {
+                debug!(%app, reason, "rebalance step deferred");
+                self.status.deferred.push(DeferredMigration {
+                    migration: step,
+                    reason,
+                });
+                i += 1;
+                continue;
+            }
             if policy.require_approval {
                 let key = approve_key(app);
                 if bucket.get(&key).await?.is_none() {
@@ -510,7 +560,29 @@ impl Auto {
                 }
                 bucket.delete(&key, None).await?;
             }
-            write_move(bucket, &step, Some(&shared.node)).await?;
+            // Another migration of the app (an operator's move, a drain) is in progress: the
+            // step waits for it.
+            let lock = match MigrationLock::acquire(shared, started, app, "rebalance").await {
+                Ok(lock) => lock,
+                Err(Error::LockHeld { holder }) => {
+                    debug!(%app, ?holder, "migration lock held elsewhere; the rebalance step waits");
+                    let reason = format!(
+                        "another migration of {app} holds its migration lock ({})",
+                        holder.unwrap_or_default()
+                    );
+                    self.status.deferred.push(DeferredMigration {
+                        migration: step,
+                        reason,
+                    });
+                    i += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = write_move(bucket, &step, Some(&shared.node), lock.fence()).await {
+                lock.release().await;
+                return Err(e);
+            }
             info!(%app, from = ?step.from, to = ?step.to, "auto-rebalance migration started");
             self.plan.remove(i);
             self.recent.push((app.clone(), now));
@@ -518,6 +590,7 @@ impl Auto {
                 step,
                 started: now,
                 rollback: false,
+                lock: Some(lock),
             });
         }
         Ok(())
@@ -573,6 +646,7 @@ async fn write_move(
     bucket: &dyn KvBucket,
     step: &PlannedMigration,
     by: Option<&NodeId>,
+    lock: u64,
 ) -> Result<()> {
     let (Some(from), Some(to)) = (&step.from, &step.to) else {
         return Ok(());
@@ -583,7 +657,61 @@ async fn write_move(
         from: from.clone(),
         to: Some(to.clone()),
         by: by.cloned().unwrap_or_else(|| to.clone()),
+        lock,
     };
     bucket.put(&move_key(&step.app), encode(&record)?).await?;
     Ok(())
+}
+
+/// A step inherited from a previous controller: take its migration lock over once the old
+/// holder's lock is gone, and re-stamp the move record with the new fencing token so agents
+/// keep acting on it. `None` while the old lock is still held.
+async fn take_over(
+    shared: &Shared,
+    started: &Started,
+    bucket: &dyn KvBucket,
+    step: &PlannedMigration,
+) -> Option<MigrationLock> {
+    let lock = MigrationLock::try_acquire(shared, started, &step.app, "rebalance")
+        .await
+        .ok()??;
+    let key = move_key(&step.app);
+    match bucket.get(&key).await {
+        Ok(Some(entry)) => {
+            if let Ok(mut record) = decode::<MoveRecord>("move", &entry.value) {
+                record.lock = lock.fence();
+                if let Ok(value) = encode(&record) {
+                    let _ = bucket.update(&key, value, entry.revision, None).await;
+                }
+            }
+        }
+        // Removed as stale meanwhile (its lock had expired): issue it again.
+        Ok(None) => {
+            let _ = write_move(bucket, step, Some(&shared.node), lock.fence()).await;
+        }
+        Err(_) => {}
+    }
+    info!(app = %step.app, "took over an inherited rebalance step");
+    Some(lock)
+}
+
+/// Why `step` must wait under the policy's `load_threshold`: its target's measured load is
+/// above it (`None`: go ahead; unmeasured targets and a threshold of 0 never wait).
+fn over_load_threshold(
+    members: &MemberMap,
+    step: &PlannedMigration,
+    threshold: f64,
+) -> Option<String> {
+    if threshold <= 0.0 {
+        return None;
+    }
+    let to = step.to.as_ref()?;
+    let load = members.get(to)?.load?;
+    let (dim, value) = load
+        .fractions()
+        .into_iter()
+        .fold(("cpu", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    (value > threshold).then(|| {
+        format!("target {to} load {dim} {value:.2} is above the load threshold {threshold:.2}")
+    })
 }

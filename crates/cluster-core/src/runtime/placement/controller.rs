@@ -113,6 +113,15 @@ async fn reconcile(
     epoch: Epoch,
 ) -> Result<()> {
     let gathered = gather(shared, bucket).await?;
+    for (key, revision) in &gathered.stale_moves {
+        // Compare-and-delete: a move rewritten meanwhile (new lock) is kept.
+        if bucket.delete(key, Some(*revision)).await.is_ok() {
+            info!(
+                key,
+                "removed a move whose requester's migration lock expired"
+            );
+        }
+    }
     let (current_record, current_rev) = (gathered.current, gathered.revision);
     if let Some(r) = &current_record
         && r.epoch > epoch.0
@@ -142,7 +151,10 @@ async fn reconcile(
     };
     let outcome = planner.plan(&request)?;
     let unchanged = current_record.as_ref().is_some_and(|r| {
-        r.assignment == outcome.assignment && r.pending == outcome.pending && r.epoch == epoch.0
+        r.assignment == outcome.assignment
+            && r.pending == outcome.pending
+            && r.blocked == outcome.blocked
+            && r.epoch == epoch.0
     });
     if unchanged {
         return Ok(());
@@ -152,6 +164,7 @@ async fn reconcile(
         epoch: epoch.0,
         assignment: outcome.assignment,
         pending: outcome.pending,
+        blocked: outcome.blocked,
     };
     // Only the controller of the current term writes, and only over the revision it read.
     if election.fencing_token() != Some(epoch) {
@@ -183,6 +196,8 @@ pub(crate) struct Gathered {
     pub(crate) cordoned: Vec<String>,
     /// Nodes being drained.
     pub(crate) draining: Vec<String>,
+    /// Move records whose migration lock expired (key, revision): nobody drives them.
+    pub(crate) stale_moves: Vec<(String, Revision)>,
 }
 
 /// Reads membership and the placement bucket into a planning request.
@@ -191,6 +206,8 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
     let members = started.membership.borrow().clone();
     let mut cordoned = Vec::new();
     let mut draining = Vec::new();
+    let mut drains: BTreeMap<String, DrainRecord> = BTreeMap::new();
+    let mut stale_moves = Vec::new();
     let mut moves = Vec::new();
     for key in bucket.keys("").await? {
         let Some(entry) = bucket.get(&key).await? else {
@@ -199,19 +216,27 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
         if let Some(node) = key.strip_prefix("cordon.") {
             cordoned.push(node.to_owned());
         } else if let Some(node) = key.strip_prefix("drain.") {
-            if decode::<DrainRecord>("drain", &entry.value).is_ok() {
+            if let Ok(d) = decode::<DrainRecord>("drain", &entry.value) {
                 draining.push(node.to_owned());
+                drains.insert(node.to_owned(), d);
             }
         } else if let Some(app) = key.strip_prefix("move.") {
             match (
                 AppName::new(app),
                 decode::<MoveRecord>("move", &entry.value),
             ) {
-                (Ok(app), Ok(m)) => moves.push(PlanMove {
-                    app,
-                    from: m.from,
-                    to: m.to,
-                }),
+                (Ok(app), Ok(m)) => {
+                    if super::lock::move_is_current(shared, &started, &app, m.lock).await? {
+                        moves.push(PlanMove {
+                            app,
+                            from: m.from,
+                            to: m.to,
+                        });
+                    } else {
+                        debug!(%app, "ignoring a move whose migration lock expired");
+                        stale_moves.push((key.clone(), entry.revision));
+                    }
+                }
                 (_, Err(e)) => {
                     shared.stats.count_malformed("placement");
                     warn!(key, error = %e, "ignoring malformed move record");
@@ -241,12 +266,25 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
             healthy: m.healthy,
             cordoned: cordoned.iter().any(|c| c == m.node_id.as_str()),
             draining: draining.iter().any(|d| d == m.node_id.as_str()),
+            drain_force: drains.get(m.node_id.as_str()).is_some_and(|d| d.force),
+            drain_release: drains
+                .get(m.node_id.as_str())
+                .filter(|d| d.max_concurrent > 0)
+                .map(|d| d.released.iter().cloned().collect()),
             running: m
                 .apps
                 .iter()
                 .filter(|a| a.running)
                 .map(|a| a.name.clone())
                 .collect(),
+            leading: m
+                .apps
+                .iter()
+                .filter(|a| a.running && a.role == crate::mode::Role::Leader)
+                .map(|a| a.name.clone())
+                .collect(),
+            hosts: m.apps.iter().map(|a| a.name.clone()).collect(),
+            load: m.load,
         })
         .collect();
     let mut apps: BTreeMap<_, PlanApp> = BTreeMap::new();
@@ -274,6 +312,7 @@ pub(crate) async fn gather(shared: &Arc<Shared>, bucket: &dyn KvBucket) -> Resul
         revision: current_rev,
         cordoned,
         draining,
+        stale_moves,
     })
 }
 
@@ -284,6 +323,7 @@ impl Default for AssignmentRecord {
             epoch: 0,
             assignment: AssignmentView::default(),
             pending: BTreeMap::new(),
+            blocked: BTreeMap::new(),
         }
     }
 }

@@ -17,6 +17,8 @@ mod agent;
 mod auto;
 mod auto_ops;
 mod controller;
+mod labels_watch;
+mod lock;
 mod observe;
 mod ops;
 mod ring;
@@ -32,6 +34,7 @@ pub use crate::wire::placement::{AssignmentRecord, AssignmentView, PlacementView
 pub(crate) use agent::spawn as spawn_agent;
 pub(crate) use auto::RebalanceDefaults;
 pub(crate) use controller::{gather as gather_plan_request, spawn as spawn_controller};
+pub use labels_watch::LabelWatch;
 pub use ops::{DrainOptions, DrainProgress, MoveRequest};
 pub use ring::{RingView, partition_of};
 
@@ -50,8 +53,22 @@ pub struct PlanNode {
     pub cordoned: bool,
     /// Being drained: everything moves off.
     pub draining: bool,
+    /// The drain is forced: instances that cannot move anywhere are stopped. Without force
+    /// they stay on the draining node (reported in [`PlanOutcome::blocked`]).
+    pub drain_force: bool,
+    /// A drain limited to a number of concurrent migrations: only these apps may leave the
+    /// draining node now (the drain operation releases more as earlier ones complete).
+    /// `None`: every app leaves at once.
+    pub drain_release: Option<BTreeSet<AppName>>,
     /// Apps whose instance runs on it now.
     pub running: BTreeSet<AppName>,
+    /// Singleton apps it leads now.
+    pub leading: BTreeSet<AppName>,
+    /// Apps registered on it (whether running or not): an app can only run where it is
+    /// registered.
+    pub hosts: BTreeSet<AppName>,
+    /// Its measured load (`None`: not measured).
+    pub load: Option<crate::member::NodeLoad>,
 }
 
 /// An app as the planner sees it.
@@ -96,6 +113,9 @@ pub struct PlanOutcome {
     pub assignment: AssignmentView,
     /// Apps that cannot be placed, with the reason.
     pub pending: BTreeMap<AppName, String>,
+    /// Instances that stay on a node drained without force (no eligible target), with the
+    /// reason.
+    pub blocked: BTreeMap<AppName, String>,
 }
 
 /// Decides where apps run. Implementations are pure and deterministic.
@@ -104,7 +124,10 @@ pub struct PlanOutcome {
 ///
 /// * Every hard constraint of every app holds on every node of the returned assignment.
 /// * The same request gives the same outcome; the version changes only when a placement does.
-/// * Unhealthy and draining nodes run nothing; cordoned nodes get no new instances.
+/// * Unhealthy nodes run nothing; cordoned nodes get no new instances. A draining node runs
+///   nothing, except (without `drain_force`) instances that have no eligible node elsewhere:
+///   they stay and are listed in `blocked`. With `drain_release`, only the listed apps
+///   leave the draining node; the others keep their current placement.
 /// * Make-before-break: when an instance moves between two live nodes, the old node stays in
 ///   the assignment until the new one reports the instance running.
 pub trait Planner: Send + Sync + 'static {
@@ -154,4 +177,11 @@ pub struct RebalanceOptions {
     pub include_labels: Labels,
     /// `spread-evenly`, `bin-pack`, `zone-aware[:label]` (empty: spread evenly).
     pub strategy: String,
+    /// Resource-aware: when app counts are balanced but the measured load spreads more than
+    /// `resource_thresholds`, move one instance from the most to the least loaded node.
+    pub resource_aware: bool,
+    /// Load spread thresholds (resource-aware).
+    pub resource_thresholds: crate::wire::rebalance::ResourceThresholds,
+    /// Never plan a step onto a node above these load limits.
+    pub max_node_load: crate::wire::rebalance::ResourceLimits,
 }

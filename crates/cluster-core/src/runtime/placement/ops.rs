@@ -1,13 +1,15 @@
 //! Operations on placement: cordon, drain, move, labels. Each writes a record in the placement
 //! bucket that the controller acts on, then (for drain and move) waits for the outcome.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::audit::AuditRecord;
 use crate::audit::category::{NODE, OPERATOR, PLACEMENT};
 
+use super::lock::MigrationLock;
 use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
 use crate::labels::Labels;
@@ -19,13 +21,18 @@ use crate::wire::placement::{
     PLACEMENT_RECORD_VERSION, cordon_key, decode, drain_key, encode, labels_key, move_key,
 };
 
+/// How often a drain re-reads the controller's record besides membership changes.
+const DRAIN_POLL: Duration = Duration::from_millis(250);
+
 /// Options of a drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainOptions {
     /// Give up (with `Timeout`, listing what remains) after this long.
     pub timeout: Duration,
-    /// Stop instances that cannot move anywhere instead of leaving them.
+    /// Stop instances that cannot move anywhere instead of leaving them running.
     pub force: bool,
+    /// At most this many instances migrate off the node at a time (0: all at once).
+    pub max_concurrent: usize,
 }
 
 impl Default for DrainOptions {
@@ -33,6 +40,7 @@ impl Default for DrainOptions {
         Self {
             timeout: Duration::from_secs(300),
             force: false,
+            max_concurrent: 0,
         }
     }
 }
@@ -44,6 +52,9 @@ pub struct DrainProgress {
     pub total: usize,
     /// Instances still running there.
     pub remaining: Vec<AppName>,
+    /// Of those, the ones that cannot move (no eligible node elsewhere), with the reason. They
+    /// keep running unless the drain is forced.
+    pub blocked: BTreeMap<AppName, String>,
 }
 
 /// A move of one app's instance.
@@ -137,8 +148,14 @@ impl Platform {
     }
 
     /// Drains `node`: cordons it and moves every instance away, reporting progress, until the
-    /// node runs nothing or the timeout passes (`Timeout` lists what remains). The node stays
-    /// cordoned afterwards.
+    /// node runs nothing or the timeout passes (`Timeout` lists what remains, with the reason
+    /// of each blocked instance). The node stays cordoned afterwards.
+    ///
+    /// Without `force`, an instance that has no eligible node elsewhere stays where it runs
+    /// (reported in [`DrainProgress::blocked`]); nothing is stopped that cannot start elsewhere.
+    /// With `force`, such instances are stopped (the app becomes pending, audited
+    /// `placement.constraint.invalid` and `operator.drain.forced-stop`). With
+    /// `max_concurrent`, at most that many instances are migrating at a time.
     pub async fn drain_node(
         &self,
         node: &str,
@@ -148,19 +165,57 @@ impl Platform {
         self.require_planner()?;
         let node_id = NodeId::new(node)?;
         let member = self.member(&node_id).await?;
-        self.cordon_node(node, "drain").await?;
         let started = self.shared().started().await?;
-        let record = DrainRecord {
+        let mut on_node: Vec<AppName> = member
+            .apps
+            .iter()
+            .filter(|a| a.running)
+            .map(|a| a.name.clone())
+            .collect();
+        on_node.sort();
+        // The migration lock of every app on the node, for the drain's duration (each is
+        // released as its app leaves): a concurrent move or rebalance step fails meanwhile.
+        let mut locks: BTreeMap<AppName, MigrationLock> = BTreeMap::new();
+        for app in &on_node {
+            match MigrationLock::acquire(self.shared(), &started, app, "drain").await {
+                Ok(l) => {
+                    locks.insert(app.clone(), l);
+                }
+                Err(e) => {
+                    for (_, l) in std::mem::take(&mut locks) {
+                        l.release().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        // Where each app was placed when the drain started (to tell its new targets).
+        let initial: BTreeMap<AppName, Vec<NodeId>> = self
+            .assignment()
+            .await?
+            .map(|r| {
+                r.assignment
+                    .apps
+                    .into_iter()
+                    .map(|(app, p)| (app, p.nodes))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.cordon_node(node, "drain").await?;
+        let limit = options.max_concurrent;
+        let mut record = DrainRecord {
             v: PLACEMENT_RECORD_VERSION,
             id: uuid::Uuid::new_v4().simple().to_string(),
             force: options.force,
             by: self.node_id().clone(),
+            max_concurrent: u32::try_from(limit).unwrap_or(u32::MAX),
+            released: on_node.iter().take(limit).cloned().collect(),
         };
         started
             .placement
             .put(&drain_key(&node_id), encode(&record)?)
             .await?;
-        let total = member.apps.iter().filter(|a| a.running).count();
+        let total = on_node.len();
         let deadline = tokio::time::Instant::now() + options.timeout;
         let shared = self.shared().clone();
         shared.audit(
@@ -168,36 +223,131 @@ impl Platform {
             "drain.started",
             None,
             serde_json::json!({"node": node_id, "instances": total, "force": options.force,
-                "timeout_ms": options.timeout.as_millis() as u64}),
+                "max_concurrent": limit, "timeout_ms": options.timeout.as_millis() as u64}),
         );
         // Each instance on the node migrates away: tracked as a migration with reason `drain`.
-        let mut migrating: Vec<(AppName, Migration)> = member
-            .apps
+        let mut migrating: Vec<(AppName, Migration)> = on_node
             .iter()
-            .filter(|a| a.running)
             .map(|a| {
-                let m = Migration::start(&shared, &a.name, &node_id, None, "drain", &record.id);
-                (a.name.clone(), m)
+                let m = Migration::start(&shared, a, &node_id, None, "drain", &record.id);
+                (a.clone(), m)
             })
             .collect();
+        let mut forced: BTreeSet<AppName> = BTreeSet::new();
         let mut members = started.membership.clone();
         let mut last = None;
         loop {
-            let remaining: Vec<AppName> = members
-                .borrow()
-                .get(&node_id)
-                .map(|m| {
-                    m.apps
+            let assignment: Option<AssignmentRecord> =
+                match started.placement.get(ASSIGNMENT_KEY).await? {
+                    Some(e) => decode("assignment", &e.value).ok(),
+                    None => None,
+                };
+            let (remaining, runs_elsewhere) = {
+                let view = members.borrow();
+                let remaining: Vec<AppName> = view
+                    .get(&node_id)
+                    .map(|m| {
+                        m.apps
+                            .iter()
+                            .filter(|a| a.running)
+                            .map(|a| a.name.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // Apps whose new placements (nodes added since the drain started) all run
+                // ready: their migration is over. Nodes that already ran the app are not
+                // waited for (an unrelated failure there must not hold the drain).
+                let settled: BTreeSet<AppName> = on_node
+                    .iter()
+                    .filter(|app| {
+                        assignment.as_ref().is_none_or(|r| {
+                            r.assignment.apps.get(*app).is_none_or(|p| {
+                                let before = initial.get(*app);
+                                let added = p.nodes.iter().filter(|n| {
+                                    **n != node_id && before.is_none_or(|b| !b.contains(n))
+                                });
+                                added.into_iter().all(|n| {
+                                    view.get(n).is_some_and(|m| {
+                                        // Ready: started (`on_start` done), not starting.
+                                        m.apps.iter().any(|a| {
+                                            &a.name == *app && a.running && a.role != Role::Stopped
+                                        })
+                                    })
+                                })
+                            })
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                (remaining, settled)
+            };
+            let blocked: BTreeMap<AppName, String> = assignment
+                .as_ref()
+                .map(|r| {
+                    r.blocked
                         .iter()
-                        .filter(|a| a.running)
-                        .map(|a| a.name.clone())
+                        .filter(|(app, _)| remaining.contains(app))
+                        .map(|(a, why)| (a.clone(), why.clone()))
                         .collect()
                 })
                 .unwrap_or_default();
-            let p = DrainProgress { total, remaining };
+            if options.force
+                && let Some(r) = &assignment
+            {
+                for app in &on_node {
+                    if let Some(why) = r.pending.get(app)
+                        && forced.insert(app.clone())
+                    {
+                        warn!(%app, node = %node_id, reason = %why, "forced drain stops an instance that cannot run elsewhere");
+                        shared.audit(
+                            OPERATOR,
+                            "drain.forced-stop",
+                            Some(app),
+                            serde_json::json!({"node": node_id, "reason": why}),
+                        );
+                    }
+                }
+            }
+            // Limited concurrency: release more apps as earlier migrations complete.
+            if limit > 0 {
+                let in_flight = record
+                    .released
+                    .iter()
+                    .filter(|a| {
+                        !blocked.contains_key(*a)
+                            && (remaining.contains(a) || !runs_elsewhere.contains(*a))
+                    })
+                    .count();
+                let next: Vec<AppName> = on_node
+                    .iter()
+                    .filter(|a| !record.released.contains(a))
+                    .take(limit.saturating_sub(in_flight))
+                    .cloned()
+                    .collect();
+                if !next.is_empty() {
+                    debug!(node = %node_id, apps = ?next, in_flight, "drain releases more instances");
+                    record.released.extend(next);
+                    started
+                        .placement
+                        .put(&drain_key(&node_id), encode(&record)?)
+                        .await?;
+                }
+            }
+            let p = DrainProgress {
+                total,
+                remaining,
+                blocked,
+            };
             for (app, m) in std::mem::take(&mut migrating) {
-                if p.remaining.contains(&app) {
+                if p.remaining.contains(&app) || !runs_elsewhere.contains(&app) {
                     migrating.push((app, m));
+                    continue;
+                }
+                if let Some(l) = locks.remove(&app) {
+                    l.release().await;
+                }
+                if forced.contains(&app) {
+                    m.finish(&shared, Err("stopped without replacement (forced drain)"));
                 } else {
                     m.finish(&shared, Ok(None));
                 }
@@ -206,33 +356,60 @@ impl Platform {
                 progress(&p);
                 last = Some(p.clone());
             }
-            if p.remaining.is_empty() {
+            // Done once the node runs nothing and what left runs where it was placed.
+            if p.remaining.is_empty() && on_node.iter().all(|a| runs_elsewhere.contains(a)) {
                 started.placement.delete(&drain_key(&node_id), None).await?;
+                for (_, l) in std::mem::take(&mut locks) {
+                    l.release().await;
+                }
                 info!(%node_id, "node drained");
                 shared.audit(
                     OPERATOR,
                     "drain.completed",
                     None,
-                    serde_json::json!({"node": node_id, "instances": total}),
+                    serde_json::json!({"node": node_id, "instances": total,
+                        "forced_stops": forced.len()}),
                 );
                 return Ok(p);
             }
-            match tokio::time::timeout_at(deadline, members.changed()).await {
+            let changed = tokio::select! {
+                r = tokio::time::timeout_at(deadline, members.changed()) => r,
+                // The controller's record (blocked, pending) changes without a membership change.
+                _ = tokio::time::sleep(DRAIN_POLL) => Ok(Ok(())),
+            };
+            match changed {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::ShuttingDown),
                 Err(_) => {
-                    let names: Vec<String> = p.remaining.iter().map(ToString::to_string).collect();
-                    for (_, m) in migrating.drain(..) {
-                        m.finish(&shared, Err("drain timed out"));
+                    for (_, l) in std::mem::take(&mut locks) {
+                        l.release().await;
                     }
+                    let names: Vec<String> = p.remaining.iter().map(ToString::to_string).collect();
+                    for (app, m) in migrating.drain(..) {
+                        match p.blocked.get(&app) {
+                            Some(why) => m.finish(&shared, Err(why)),
+                            None => m.finish(&shared, Err("drain timed out")),
+                        }
+                    }
+                    let blocked: Vec<String> = p
+                        .blocked
+                        .iter()
+                        .map(|(app, why)| format!("{app}: {why}"))
+                        .collect();
                     shared.audit(
                         OPERATOR,
                         "drain.failed",
                         None,
-                        serde_json::json!({"node": node_id, "remaining": names}),
+                        serde_json::json!({"node": node_id, "remaining": names,
+                            "blocked": p.blocked}),
                     );
+                    let blocked = if blocked.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; blocked: {}", blocked.join("; "))
+                    };
                     return Err(Error::Timeout(format!(
-                        "drain of {node_id}: still running {} after {:?} (run again, or use force)",
+                        "drain of {node_id}: still running {} after {:?}{blocked} (run again, or use force)",
                         names.join(", "),
                         options.timeout
                     )));
@@ -272,15 +449,22 @@ impl Platform {
             }
         }
         let started = self.shared().started().await?;
+        // One migration of an app at a time: a concurrent move, drain or rebalance step of
+        // the same app fails here with `LockHeld`.
+        let lock = MigrationLock::acquire(self.shared(), &started, &app, "move").await?;
         let record = MoveRecord {
             v: PLACEMENT_RECORD_VERSION,
             id: uuid::Uuid::new_v4().simple().to_string(),
             from: from.clone(),
             to: to.clone(),
             by: self.node_id().clone(),
+            lock: lock.fence(),
         };
         let key = move_key(&app);
-        started.placement.put(&key, encode(&record)?).await?;
+        if let Err(e) = started.placement.put(&key, encode(&record)?).await {
+            lock.release().await;
+            return Err(e);
+        }
         let shared = self.shared().clone();
         shared.audit(
             OPERATOR,
@@ -337,6 +521,7 @@ impl Platform {
         };
         // The record has served its purpose (a Singleton's new leader may have removed it).
         let _ = started.placement.delete(&key, None).await;
+        lock.release().await;
         if let Ok(target) = &result {
             info!(%app, %from, to = %target, "app moved");
         }
