@@ -118,11 +118,16 @@ async fn stop_kills_the_whole_process_group() {
     let leader = backend.pid().unwrap();
     let grandchild = first_pid(&backend).await;
     assert!(pid_alive(grandchild));
-    assert!(
-        group_members(leader).len() >= 3,
-        "{:?}",
-        group_members(leader)
-    );
+    // The shell forks the second sleep after printing the first one's pid: wait for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while group_members(leader).len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group never had 3 members: {:?}",
+            group_members(leader)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     backend.stop(Duration::from_secs(5)).await.unwrap();
     assert!(!pid_alive(leader));
     assert!(!pid_alive(grandchild), "a grandchild survived the stop");
