@@ -178,6 +178,33 @@ fn sqlite_app_with_external_writer_snapshots_and_restore() {
     let r = cli(&["--config", cfg, "snapshot", "delete", &id, "--app", "db"]);
     assert_eq!(r.code, 0, "{r:?}");
 
+    // Promotions, the restore and the deletion are on the platform's audit stream.
+    wait_for("wal audit records", Duration::from_secs(20), || {
+        let r = cli(&[
+            "--config",
+            cfg,
+            "--json",
+            "audit",
+            "--category",
+            "wal",
+            "--limit",
+            "1000",
+        ]);
+        let v = (r.code == 0).then(|| r.json())?;
+        let actions: Vec<String> = v["entries"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["app"] == "db")
+            .filter_map(|e| e["action"].as_str().map(str::to_owned))
+            .collect();
+        let has = |a: &str| actions.iter().any(|x| x == a);
+        (has("promoted")
+            && has("restore.started")
+            && has("restore.completed")
+            && has("snapshot.deleted"))
+        .then_some(())
+    });
+
     for d in &daemons {
         d.signal(libc::SIGTERM);
     }

@@ -36,6 +36,8 @@ pub mod category {
     pub const MEMBER: &str = "member";
     /// Operator actions (admin requests, CLI).
     pub const OPERATOR: &str = "operator";
+    /// SQLite WAL replication: promotion, divergence, restores (`cluster-wal`).
+    pub const WAL: &str = "wal";
 }
 
 /// One audit record (JSON on the wire, see `docs/protocol/audit.md`).

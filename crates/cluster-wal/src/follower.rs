@@ -64,6 +64,8 @@ pub struct FollowerConfig {
     /// Closes the app's connections around snapshot restores (the `WalResource` sets its
     /// sqlx pool here).
     pub restore_fence: Option<std::sync::Arc<dyn RestoreFence>>,
+    /// Where divergences and standby restores are audited (see [`crate::audit`]).
+    pub audit: Option<std::sync::Arc<dyn crate::audit::WalAudit>>,
 }
 
 impl FollowerConfig {
@@ -76,6 +78,7 @@ impl FollowerConfig {
             options: StandbyOptions::default(),
             retry_interval: Duration::from_secs(1),
             restore_fence: None,
+            audit: None,
         }
     }
 }
@@ -287,6 +290,20 @@ impl Worker {
                 Err(e) => {
                     self.report_error(&e);
                     force_restore = e.kind() == ErrorKind::Resync;
+                    if force_restore {
+                        let pos = standby.position();
+                        crate::audit::emit(
+                            self.cfg.audit.as_ref(),
+                            crate::audit::DIVERGENCE,
+                            serde_json::json!({
+                                "db": self.cfg.metrics_name,
+                                "error": e.to_string(),
+                                "txid": pos.txid,
+                                "seq": pos.stream_seq,
+                                "action": "resync from the newest snapshot",
+                            }),
+                        );
+                    }
                     self.sleep_retry();
                 }
             }
@@ -357,6 +374,26 @@ impl Worker {
         match restored {
             Ok(s) => {
                 metrics::add(metrics::RESTORES, &self.cfg.metrics_name, 1);
+                let reason = if force_restore {
+                    "divergence"
+                } else if behind {
+                    "behind the log's trim"
+                } else if fresh {
+                    "fresh standby"
+                } else {
+                    "recovery"
+                };
+                crate::audit::emit(
+                    self.cfg.audit.as_ref(),
+                    crate::audit::STANDBY_RESTORED,
+                    serde_json::json!({
+                        "db": self.cfg.metrics_name,
+                        "snapshot": snap.meta.id(),
+                        "txid": snap.meta.txid,
+                        "seq": snap.meta.stream_seq,
+                        "reason": reason,
+                    }),
+                );
                 self.progress.send_modify(|p| {
                     p.restores += 1;
                     p.position = s.position();

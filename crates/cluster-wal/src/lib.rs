@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod audit;
 pub mod capture;
 pub mod crc;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod sqlite;
 pub mod wal;
 
 pub use apply::{Applied, Standby, StandbyOptions};
+pub use audit::WalAudit;
 pub use capture::{Capture, CheckpointOutcome, LeaderStart};
 pub use error::{ErrorKind, Result, WalError};
 pub use follower::{Follower, FollowerConfig, FollowerProgress, RestoreFence};

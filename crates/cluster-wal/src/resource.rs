@@ -63,6 +63,7 @@ pub struct WithSqlite {
     checkpoint_frames: u64,
     metrics_name: Option<String>,
     pool_connections: u32,
+    pub(crate) audit: Option<Arc<dyn crate::audit::WalAudit>>,
 }
 
 impl WithSqlite {
@@ -83,6 +84,7 @@ impl WithSqlite {
             checkpoint_frames: 1000,
             metrics_name: None,
             pool_connections: 4,
+            audit: None,
         }
     }
 
@@ -141,6 +143,14 @@ impl WithSqlite {
     /// The `db` label of the metrics (default: the file stem).
     pub fn metrics_name(mut self, name: impl Into<String>) -> Self {
         self.metrics_name = Some(name.into());
+        self
+    }
+
+    /// Where promotion, divergence and restore events are audited (the app itself, for its
+    /// platform's audit stream: `.audit(Arc::new(app.clone()))`; `cluster::sqlite::attach`
+    /// sets it). Without it they are only logged.
+    pub fn audit(mut self, audit: Arc<dyn crate::audit::WalAudit>) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -244,7 +254,7 @@ impl Inner {
         self.views.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn metrics_name(&self) -> String {
+    pub(crate) fn metrics_name(&self) -> String {
         self.cfg
             .metrics_name
             .clone()
@@ -256,6 +266,7 @@ impl Inner {
         fc.options = self.cfg.standby;
         fc.metrics_name = self.metrics_name();
         fc.restore_fence = Some(self.pool.clone());
+        fc.audit = self.cfg.audit.clone();
         let f = Follower::start(fc, self.log.clone(), self.store.clone())?;
         self.views_mut().follower = Some(f.subscribe());
         self.role.send_replace(WalRole::Standby);
@@ -370,8 +381,21 @@ impl Inner {
             State::Standby(f) => f,
             _ => self.start_follower()?,
         };
+        let started = std::time::Instant::now();
         match self.promote_from(follower, epoch).await {
             Ok(leader) => {
+                let info = leader.start_info();
+                crate::audit::emit(
+                    self.cfg.audit.as_ref(),
+                    crate::audit::PROMOTED,
+                    serde_json::json!({
+                        "db": self.metrics_name(),
+                        "epoch": epoch.get(),
+                        "lineage": info.lineage.to_string(),
+                        "base_txid": info.base_txid,
+                        "ms": started.elapsed().as_millis() as u64,
+                    }),
+                );
                 let leader = Arc::new(leader);
                 let snapshots = self.spawn_snapshots(leader.clone());
                 self.views_mut().active = Some((epoch, leader.clone()));
@@ -385,6 +409,15 @@ impl Inner {
             }
             Err(e) => {
                 tracing::error!(error = %e, %epoch, "promotion failed; following the log again");
+                crate::audit::emit(
+                    self.cfg.audit.as_ref(),
+                    crate::audit::PROMOTION_FAILED,
+                    serde_json::json!({
+                        "db": self.metrics_name(),
+                        "epoch": epoch.get(),
+                        "error": e.to_string(),
+                    }),
+                );
                 *st = State::Standby(self.start_follower()?);
                 Err(e)
             }

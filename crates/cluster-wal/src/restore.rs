@@ -92,7 +92,12 @@ impl WalDb {
             )));
         }
         self.inner.store.delete(&meta.object_name()).await?;
-        tracing::info!(target: "audit", snapshot = %meta.id(), txid = meta.txid, "snapshot deleted");
+        crate::audit::emit(
+            self.inner.cfg.audit.as_ref(),
+            crate::audit::SNAPSHOT_DELETED,
+            serde_json::json!({"db": self.inner.metrics_name(), "snapshot": meta.id(),
+                "txid": meta.txid, "seq": meta.stream_seq}),
+        );
         Ok(meta)
     }
 
@@ -100,9 +105,34 @@ impl WalDb {
     /// docs. On success this node's replica is stopped: **step the app down** next (writes
     /// are refused until the next promotion).
     pub async fn restore_snapshot(&self, token: Epoch, id: &str) -> Result<RestoreReport> {
+        let audit = self.inner.cfg.audit.as_ref();
+        let db = self.inner.metrics_name();
+        crate::audit::emit(
+            audit,
+            crate::audit::RESTORE_STARTED,
+            serde_json::json!({"db": db, "snapshot": id, "epoch": token.get()}),
+        );
+        let outcome = self.restore_snapshot_steps(token, id).await;
+        match &outcome {
+            Ok(report) => crate::audit::emit(
+                audit,
+                crate::audit::RESTORE_COMPLETED,
+                serde_json::json!({"db": db, "snapshot": id, "lineage": report.lineage,
+                    "epoch_start_seq": report.epoch_start_seq, "steps": report.steps}),
+            ),
+            Err(e) => crate::audit::emit(
+                audit,
+                crate::audit::RESTORE_FAILED,
+                serde_json::json!({"db": db, "snapshot": id, "error": e.to_string()}),
+            ),
+        }
+        outcome
+    }
+
+    async fn restore_snapshot_steps(&self, token: Epoch, id: &str) -> Result<RestoreReport> {
         let mut steps = Vec::new();
         let mut step = |what: String, t: Instant| {
-            tracing::info!(target: "audit", step = %what, "snapshot restore");
+            tracing::info!(step = %what, "snapshot restore");
             steps.push(RestoreStep {
                 step: what,
                 ms: t.elapsed().as_millis() as u64,
@@ -218,7 +248,7 @@ impl WalDb {
             ),
             t,
         );
-        tracing::warn!(target: "audit", snapshot = %id, %lineage, seq = ack.seq, "snapshot restored as a new lineage; step the app down to resume");
+        tracing::warn!(snapshot = %id, %lineage, seq = ack.seq, "snapshot restored as a new lineage; step the app down to resume");
         Ok(RestoreReport {
             snapshot: id.to_owned(),
             from_txid: old.meta.txid,

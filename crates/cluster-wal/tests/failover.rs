@@ -124,7 +124,8 @@ async fn a_corrupted_record_is_refused_and_the_standby_resyncs_from_a_snapshot()
         let i = p.len() / 2;
         p[i] ^= 0x55;
     }));
-    let f = env.follower("s.db");
+    let audit = std::sync::Arc::new(RecordedAudit::default());
+    let f = env.follower_audited("s.db", Some(audit.clone()));
     let p = tokio::time::timeout(Duration::from_secs(10), f.wait_for(|p| p.errors > 0))
         .await
         .unwrap()
@@ -144,6 +145,23 @@ async fn a_corrupted_record_is_refused_and_the_standby_resyncs_from_a_snapshot()
     fill(&leader, 3).await;
     converge(&leader, &f).await;
     assert!(f.progress().restores >= 1);
+    // Both the divergence and the resync are audited.
+    let divergence = audit.first("divergence").expect("wal.divergence audited");
+    assert!(
+        divergence["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("corrupt record at stream seq {bad_seq}")),
+        "{divergence}"
+    );
+    // (It may first restore an older snapshot and meet the corrupted record again.)
+    let restored = audit.all("standby.restored");
+    assert!(
+        restored
+            .iter()
+            .any(|d| d["reason"] == "divergence" && d["snapshot"] == snap.meta.id()),
+        "{restored:?}"
+    );
     drop(f.stop().await.unwrap());
     leader.shutdown().await;
     assert_same_pages(&leader_db, &env.path("s.db"));

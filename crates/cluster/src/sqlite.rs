@@ -48,7 +48,8 @@ const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Starts replication of `with`'s database for `app` over `log` and `store` and attaches it:
 /// the [`WalResource`] is added to the app's resources (add it before a VIP or a backend that
 /// needs the database, so that promotion runs first), writes are fenced by the app's
-/// leadership epoch ([`App::check_epoch`]), the `wal.*` admin operations (`cluster snapshot …`)
+/// leadership epoch ([`App::check_epoch`]), promotions, divergences and restores are audited on
+/// the platform's audit stream (category `wal`), the `wal.*` admin operations (`cluster snapshot …`)
 /// are registered, and the handle is attached so that [`AppDbExt::db`] finds it. One database
 /// per app; attaching a second replaces the handle `db()` returns (both stay replicated).
 pub async fn attach(
@@ -57,7 +58,7 @@ pub async fn attach(
     log: Arc<dyn ReplicatedLog>,
     store: Arc<dyn ObjectStore>,
 ) -> Result<WalDb> {
-    let (resource, db) = with.start(log, store).await?;
+    let (resource, db) = with.audit(Arc::new(app.clone())).start(log, store).await?;
     let check = app.clone();
     db.set_epoch_check(move |epoch| check.check_epoch(epoch));
     cluster_wal::admin::register(app, &db);

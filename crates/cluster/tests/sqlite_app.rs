@@ -116,6 +116,34 @@ async fn attached_database_is_reachable_from_the_app_and_follows_leadership() {
         count(&leader).await == 30
     })
     .await;
+    // Both promotions are on the platform's audit stream, each from the promoted node.
+    let audit = cluster.node("n1").platform.audit();
+    let filter = cluster::core::audit::AuditFilter {
+        category: Some("wal".into()),
+        ..Default::default()
+    };
+    let mut promoted = Vec::new();
+    eventually("two wal.promoted records", async || {
+        audit.flush().await;
+        promoted = audit
+            .query(&filter)
+            .await
+            .unwrap()
+            .entries
+            .into_iter()
+            .filter(|e| e.record.action == "promoted")
+            .map(|e| (e.record.node.to_string(), e.record.data["epoch"].as_u64()))
+            .collect();
+        promoted.len() == 2
+    })
+    .await;
+    assert_eq!(
+        promoted,
+        vec![
+            (first.clone(), Some(token.get())),
+            (second.clone(), Some(token2.get()))
+        ]
+    );
     for n in ["n1", "n2"] {
         cluster.stop_node(n).await.unwrap();
     }

@@ -413,6 +413,23 @@ impl App {
         self
     }
 
+    /// Emits an audit record about this app from this node (`category.action` with `data`,
+    /// tokens validated). Integration crates use it for their events (e.g. `wal.promoted`).
+    /// `InvalidArgument` when the app is not registered with a running platform.
+    pub fn audit(&self, category: &str, action: &str, data: serde_json::Value) -> Result<()> {
+        let shared = self.shared()?;
+        let record = crate::audit::AuditRecord::new(
+            category,
+            action,
+            Some(&self.inner.name),
+            &shared.node,
+            data,
+        );
+        record.validate()?;
+        shared.audit_record(record);
+        Ok(())
+    }
+
     pub(crate) fn shared(&self) -> Result<Arc<Shared>> {
         self.inner
             .platform

@@ -40,7 +40,17 @@ impl Env {
     }
 
     pub fn follower(&self, name: &str) -> Follower {
+        self.follower_audited(name, None)
+    }
+
+    /// A follower whose audit events go to `audit`.
+    pub fn follower_audited(
+        &self,
+        name: &str,
+        audit: Option<std::sync::Arc<dyn cluster_wal::WalAudit>>,
+    ) -> Follower {
         let mut cfg = FollowerConfig::new(self.path(name));
+        cfg.audit = audit;
         cfg.retry_interval = Duration::from_millis(50);
         cfg.options = StandbyOptions {
             fsync_position: false,
@@ -156,4 +166,49 @@ pub async fn exec(leader: &Leader, sql: &'static str) -> u64 {
         .await
         .unwrap()
         .1
+}
+
+/// A [`cluster_wal::WalAudit`] that keeps what it is given.
+#[derive(Debug, Default)]
+#[allow(dead_code)]
+pub struct RecordedAudit(pub std::sync::Mutex<Vec<(String, serde_json::Value)>>);
+
+#[allow(dead_code)]
+impl RecordedAudit {
+    /// The actions recorded so far, in order.
+    pub fn actions(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// The data of every record of `action`, in order.
+    pub fn all(&self, action: &str) -> Vec<serde_json::Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(a, _)| a == action)
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+
+    /// The data of the first record of `action`.
+    pub fn first(&self, action: &str) -> Option<serde_json::Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(a, _)| a == action)
+            .map(|(_, d)| d.clone())
+    }
+}
+
+impl cluster_wal::WalAudit for RecordedAudit {
+    fn record(&self, action: &str, data: serde_json::Value) {
+        self.0.lock().unwrap().push((action.to_owned(), data));
+    }
 }
