@@ -25,10 +25,23 @@ pub struct MemberApp {
     /// [`Planner`](crate::runtime::Planner)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
+    /// Whether the instance's resources could take over at once (a standby whose replica
+    /// caught up, see [`ActiveResource::standby_ready`](crate::runtime::ActiveResource)).
+    /// Records without the field (older nodes) are ready; omitted when ready.
+    #[serde(default = "ready", skip_serializing_if = "is_ready")]
+    pub ready: bool,
 }
 
 fn stopped() -> Role {
     Role::Stopped
+}
+
+fn ready() -> bool {
+    true
+}
+
+fn is_ready(ready: &bool) -> bool {
+    *ready
 }
 
 /// A live node of the platform, as seen in the membership view.

@@ -98,6 +98,8 @@ pub struct FollowerProgress {
     pub last_error: Option<String>,
     /// Transactions behind the log tail at the last sample (sampled every second).
     pub lag_txns: u64,
+    /// Whether `lag_txns` was sampled at least once since start.
+    pub lag_sampled: bool,
     /// SQLite transactions the standby committed to apply records since start (fewer than the
     /// records when a backlog was applied in batches).
     pub apply_commits: u64,
@@ -459,7 +461,10 @@ impl Worker {
         if let Some(tail) = tail_txid {
             let lag = tail.saturating_sub(applied_txid);
             metrics::set(metrics::LAG_TRANSACTIONS, db, lag as f64);
-            self.progress.send_modify(|p| p.lag_txns = lag);
+            self.progress.send_modify(|p| {
+                p.lag_txns = lag;
+                p.lag_sampled = true;
+            });
         }
     }
 

@@ -64,6 +64,7 @@ pub struct WithSqlite {
     metrics_name: Option<String>,
     pool_connections: u32,
     pub(crate) audit: Option<Arc<dyn crate::audit::WalAudit>>,
+    ready_max_lag: u64,
 }
 
 impl WithSqlite {
@@ -85,6 +86,7 @@ impl WithSqlite {
             metrics_name: None,
             pool_connections: 4,
             audit: None,
+            ready_max_lag: 100,
         }
     }
 
@@ -151,6 +153,14 @@ impl WithSqlite {
     /// sets it). Without it they are only logged.
     pub fn audit(mut self, audit: Arc<dyn crate::audit::WalAudit>) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// A standby is ready to take over in a planned migration (a move or drain hands
+    /// leadership only to a ready standby) when its last lag sample is at most this many
+    /// transactions and it has no unresolved apply error (default 100).
+    pub fn ready_max_lag(mut self, transactions: u64) -> Self {
+        self.ready_max_lag = transactions;
         self
     }
 
@@ -526,6 +536,22 @@ pub(crate) fn to_core(e: WalError) -> Error {
 impl ActiveResource for WalResource {
     fn name(&self) -> &str {
         "wal"
+    }
+
+    /// A standby is ready when its replica is within `ready_max_lag` transactions of the log
+    /// tail (sampled every second) without an unresolved apply error; a leader is ready; a
+    /// stopped replica (restore, shutdown) is not.
+    fn standby_ready(&self) -> bool {
+        let views = self.inner.views();
+        match &views.follower {
+            Some(progress) => {
+                let p = progress.borrow();
+                p.lag_sampled
+                    && p.last_error.is_none()
+                    && p.lag_txns <= self.inner.cfg.ready_max_lag
+            }
+            None => views.active.is_some(),
+        }
     }
 
     async fn activate(&self, epoch: Epoch) -> cluster_core::Result<()> {

@@ -250,3 +250,58 @@ async fn retention_by_age_deletes_old_snapshots_but_keeps_the_newest() {
     assert_eq!(kept.len(), 1, "the newest snapshot is always kept");
     leader.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_is_ready_to_take_over_only_while_it_keeps_up_with_the_log() {
+    use cluster_core::runtime::ActiveResource;
+    let dir = tempfile::tempdir().unwrap();
+    let log = MemoryLog::new();
+    let store = MemoryObjectStore::new();
+    let start = |n: &str| {
+        WithSqlite::new(dir.path().join(format!("{n}.db")))
+            .node_id(n)
+            .ready_max_lag(0)
+            .start(Arc::new(log.clone()), Arc::new(store.clone()))
+    };
+    let (wal1, db1) = start("n1").await.unwrap();
+    let (wal2, _db2) = start("n2").await.unwrap();
+    wal1.activate(Epoch(1)).await.unwrap();
+    assert!(wal1.standby_ready(), "a leader is ready");
+    db1.write(Epoch(1), |c| {
+        c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+    })
+    .await
+    .unwrap();
+    for i in 0..5 {
+        insert(&db1, Epoch(1), i).await.unwrap();
+    }
+    eventually(
+        "the caught-up standby is ready",
+        Duration::from_secs(10),
+        async || wal2.standby_ready(),
+    )
+    .await;
+    // A reader holding the standby's write lock stalls its apply: it falls behind and is no
+    // longer ready (its lag or its busy error says so).
+    let blocker = rusqlite::Connection::open(dir.path().join("n2.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    for i in 5..50 {
+        insert(&db1, Epoch(1), i).await.unwrap();
+    }
+    eventually(
+        "the stalled standby is not ready",
+        Duration::from_secs(10),
+        async || !wal2.standby_ready(),
+    )
+    .await;
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    eventually(
+        "ready again once caught up",
+        Duration::from_secs(20),
+        async || wal2.standby_ready(),
+    )
+    .await;
+    wal1.shutdown().await;
+    wal2.shutdown().await;
+}

@@ -126,6 +126,7 @@ impl Shared {
                 running: a.is_running(),
                 role: a.role(),
                 placement: a.placement(),
+                ready: a.resources().iter().all(|r| r.resource.standby_ready()),
             })
             .collect();
         let healthy = read(&self.apps)

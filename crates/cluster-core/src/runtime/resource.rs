@@ -38,6 +38,15 @@ pub trait ActiveResource: Send + Sync + 'static {
 
     /// Releases the resource.
     async fn deactivate(&self) -> Result<()>;
+
+    /// Whether this node, while standby, could take over without a long catch-up (e.g. its
+    /// database replica is close to the log tail). A Singleton migration hands leadership only
+    /// to a standby whose resources are all ready; the move waits (within its timeout)
+    /// otherwise. Called often (every membership refresh): must be cheap and never block.
+    /// Default: ready.
+    fn standby_ready(&self) -> bool {
+        true
+    }
 }
 
 /// Retries of a failing activation.

@@ -260,7 +260,8 @@ impl Agent {
     }
 }
 
-/// Whether `node` runs a standby of `app` (so a hand-off to it can complete).
+/// Whether `node` runs a standby of `app` whose resources are ready to take over (so a
+/// hand-off to it can complete without a long catch-up).
 fn standby_ready(shared: &Shared, app: &AppName, node: &NodeId) -> bool {
     let Some(started) = shared.started.borrow().clone() else {
         return false;
@@ -269,7 +270,7 @@ fn standby_ready(shared: &Shared, app: &AppName, node: &NodeId) -> bool {
     members.get(node).is_some_and(|m| {
         m.apps
             .iter()
-            .any(|a| &a.name == app && a.running && a.role == Role::Standby)
+            .any(|a| &a.name == app && a.running && a.role == Role::Standby && a.ready)
     })
 }
 
