@@ -93,6 +93,7 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
         ("cluster-nats", "kv_latency"),
         ("cluster-placement", "placement"),
         ("cluster-wal", "replication"),
+        ("cluster-wal", "pool"),
     ] {
         run(
             root,

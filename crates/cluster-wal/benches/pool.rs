@@ -1,7 +1,9 @@
 //! Commit rate of the app-facing APIs on one leader over the in-memory log, real SQLite file:
 //! `WalPool` fenced transactions (sqlx) against `WalDb::write` (rusqlite closure on the
 //! writer actor), async and commit-wait, small transactions (one 100-byte row), sequential
-//! from one task; and read latency through the pool. `WAL_BENCH_SECS` (default 3) per phase.
+//! from one task; and read latency through the pool. Baseline in the same run: a plain sqlx
+//! pool on an unreplicated WAL-mode file (`synchronous=FULL`, like the pool's connections).
+//! `WAL_BENCH_SECS` (default 3) per phase.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -81,6 +83,49 @@ async fn reads(db: &WalDb) {
     );
 }
 
+/// The same transactions through a plain sqlx pool on an unreplicated file.
+async fn raw_sqlx(dir: &std::path::Path) {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let opts = SqliteConnectOptions::new()
+        .filename(dir.join("raw.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let until = Instant::now() + secs();
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    while Instant::now() < until {
+        let t = Instant::now();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO t(v) VALUES (randomblob(100))")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    let rate = lat.len() as f64 / t0.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    println!(
+        "{:<28} {rate:>8.0} tx/s   latency p50 {:.3} ms  p99 {:.3} ms",
+        "raw sqlx (no replication)",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    pool.close().await;
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -103,6 +148,7 @@ fn main() {
         })
         .await
         .unwrap();
+        raw_sqlx(dir.path()).await;
         phase("WalDb::write async", &db, false, Durability::Async).await;
         phase("WalPool FencedTx async", &db, true, Durability::Async).await;
         phase(
