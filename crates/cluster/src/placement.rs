@@ -522,7 +522,17 @@ fn resource_step(
         .map(|(n, _)| *n)
         .collect();
     let baseline = cluster_placement::verify(nodes, specs, current, None).len();
-    for spec in specs.iter().filter(|s| policy.may_move(s)) {
+    // Heaviest first: the app requesting the most of the overloaded dimension relieves the
+    // hot node most (apps without requests keep their order, after those with requests).
+    let request_of = |s: &&AppSpec| match dim {
+        "cpu" => s.resources.cpu_millis,
+        "memory" => s.resources.memory_bytes,
+        "disk" => s.resources.disk_bytes,
+        _ => 0,
+    };
+    let mut candidates: Vec<&AppSpec> = specs.iter().filter(|s| policy.may_move(s)).collect();
+    candidates.sort_by_key(|s| std::cmp::Reverse(request_of(s)));
+    for spec in candidates {
         let Some(placed) = current.app(&spec.name) else {
             continue;
         };

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::placement::planner;
+use cluster::placement::{AppPlacementExt, planner};
 use cluster::{App, Mode, NodeId, Platform, PlatformOptions};
 use cluster_core::NodeLoad;
 use cluster_core::runtime::FixedLoad;
@@ -59,8 +59,15 @@ impl Cluster {
             .load_probe(probe.clone())
             .build()
             .unwrap();
+        // a{i} requests (i + 1) × 100m of CPU (nodes have no capacity labels: unlimited), so
+        // a resource step has a heaviest app to pick.
         let apps: Vec<App> = (0..APPS)
-            .map(|i| App::new(format!("a{i}"), Mode::Replicas { n: 1 }).unwrap())
+            .map(|i| {
+                let app = App::new(format!("a{i}"), Mode::Replicas { n: 1 }).unwrap();
+                app.resources(&format!("{}m", (i + 1) * 100), "", "")
+                    .unwrap();
+                app
+            })
             .collect();
         for a in &apps {
             platform.register(a).unwrap();
@@ -224,6 +231,14 @@ async fn a_resource_imbalance_moves_an_instance_from_the_hottest_to_the_coolest_
         .filter(|(a, n)| after.get(*a) != Some(n))
         .collect();
     assert_eq!(moved.len(), 1, "exactly one instance moved: {moved:?}");
+    // The heaviest app on the hot node (largest CPU request: the highest index) moved.
+    let heaviest = before
+        .iter()
+        .filter(|(_, n)| n.as_str() == "n1")
+        .map(|(a, _)| a.clone())
+        .max_by_key(|a| a[1..].parse::<usize>().unwrap())
+        .unwrap();
+    assert_eq!(moved[0].0, &heaviest, "{moved:?}");
     // The cooldown holds further runs back.
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(c.status().await.run, done.run);
