@@ -172,3 +172,102 @@ async fn a_move_whose_requester_died_is_dropped_once_its_lock_expires() {
         .unwrap();
     assert_eq!(moved.as_str(), "n3");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_auto_rebalance_step_waits_for_a_migration_lock_held_elsewhere() {
+    use cluster::Mode;
+    use cluster_core::kv::{BucketConfig, KvStore};
+    use cluster_core::lock::{KvLock, Lock};
+    use cluster_core::wire::rebalance::{AutoRebalanceConfig, MigrationPolicy, RateLimit};
+
+    const APPS: usize = 4;
+    let apps = || -> Vec<App> {
+        (0..APPS)
+            .map(|i| App::new(format!("a{i}"), Mode::Replicas { n: 1 }).unwrap())
+            .collect()
+    };
+    let mut c = SimCluster::new("prod", PlatformOptions::fast()).with_planner(planner());
+    c.start_node("n1", apps()).await.unwrap();
+    wait_until("every app runs on n1", Duration::from_secs(30), || {
+        (0..APPS).all(|i| running(&c, &format!("a{i}")) == vec!["n1".to_owned()])
+    })
+    .await;
+    let p = c.node("n1").platform.clone();
+    p.set_migration_policy(&MigrationPolicy {
+        cooldown_period_ms: 0,
+        rate_limit: RateLimit::default(),
+        ..MigrationPolicy::default()
+    })
+    .await
+    .unwrap();
+    let mut config = AutoRebalanceConfig {
+        enabled: true,
+        interval_ms: 0,
+        max_concurrent: 2,
+        cooldown_period_ms: 0,
+        ..AutoRebalanceConfig::default()
+    };
+    config.triggers.on_node_join = true;
+    p.set_auto_rebalance(&config).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Another migration (an operator's, on node "op") holds every app's migration lock.
+    let store = c.network.kv("op");
+    let bucket = store
+        .bucket(BucketConfig::new("prod_locks").with_per_key_ttl())
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for i in 0..APPS {
+        let lock = KvLock::new(
+            bucket.clone(),
+            format!("migration.a{i}"),
+            "op".parse().unwrap(),
+            format!("op/operator-move-a{i}"),
+            PlatformOptions::fast().locks,
+            Arc::new(cluster_core::clock::TokioClock),
+        )
+        .unwrap();
+        assert!(lock.try_lock().await.unwrap());
+        held.push(lock);
+    }
+    // n2 joins: the join run plans moves onto it, but every step waits for its lock, visibly.
+    c.start_node("n2", apps()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let s = p.rebalance_status().await.unwrap();
+        if !s.deferred.is_empty() {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no deferred step: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        status
+            .deferred
+            .iter()
+            .all(|d| d.reason.contains("op/operator-move")),
+        "the reason names the holder: {status:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for i in 0..APPS {
+        assert_eq!(
+            running(&c, &format!("a{i}")),
+            vec!["n1".to_owned()],
+            "nothing moves while its lock is held elsewhere"
+        );
+    }
+    // The other migrations end: the waiting steps proceed and n2 gets its share.
+    for lock in held {
+        lock.unlock().await.unwrap();
+    }
+    wait_until("n2 runs its share", Duration::from_secs(60), || {
+        (0..APPS)
+            .filter(|i| running(&c, &format!("a{i}")) == vec!["n2".to_owned()])
+            .count()
+            == APPS / 2
+    })
+    .await;
+}
