@@ -193,14 +193,31 @@ impl ReplicatedLog for NatsReplicatedLog {
                 _ => transient(&what, text.contains("timed out"), text),
             }
         };
-        let sent = match self
-            .connection
-            .jetstream()
-            .send_publish(self.config.subject.clone(), msg)
-            .await
-        {
-            Ok(ack) => ack.await.map_err(map),
-            Err(e) => Err(map(e)),
+        // Right after the stream is created on a cluster, the server this client talks to may
+        // not know its subjects yet ("no stream found"): nothing was stored, so the same
+        // message (same id and expectation) is retried for a short, bounded time.
+        let mut backoff = std::time::Duration::from_millis(10);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        let sent = loop {
+            let sent = match self
+                .connection
+                .jetstream()
+                .send_publish(self.config.subject.clone(), msg.clone())
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Err(e)
+                    if describe(&e).contains("no stream found")
+                        && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                other => break other.map_err(map),
+            }
         };
         if let (Err(Error::Conflict { .. }), Some(expected), Some(id)) =
             (&sent, expected_last_seq, msg_id.as_deref())
