@@ -93,6 +93,34 @@ pub(crate) fn conflict(key: &str, expected: Option<Revision>, current: Option<u6
     }
 }
 
+/// Runs `attempt` again while it fails because the server does not know the target stream
+/// yet ("no stream found"), 10 ms doubling, for at most 2 s; returns the last outcome.
+///
+/// Right after a stream (KV bucket, log, object store) is created on a cluster, the server a
+/// client talks to may learn its subjects after the create call returned. The refused message
+/// was not stored, so sending the same message again (same id, same expectation) is safe.
+pub(crate) async fn retry_unknown_stream<T, E, F, Fut>(mut attempt: F) -> std::result::Result<T, E>
+where
+    E: std::error::Error + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let mut backoff = std::time::Duration::from_millis(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match attempt().await {
+            Err(e)
+                if describe(&e).contains("no stream found")
+                    && tokio::time::Instant::now() + backoff < deadline =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@ use futures::StreamExt;
 use super::watch::watch_bucket;
 use super::wire::{self, EXPECTED_LAST_SUBJECT_SEQUENCE, KV_OPERATION, TTL};
 use crate::connection::NatsConnection;
-use crate::error::{WriteFailure, conflict, describe, map_publish_error, transient};
+use crate::error::{
+    WriteFailure, conflict, describe, map_publish_error, retry_unknown_stream, transient,
+};
 
 /// How often `create` re-reads and retries when the key's last message is a delete or expiry
 /// marker that changes under it.
@@ -125,36 +127,20 @@ impl NatsKvBucket {
         let what = format!("write {key:?} in bucket {}", self.store.name);
         let subject = wire::key_subject(&self.store.name, key);
         let js = self.connection.jetstream();
-        // Right after a bucket is created on a cluster, the server this client talks to may
-        // not know the stream's subjects yet ("no stream found"): nothing was stored, so the
-        // write is retried for a short, bounded time.
-        let mut backoff = std::time::Duration::from_millis(10);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        loop {
-            let sent = if headers.is_empty() {
-                js.publish(subject.clone(), value.clone()).await
+        // A new bucket may not be known to this client's server yet: see retry_unknown_stream.
+        let acked = retry_unknown_stream(|| async {
+            if headers.is_empty() {
+                js.publish(subject.clone(), value.clone()).await?.await
             } else {
                 js.publish_with_headers(subject.clone(), headers.clone(), value.clone())
+                    .await?
                     .await
-            };
-            let acked = match sent {
-                Ok(ack) => ack
-                    .await
-                    .map_err(|e| (describe(&e), map_publish_error(&what, &e, max_payload))),
-                Err(e) => Err((describe(&e), map_publish_error(&what, &e, max_payload))),
-            };
-            match acked {
-                Ok(ack) => return Ok(ack.sequence),
-                Err((text, _))
-                    if text.contains("no stream found")
-                        && tokio::time::Instant::now() + backoff < deadline =>
-                {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-                Err((_, failure)) => return Err(failure),
             }
-        }
+        })
+        .await;
+        acked
+            .map(|ack| ack.sequence)
+            .map_err(|e| map_publish_error(&what, &e, max_payload))
     }
 
     /// The last message of `key`, read from the stream leader.

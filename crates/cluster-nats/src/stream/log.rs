@@ -15,7 +15,7 @@ use cluster_core::{Error, Headers, Result, Revision};
 use super::LogConfig;
 use super::read::read_stream;
 use crate::connection::NatsConnection;
-use crate::error::{describe, transient, wrong_last_sequence};
+use crate::error::{describe, retry_unknown_stream, transient, wrong_last_sequence};
 use crate::transport::{from_header_map, to_header_map};
 
 /// Headers the server may keep on stored messages that are publish conditions, not data.
@@ -193,32 +193,16 @@ impl ReplicatedLog for NatsReplicatedLog {
                 _ => transient(&what, text.contains("timed out"), text),
             }
         };
-        // Right after the stream is created on a cluster, the server this client talks to may
-        // not know its subjects yet ("no stream found"): nothing was stored, so the same
-        // message (same id and expectation) is retried for a short, bounded time.
-        let mut backoff = std::time::Duration::from_millis(10);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        let sent = loop {
-            let sent = match self
-                .connection
+        // A new stream may not be known to this client's server yet: see retry_unknown_stream.
+        let sent = retry_unknown_stream(|| async {
+            self.connection
                 .jetstream()
                 .send_publish(self.config.subject.clone(), msg.clone())
+                .await?
                 .await
-            {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            };
-            match sent {
-                Err(e)
-                    if describe(&e).contains("no stream found")
-                        && tokio::time::Instant::now() + backoff < deadline =>
-                {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-                other => break other.map_err(map),
-            }
-        };
+        })
+        .await
+        .map_err(map);
         if let (Err(Error::Conflict { .. }), Some(expected), Some(id)) =
             (&sent, expected_last_seq, msg_id.as_deref())
         {

@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use super::ObjectStoreConfig;
 use crate::connection::NatsConnection;
-use crate::error::{describe, transient};
+use crate::error::{describe, retry_unknown_stream, transient};
 
 /// An [`ObjectStore`] on the JetStream object store `<bucket>` (stream `OBJ_<bucket>`).
 ///
@@ -128,38 +128,22 @@ impl ObjectStore for NatsObjectStore {
             metadata: metadata.into_iter().collect::<HashMap<_, _>>(),
             ..ObjectMetadata::default()
         };
-        // Right after the store is created on a cluster, the server this client talks to may
-        // not know the stream's subjects yet and refuses the chunks ("no stream found"):
-        // nothing was stored, so the put is retried for a short, bounded time (as KV writes).
-        let mut backoff = std::time::Duration::from_millis(10);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        loop {
+        // A new store may not be known to this client's server yet: see retry_unknown_stream.
+        let info = retry_unknown_stream(|| async {
             let mut reader: &[u8] = &data;
-            match self.store.put(meta.clone(), &mut reader).await {
-                Ok(info) => return Ok(to_info(&info)),
-                Err(e) => {
-                    let text = describe(&e);
-                    if e.kind() == PutErrorKind::InvalidName {
-                        return Err(Error::InvalidArgument(format!(
-                            "{}: {text}",
-                            self.what("put", name)
-                        )));
-                    }
-                    if text.contains("no stream found")
-                        && tokio::time::Instant::now() + backoff < deadline
-                    {
-                        tokio::time::sleep(backoff).await;
-                        backoff *= 2;
-                        continue;
-                    }
-                    return Err(transient(
-                        &self.what("put", name),
-                        text.contains("timed out"),
-                        text,
-                    ));
+            self.store.put(meta.clone(), &mut reader).await
+        })
+        .await
+        .map_err(|e| {
+            let text = describe(&e);
+            match e.kind() {
+                PutErrorKind::InvalidName => {
+                    Error::InvalidArgument(format!("{}: {text}", self.what("put", name)))
                 }
+                _ => transient(&self.what("put", name), text.contains("timed out"), text),
             }
-        }
+        })?;
+        Ok(to_info(&info))
     }
 
     async fn get(&self, name: &str) -> Result<Option<(ObjectInfo, Bytes)>> {
