@@ -6,64 +6,21 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_core::runtime::{PlatformOptions, RetryPolicy};
-use cluster_core::{App, Platform};
-use cluster_nats::{NatsObjectStore, NatsReplicatedLog};
-use cluster_wal::{Durability, ErrorKind, WalDb, WalResource, WalRole, WithSqlite};
-use common::nats::{NatsEnv, connect};
+use cluster_wal::{Durability, ErrorKind, WalDb, WalRole};
+use common::nats::{NatsEnv, WalNode, wal_node};
 use common::{assert_integrity, assert_same_pages};
 
-struct Node {
-    app: App,
-    db: WalDb,
-    wal: Arc<WalResource>,
-    platform: Platform,
-    run: tokio::task::JoinHandle<cluster_core::Result<()>>,
-}
+type Node = WalNode;
 
 async fn node(env: &NatsEnv, name: &str) -> Node {
-    let conn = connect(&env.urls).await;
-    let log = NatsReplicatedLog::open(&conn, NatsEnv::log_config(1))
-        .await
-        .unwrap();
-    let store = NatsObjectStore::open(&conn, NatsEnv::store_config(1))
-        .await
-        .unwrap();
-    let app = App::singleton("db").unwrap();
-    let (wal, db) = WithSqlite::new(env.path(&format!("{name}.db")))
-        .node_id(name)
-        .snapshot_interval(Duration::from_millis(500))
-        .retention(2, None)
-        .durability(Durability::CommitWait)
-        .start(Arc::new(log), Arc::new(store))
-        .await
-        .unwrap();
-    let check = app.clone();
-    db.set_epoch_check(move |e| check.check_epoch(e));
-    app.add_resource(wal.clone(), RetryPolicy::default());
-    let platform = Platform::builder("walnats", name)
-        .options(PlatformOptions {
-            replicas: 1,
-            ..PlatformOptions::fast()
-        })
-        .transport(Arc::new(conn.transport()))
-        .kv_store(Arc::new(conn.kv_store(Some(1))))
-        .build()
-        .unwrap();
-    platform.register(&app).unwrap();
-    let runner = platform.clone();
-    let run = tokio::spawn(async move { runner.run().await });
-    platform.wait_started().await.unwrap();
-    Node {
-        app,
-        db,
-        wal,
-        platform,
-        run,
-    }
+    wal_node(env, name, |w| {
+        w.snapshot_interval(Duration::from_millis(500))
+            .retention(2, None)
+            .durability(Durability::CommitWait)
+    })
+    .await
 }
 
 async fn count(db: &WalDb) -> i64 {

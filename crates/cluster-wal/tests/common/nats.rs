@@ -135,3 +135,60 @@ pub async fn eventually(within: Duration, mut f: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One node of a 2-node Singleton app `db` whose database replicates over `env`'s NATS (own
+/// connection; elections and KV on JetStream; the app's `check_epoch` fences the database).
+#[allow(dead_code)]
+pub struct WalNode {
+    pub app: cluster_core::App,
+    pub db: cluster_wal::WalDb,
+    pub wal: Arc<cluster_wal::WalResource>,
+    pub platform: cluster_core::Platform,
+    pub run: tokio::task::JoinHandle<cluster_core::Result<()>>,
+}
+
+/// Starts node `name`; `with` adjusts the database options (node id and path are set).
+#[allow(dead_code)]
+pub async fn wal_node(
+    env: &NatsEnv,
+    name: &str,
+    with: impl FnOnce(cluster_wal::WithSqlite) -> cluster_wal::WithSqlite,
+) -> WalNode {
+    use cluster_core::runtime::{PlatformOptions, RetryPolicy};
+    let conn = connect(&env.urls).await;
+    let log = NatsReplicatedLog::open(&conn, NatsEnv::log_config(1))
+        .await
+        .unwrap();
+    let store = NatsObjectStore::open(&conn, NatsEnv::store_config(1))
+        .await
+        .unwrap();
+    let app = cluster_core::App::singleton("db").unwrap();
+    let (wal, db) =
+        with(cluster_wal::WithSqlite::new(env.path(&format!("{name}.db"))).node_id(name))
+            .start(Arc::new(log), Arc::new(store))
+            .await
+            .unwrap();
+    let check = app.clone();
+    db.set_epoch_check(move |e| check.check_epoch(e));
+    app.add_resource(wal.clone(), RetryPolicy::default());
+    let platform = cluster_core::Platform::builder("walnats", name)
+        .options(PlatformOptions {
+            replicas: 1,
+            ..PlatformOptions::fast()
+        })
+        .transport(Arc::new(conn.transport()))
+        .kv_store(Arc::new(conn.kv_store(Some(1))))
+        .build()
+        .unwrap();
+    platform.register(&app).unwrap();
+    let runner = platform.clone();
+    let run = tokio::spawn(async move { runner.run().await });
+    platform.wait_started().await.unwrap();
+    WalNode {
+        app,
+        db,
+        wal,
+        platform,
+        run,
+    }
+}
