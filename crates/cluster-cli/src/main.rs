@@ -39,7 +39,11 @@ fn main() {
             std::process::exit(code as i32);
         }
     };
-    init_logs(cli.global.verbose, matches!(cli.command, Command::Run(_)));
+    let daemon = matches!(cli.command, Command::Run(_));
+    if !daemon {
+        restore_default_sigpipe();
+    }
+    init_logs(cli.global.verbose, daemon);
     let json = cli.global.json;
     let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -57,6 +61,19 @@ fn main() {
             print_failure(&f, json);
             std::process::exit(f.code as i32);
         }
+    }
+}
+
+/// Lets an admin command end quietly when its output pipe closes (`cluster status | head -1`),
+/// as Unix tools do: the kernel's SIGPIPE ends the process (shell status 141) instead of
+/// `println!` panicking on `EPIPE`. The daemon keeps Rust's default (SIGPIPE ignored): it writes
+/// to sockets and must see `EPIPE` as an error, never die of it.
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: called at the start of `main`, before any other thread exists; `signal` with
+    // `SIG_DFL` only changes this process's disposition of SIGPIPE and touches no memory.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -269,3 +269,47 @@ durability = "eventually"
         assert!(r.stderr.contains(e), "missing {e:?} in:\n{}", r.stderr);
     }
 }
+
+/// `cluster version | true`, `cluster status | head -1`: an admin command whose output pipe is
+/// closed ends quietly (killed by SIGPIPE, as Unix tools are) instead of panicking (exit 101).
+#[test]
+fn a_closed_output_pipe_ends_an_admin_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["version"][..], &["--json", "version"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // the reader is gone before the command writes
+        let out = Command::new(bin())
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
+
+/// Flags are validated before any connection: a zero or malformed timeout and a URL that is not
+/// a NATS URL are usage errors (exit 4) naming the flag, not "cannot connect to NATS".
+#[test]
+fn invalid_flags_are_refused_before_connecting() {
+    for (args, expected) in [
+        (&["--timeout", "0s", "status"][..], "--timeout"),
+        (&["--timeout", "30", "status"][..], "needs a unit"),
+        (&["--timeout", "99999999999999999999999d", "status"][..], "too long"),
+        (&["--nats", "bogus://x", "status"][..], "--nats"),
+        (&["--nats", "127.0.0.1:4222", "status"][..], "is not a NATS URL"),
+    ] {
+        let r = cli(args);
+        assert_eq!(r.code, 4, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(expected), "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("cannot connect"), "{args:?}: {}", r.stderr);
+    }
+}
