@@ -9,7 +9,8 @@ pub(crate) enum Code {
     Ok = 0,
     /// An error (unreachable platform, failed operation, unhealthy platform for `health`).
     Error = 1,
-    /// The command's capability is not available in this build yet; nothing was changed.
+    /// Not available: the capability is not in this build yet, or the operation is not
+    /// supported for its target (core `Unsupported`); nothing was changed.
     NotAvailable = 2,
     /// An unknown app or node.
     NotFound = 3,

@@ -303,13 +303,23 @@ fn invalid_flags_are_refused_before_connecting() {
     for (args, expected) in [
         (&["--timeout", "0s", "status"][..], "--timeout"),
         (&["--timeout", "30", "status"][..], "needs a unit"),
-        (&["--timeout", "99999999999999999999999d", "status"][..], "too long"),
+        (
+            &["--timeout", "99999999999999999999999d", "status"][..],
+            "too long",
+        ),
         (&["--nats", "bogus://x", "status"][..], "--nats"),
-        (&["--nats", "127.0.0.1:4222", "status"][..], "is not a NATS URL"),
+        (
+            &["--nats", "127.0.0.1:4222", "status"][..],
+            "is not a NATS URL",
+        ),
     ] {
         let r = cli(args);
         assert_eq!(r.code, 4, "{args:?}: {r:?}");
         assert!(r.stderr.contains(expected), "{args:?}: {}", r.stderr);
-        assert!(!r.stderr.contains("cannot connect"), "{args:?}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("cannot connect"),
+            "{args:?}: {}",
+            r.stderr
+        );
     }
 }
