@@ -198,9 +198,9 @@ impl AutoRebalanceConfig {
     /// Every problem of the configuration at once (`InvalidArgument`).
     pub fn validate(&self) -> Result<()> {
         let mut p = Vec::new();
-        if !(self.threshold > 0.0 && self.threshold <= 10.0) {
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
             p.push(format!(
-                "threshold must be within (0, 10], got {}",
+                "threshold is an imbalance ratio within (0, 1] (e.g. 0.2 = 20 %), got {}",
                 self.threshold
             ));
         }
@@ -644,4 +644,32 @@ pub struct PlacementConfig {
 pub struct ApproveParams {
     /// The app whose next migration is approved.
     pub app: AppName,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_set_validates_ranges_and_changes_nothing_on_error() {
+        let mut c = AutoRebalanceConfig::default();
+        let before = c.clone();
+        for (key, value) in [
+            ("threshold", "7"),
+            ("threshold", "0"),
+            ("threshold", "-0.1"),
+            ("threshold", "NaN"),
+            ("interval", "30"),
+            ("interval", "99999999999999999999999d"),
+            ("max-concurrent", "0"),
+        ] {
+            let mut attempt = c.clone();
+            assert!(attempt.set(key, value).is_err(), "{key} = {value}");
+        }
+        assert_eq!(format!("{c:?}"), format!("{before:?}"));
+        c.set("threshold", "0.3").unwrap();
+        assert!((c.threshold - 0.3).abs() < f64::EPSILON);
+        c.set("threshold", "1").unwrap();
+    }
 }
