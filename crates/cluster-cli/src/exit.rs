@@ -57,6 +57,19 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The core error with the same meaning (to send a failure over the dev bridge, which
+    /// carries core errors).
+    pub(crate) fn into_core(self) -> Error {
+        match self.code {
+            Code::NotFound => Error::NodeNotFound(self.message),
+            Code::Invalid => Error::InvalidArgument(self.message),
+            Code::NotAvailable => Error::Unsupported(self.message),
+            Code::Ok | Code::Error => Error::Internal(self.message),
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
