@@ -21,6 +21,7 @@ mod labels_watch;
 mod lock;
 mod observe;
 mod ops;
+mod rebalance_ops;
 mod ring;
 
 use std::collections::{BTreeMap, BTreeSet};
