@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster_testkit::nats_server::NatsServer;
-use common::{Daemon, Scratch, wait_for};
+use common::{Daemon, Scratch, cli, wait_for};
 
 /// The fast profile: TTL 3 s, so a standby takes over within a few seconds of a stop.
 fn config(platform: &str, nats_url: &str, marker: u64) -> String {
@@ -216,5 +216,33 @@ fn a_sigstopped_leader_never_runs_its_backend_alongside_the_new_leader() {
     assert!(
         log.contains("backend.guard.fired"),
         "the resumed daemon did not report the guard:\n{log}"
+    );
+    // ... and audited it, on the platform's audit stream, as the old leader.
+    let cfg_s = cfg.to_str().unwrap();
+    wait_for(
+        "the backend.guard.fired audit record",
+        Duration::from_secs(20),
+        || {
+            let r = cli(&[
+                "--config",
+                cfg_s,
+                "--json",
+                "audit",
+                "--category",
+                "backend",
+                "--limit",
+                "100",
+            ]);
+            let v = (r.code == 0).then(|| r.json())?;
+            v["entries"]
+                .as_array()?
+                .iter()
+                .any(|e| {
+                    e["action"] == "guard.fired"
+                        && e["app"] == "db"
+                        && e["node"] == leader.node.as_str()
+                })
+                .then_some(())
+        },
     );
 }

@@ -193,7 +193,9 @@ impl ActiveResource for VipResource {
 async fn forward(mut watch: DeadlineWatch, epoch: Epoch, tx: mpsc::UnboundedSender<Cmd>) {
     loop {
         if let Some(deadline) = watch.deadline(epoch)
-            && tx.send(Cmd::Deadline(epoch, deadline)).is_err()
+            && tx
+                .send(Cmd::Deadline(epoch, deadline, watch.clone()))
+                .is_err()
         {
             return;
         }

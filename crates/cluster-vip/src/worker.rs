@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cluster_core::Epoch;
+use cluster_core::runtime::DeadlineWatch;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -42,7 +43,7 @@ pub(crate) enum Cmd {
     Release(Reply<()>),
     Status(Reply<VipStatus>),
     /// The leadership deadline of term `epoch` moved: hand the remaining time to the guard.
-    Deadline(Epoch, Instant),
+    Deadline(Epoch, Instant, DeadlineWatch),
     /// Release if claimed, then stop the thread.
     Shutdown(std::sync::mpsc::Sender<Result<(), VipError>>),
 }
@@ -54,8 +55,10 @@ struct Held {
     /// GARPs of the claim burst still to send.
     burst_left: u32,
     next: Option<Instant>,
-    /// Removes the address if this process dies while holding it.
+    /// Removes the address if this process dies while holding it (or misses its deadline).
     guard: Option<Guard>,
+    /// The deadline watch of the claim, where a fired guard is audited.
+    reporter: Option<DeadlineWatch>,
 }
 
 struct Worker {
@@ -165,7 +168,9 @@ impl Worker {
                     Some(Cmd::Status(reply)) => {
                         let _ = reply.send(self.status().await);
                     }
-                    Some(Cmd::Deadline(epoch, deadline)) => self.deadline(epoch, deadline),
+                    Some(Cmd::Deadline(epoch, deadline, watch)) => {
+                        self.deadline(epoch, deadline, watch)
+                    }
                     Some(Cmd::Shutdown(reply)) => {
                         let r = self.release_if_held().await;
                         let _ = reply.send(r);
@@ -252,6 +257,7 @@ impl Worker {
             burst_left,
             next,
             guard,
+            reporter: None,
         });
         Ok(())
     }
@@ -316,16 +322,21 @@ impl Worker {
                 vip = %self.vip.cidr, interface = %self.vip.interface, epoch = %held.epoch,
                 "the VIP guard removed the address: this daemon did not renew its leadership \
                  before the deadline; the claim is dropped");
+            if let Some(r) = &held.reporter {
+                let vip = self.vip.cidr.to_string();
+                r.report_guard_fired("vip", held.epoch, &[("vip", &vip)]);
+            }
         }
         fired
     }
 
     /// Passes the remaining time of term `epoch` to the guard of a claim for that term.
-    fn deadline(&mut self, epoch: Epoch, deadline: Instant) {
+    fn deadline(&mut self, epoch: Epoch, deadline: Instant, watch: DeadlineWatch) {
         if let Some(h) = self.held.as_mut().filter(|h| h.epoch == epoch)
             && let Some(g) = h.guard.as_mut()
         {
             g.write_remaining(deadline.saturating_duration_since(Instant::now()));
+            h.reporter.get_or_insert(watch);
         }
     }
 

@@ -77,6 +77,8 @@ struct Process {
     what: String,
     /// Time between the guard's `SIGTERM` and `SIGKILL`.
     grace: Duration,
+    /// Where a fired guard is audited.
+    reporter: Option<DeadlineWatch>,
 }
 
 impl Process {
@@ -91,6 +93,9 @@ impl Process {
                 backend = %self.what, epoch = %self.epoch,
                 "the guard stopped the backend: this daemon did not renew its leadership \
                  before the deadline (it was hung or stopped)");
+            if let Some(r) = &self.reporter {
+                r.report_guard_fired("backend", self.epoch, &[("backend", &self.what)]);
+            }
         }
     }
 }
@@ -144,6 +149,7 @@ impl Guard {
             epoch: follow.epoch,
             what: follow.what,
             grace,
+            reporter: follow.deadline.clone().filter(|_| bash),
         });
         let stdin = Arc::new(Mutex::new(stdin));
         let forwarder = match follow.deadline.filter(|_| bash) {

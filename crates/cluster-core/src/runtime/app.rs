@@ -529,10 +529,10 @@ impl App {
     fn deadline_watch(&self) -> Option<super::DeadlineWatch> {
         let status = locked(&self.inner.election).as_ref().map(|e| e.status())?;
         let timing = self.shared().ok()?.options.election;
-        Some(super::DeadlineWatch::new(
-            status,
-            timing.lease_ttl.saturating_sub(timing.act_window()),
-        ))
+        Some(
+            super::DeadlineWatch::new(status, timing.lease_ttl.saturating_sub(timing.act_window()))
+                .with_app(crate::backend::WeakApp::new(self)),
+        )
     }
 
     /// Hands the deadline watch to every resource (see `ActiveResource::follow_deadline`);

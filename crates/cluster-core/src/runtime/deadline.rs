@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::backend::WeakApp;
 use crate::election::ElectionState;
 use crate::epoch::Epoch;
 
@@ -26,6 +27,8 @@ use crate::epoch::Epoch;
 pub struct DeadlineWatch {
     status: watch::Receiver<ElectionState>,
     margin: Duration,
+    /// The app, to audit a guard that fired (`None` outside a platform).
+    app: Option<WeakApp>,
 }
 
 impl DeadlineWatch {
@@ -33,7 +36,34 @@ impl DeadlineWatch {
     /// node's deadline and the earliest moment the lease can expire elsewhere (`ε·T`): what a
     /// guard has to stop everything after the deadline.
     pub fn new(status: watch::Receiver<ElectionState>, margin: Duration) -> Self {
-        Self { status, margin }
+        Self {
+            status,
+            margin,
+            app: None,
+        }
+    }
+
+    /// The same watch, reporting fired guards as audit records of `app`.
+    pub(crate) fn with_app(mut self, app: WeakApp) -> Self {
+        self.app = Some(app);
+        self
+    }
+
+    /// Reports that a guard acted because the deadline of term `epoch` passed without a
+    /// renewal (called once the daemon runs again): the audit record `{category}.guard.fired`
+    /// of the app with `epoch` and the string `fields`, when the watch comes from a platform.
+    pub fn report_guard_fired(&self, category: &str, epoch: Epoch, fields: &[(&str, &str)]) {
+        let Some(app) = self.app.as_ref().and_then(WeakApp::upgrade) else {
+            return;
+        };
+        let mut data = serde_json::Map::new();
+        data.insert("epoch".into(), epoch.0.into());
+        for (k, v) in fields {
+            data.insert((*k).into(), (*v).into());
+        }
+        if let Err(e) = app.audit(category, "guard.fired", data.into()) {
+            tracing::warn!(app = %app.name(), error = %e, "auditing a fired guard failed");
+        }
     }
 
     /// The safety margin `ε·T` after the deadline (see [`DeadlineWatch::new`]).
