@@ -20,10 +20,9 @@
 //! Not covered: a child that leaves its process group (`setsid`, a double-forking daemon)
 //! escapes the group signals; run such services under the systemd backend.
 
-mod child;
-mod guard;
+pub(crate) mod child;
 mod output;
-mod spawn;
+pub(crate) mod spawn;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -40,9 +39,9 @@ use tracing::{info, warn};
 
 pub use output::{LineFn, OutputHandler, Stream};
 
+use crate::guard::{self, Guard};
 use crate::health::HealthProbe;
 use child::ChildHandle;
-use guard::Guard;
 
 /// How long to wait for a process to disappear after `SIGKILL`.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -269,10 +268,10 @@ impl ProcessBackend {
             epoch,
             graceful: self.config.graceful_timeout,
             what: self.describe(),
-            child_exit: child.exit_watch(),
+            child_exit: Some(child.exit_watch()),
         };
-        let guard = match Guard::spawn(child.target(), follow).await {
-            Ok(g) => Some(g),
+        let guard = match Guard::spawn(guard::Target::Group(child.target()), follow).await {
+            Ok(g) => g,
             Err(e) => {
                 warn!(error = %e, "process backend: guard not started; only the parent-death \
                       signal protects against a daemon crash, nothing against a hung daemon");

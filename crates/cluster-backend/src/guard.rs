@@ -1,16 +1,20 @@
-//! The guard of one run: a tiny shell outside the daemon that kills the backend's process
-//! group when the daemon dies, and when the leader's deadline passes without a renewal.
+//! The guard of one run: a tiny shell outside the daemon that stops the service when the
+//! leader's deadline passes without a renewal, and (for a process group) when the daemon dies.
 //!
 //! * **Daemon death.** The guard's stdin is a pipe whose only writer is the daemon. When the
-//!   daemon dies the kernel closes it, `read` returns at end of file and the guard `SIGKILL`s
-//!   the group (exit status 2).
+//!   daemon dies the kernel closes it and `read` returns at end of file: a process backend's
+//!   guard `SIGKILL`s the group (exit status 2); the guard of a service owned by an external
+//!   manager (systemd unit, container) just exits — such services are their manager's
+//!   (see the `Backend` contract).
 //! * **Deadline.** With a [`DeadlineWatch`] (Singleton apps), the daemon writes one line per
 //!   renewal of the term the run was started for: the *remaining* validity in milliseconds,
 //!   computed on the daemon's monotonic clock just before the write (never a wall-clock time).
 //!   The guard (`/bin/bash`: `read -t` takes fractional seconds, dash's `read` has no timeout)
 //!   waits for the next line at most that long. If none comes in time (the daemon is hung,
-//!   `SIGSTOP`ped, deadlocked), it sends `SIGTERM` to the group, waits `grace`, sends
-//!   `SIGKILL` and exits with status 3 ([`FIRED`]). A line `0` fires at once.
+//!   `SIGSTOP`ped, deadlocked), it runs the *soft* stop (`SIGTERM` to the group; `StopUnit`;
+//!   `docker kill --signal TERM`), waits `grace`, runs the *hard* stop (`SIGKILL`; `KillUnit`
+//!   with `SIGKILL`; `docker kill`) and exits with status 3 ([`FIRED`]). A line `0` fires at
+//!   once.
 //! * **Release.** On a normal stop the daemon `SIGKILL`s the guard while the pipe is still
 //!   open, so it never acts.
 //!
@@ -19,10 +23,12 @@
 //! expire elsewhere no earlier than `ε·T` later (1.5 s; 0.45 s). The guard's own deadline is
 //! the moment it reads a line plus the remaining time in it, i.e. the daemon's deadline plus
 //! the pipe latency (well under a millisecond on an idle host). It then spends at most
-//! `grace = min(graceful_timeout, ε·T / 3)` (500 ms; 150 ms) before `SIGKILL`, which leaves
-//! two thirds of the margin for scheduling delays and for the kernel to tear the group down.
+//! `grace = min(graceful_timeout, ε·T / 3)` (500 ms; 150 ms) before the hard stop, which
+//! leaves two thirds of the margin for scheduling delays and for the kernel, the service
+//! manager or the engine to tear the service down.
 //!
-//! Without `/bin/bash` the guard is the `/bin/sh` death guard only (a warning says so).
+//! Without `/bin/bash` a process group gets the `/bin/sh` death guard only and an external
+//! service no guard (a warning says so).
 
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -33,13 +39,12 @@ use std::time::Duration;
 
 use cluster_core::Epoch;
 use cluster_core::runtime::DeadlineWatch;
-use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 
-use super::child::{ChildHandle, Exit};
-use super::spawn::spawn_on_spawner;
+use crate::process::child::{ChildHandle, Exit};
+use crate::process::spawn::spawn_on_spawner;
 
 /// How long a firing guard may take beyond its grace to exit.
 const FINISH: Duration = Duration::from_millis(500);
@@ -53,18 +58,41 @@ const SH: &str = "/bin/sh";
 /// Death guard only: wait for end of file, then kill. `$1` is `-PGID` or `PID`.
 const DEATH_SCRIPT: &str = "read -r _ ; kill -9 \"$1\" 2>/dev/null; exit 2";
 
-/// Death and deadline guard (bash). `$1` is `-PGID` or `PID`, `$2` the grace in seconds.
-const DEADLINE_SCRIPT: &str = r#"fire() { kill -s TERM -- "$1" 2>/dev/null; sleep "$2"; kill -s KILL -- "$1" 2>/dev/null; exit 3; }
+/// Death and deadline guard (bash). `$1` the grace in seconds, `$2` `hard` to run the hard stop
+/// at end of file (else nothing), `$3` the number `n` of words of the soft stop command; then
+/// the soft stop command (`n` words) and the hard stop command (the rest).
+const DEADLINE_SCRIPT: &str = r#"grace=$1; eof=$2; n=$3; shift 3
+soft=("${@:1:n}"); hard=("${@:n+1}")
+fire() { "${soft[@]}" >/dev/null 2>&1; sleep "$grace"; "${hard[@]}" >/dev/null 2>&1; exit 3; }
 t=
 while :; do
   if [ -n "$t" ]; then IFS= read -r -t "$t" l; r=$?; else IFS= read -r l; r=$?; fi
-  if [ "$r" -gt 128 ]; then fire "$1" "$2"; fi
-  if [ "$r" -ne 0 ]; then kill -s KILL -- "$1" 2>/dev/null; exit 2; fi
+  if [ "$r" -gt 128 ]; then fire; fi
+  if [ "$r" -ne 0 ]; then
+    if [ "$eof" = hard ]; then "${hard[@]}" >/dev/null 2>&1; fi
+    exit 2
+  fi
   case "$l" in ''|*[!0-9]*) continue ;; esac
   l=$((10#$l))
-  if [ "$l" -le 0 ]; then fire "$1" "$2"; fi
+  if [ "$l" -le 0 ]; then fire; fi
   printf -v t '%d.%03d' $((l / 1000)) $((l % 1000))
 done"#;
+
+/// What a guard does to the service.
+#[cfg_attr(not(any(feature = "systemd", feature = "docker")), allow(dead_code))]
+pub(crate) enum Target {
+    /// A process group (`-pgid`) or a process (`pid`): `SIGTERM`/`SIGKILL`, also when the
+    /// daemon dies.
+    Group(i32),
+    /// A service owned by an external manager: the soft and the hard stop commands, run only
+    /// at the deadline.
+    External {
+        /// The soft stop (program and arguments).
+        soft: Vec<String>,
+        /// The hard stop (program and arguments).
+        hard: Vec<String>,
+    },
+}
 
 /// The guard process, shared with the forwarder task.
 struct Process {
@@ -118,26 +146,31 @@ pub(crate) struct Follow {
     pub(crate) graceful: Duration,
     /// The backend, for logs.
     pub(crate) what: String,
-    /// The exit of the guarded child: the guard is released when it exits on its own (its
-    /// process group id may then be reused and must not be signalled at a later deadline).
-    pub(crate) child_exit: watch::Receiver<Option<Exit>>,
+    /// The exit of the guarded child (process groups): the guard is released when it exits
+    /// on its own (its process group id may then be reused and must not be signalled at a
+    /// later deadline).
+    pub(crate) child_exit: Option<watch::Receiver<Option<Exit>>>,
 }
 
 impl Guard {
-    /// Starts the guard of `target` (`-pgid` or `pid`) and, with a deadline watch, the task
-    /// that writes the remaining time of `follow.epoch` to it on every renewal.
-    pub(crate) async fn spawn(target: i32, follow: Follow) -> io::Result<Self> {
+    /// Starts the guard of `target` and, with a deadline watch, the task that writes the
+    /// remaining time of `follow.epoch` to it on every renewal. `None` when there is nothing
+    /// to guard (an external service without a deadline, or without `/bin/bash`).
+    pub(crate) async fn spawn(target: Target, follow: Follow) -> io::Result<Option<Self>> {
         let bash = follow.deadline.is_some() && std::path::Path::new(BASH).exists();
         if follow.deadline.is_some() && !bash {
-            warn!(backend = %follow.what, "{BASH} not found: the backend guard kills the \
-                  backend when the daemon dies, but not when the daemon hangs past its deadline");
+            warn!(backend = %follow.what, "{BASH} not found: the backend guard does not stop \
+                  the backend when the daemon hangs past its deadline");
+        }
+        if !bash && matches!(target, Target::External { .. }) {
+            return Ok(None);
         }
         let grace = follow
             .deadline
             .as_ref()
             .map(|d| (d.margin() / 3).min(follow.graceful))
             .unwrap_or_default();
-        let mut child = spawn_guard(target, bash, grace).await?;
+        let mut child = spawn_guard(&target, bash, grace).await?;
         let stdin = child.stdin.take();
         if let Some(s) = &stdin {
             set_nonblocking(s);
@@ -167,11 +200,11 @@ impl Guard {
             }
             None => None,
         };
-        Ok(Self {
+        Ok(Some(Self {
             process,
             stdin,
             forwarder,
-        })
+        }))
     }
 
     /// Stops the guard without letting it act: the forwarder ends, the guard is killed while
@@ -209,8 +242,17 @@ async fn forward(
     mut watch: DeadlineWatch,
     stdin: Arc<Mutex<Option<ChildStdin>>>,
     process: Arc<Process>,
-    mut child_exit: watch::Receiver<Option<Exit>>,
+    child_exit: Option<watch::Receiver<Option<Exit>>>,
 ) {
+    let child_exited = async move {
+        match child_exit {
+            Some(mut rx) => {
+                let _ = rx.wait_for(Option::is_some).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(child_exited);
     let epoch = process.epoch;
     let exited = process.handle.wait();
     tokio::pin!(exited);
@@ -222,7 +264,7 @@ async fn forward(
                 debug!(backend = %process.what, exit = %exit.description, "backend guard ended");
                 return;
             }
-            _ = child_exit.wait_for(Option::is_some).map(|_| ()) => {
+            () = &mut child_exited => {
                 // The guard may be the reason (it ends the group, then exits 3): let it finish
                 // its grace. Otherwise it is released, so it never signals the group id again.
                 match tokio::time::timeout(process.grace + FINISH, &mut exited).await {
@@ -272,20 +314,28 @@ fn set_nonblocking(stdin: &ChildStdin) {
     }
 }
 
-/// Starts the guard process of `target` (`-pgid` or `pid`).
-async fn spawn_guard(target: i32, bash: bool, grace: Duration) -> io::Result<std::process::Child> {
+/// Starts the guard process of `target`.
+async fn spawn_guard(
+    target: &Target,
+    bash: bool,
+    grace: Duration,
+) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
-    let mut command = if bash {
-        let mut c = Command::new(BASH);
-        c.args(["-c", DEADLINE_SCRIPT, "cluster-backend-guard"])
-            .arg(target.to_string())
-            .arg(format!("{}.{:03}", grace.as_secs(), grace.subsec_millis()));
-        c
-    } else {
-        let mut c = Command::new(SH);
-        c.args(["-c", DEATH_SCRIPT, "cluster-backend-guard"])
-            .arg(target.to_string());
-        c
+    let mut command = match (bash, target) {
+        (true, Target::Group(t)) => {
+            let signal = |s: &str| ["kill", "-s", s, "--", &t.to_string()].map(String::from);
+            deadline_command(grace, true, &signal("TERM"), &signal("KILL"))
+        }
+        (true, Target::External { soft, hard }) => deadline_command(grace, false, soft, hard),
+        (false, Target::Group(t)) => {
+            let mut c = Command::new(SH);
+            c.args(["-c", DEATH_SCRIPT, "cluster-backend-guard"])
+                .arg(t.to_string());
+            c
+        }
+        (false, Target::External { .. }) => {
+            return Err(io::Error::other("an external service needs the bash guard"));
+        }
     };
     command
         .stdin(Stdio::piped())
@@ -295,4 +345,101 @@ async fn spawn_guard(target: i32, bash: bool, grace: Duration) -> io::Result<std
         .process_group(0);
     // No parent-death signal here: the guard must outlive the daemon to do its job.
     spawn_on_spawner(command).await
+}
+
+fn deadline_command(
+    grace: Duration,
+    hard_on_eof: bool,
+    soft: &[String],
+    hard: &[String],
+) -> Command {
+    let mut c = Command::new(BASH);
+    c.args(["-c", DEADLINE_SCRIPT, "cluster-backend-guard"])
+        .arg(format!("{}.{:03}", grace.as_secs(), grace.subsec_millis()))
+        .arg(if hard_on_eof { "hard" } else { "none" })
+        .arg(soft.len().to_string())
+        .args(soft)
+        .args(hard);
+    c
+}
+
+/// The deadline guard of a service owned by an external manager (systemd unit, container):
+/// armed after each successful `start` for its term, released after `stop`.
+#[cfg_attr(not(any(feature = "systemd", feature = "docker")), allow(dead_code))]
+#[derive(Default)]
+pub(crate) struct ServiceGuard {
+    deadline: Mutex<Option<DeadlineWatch>>,
+    armed: tokio::sync::Mutex<Option<(Epoch, Guard)>>,
+}
+
+impl ServiceGuard {
+    /// Later `arm`s follow `deadline`.
+    pub(crate) fn follow(&self, deadline: DeadlineWatch) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+    }
+
+    /// Guards the service for term `epoch` (kept when a live guard of that term runs):
+    /// `program` (looked up in `PATH`) is what the stop commands run.
+    pub(crate) async fn arm(
+        &self,
+        epoch: Epoch,
+        what: String,
+        graceful: Duration,
+        program: &str,
+        target: Target,
+    ) {
+        let deadline = self
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if deadline.is_none() {
+            return;
+        }
+        let mut armed = self.armed.lock().await;
+        if let Some((e, g)) = armed.as_ref()
+            && *e == epoch
+            && g.process.handle.exit().is_none()
+        {
+            return;
+        }
+        if let Some((_, old)) = armed.take() {
+            old.release();
+        }
+        if !in_path(program) {
+            warn!(backend = %what, "{program} not found in PATH: the backend is not stopped \
+                  when the daemon hangs past its leadership deadline");
+            return;
+        }
+        let follow = Follow {
+            deadline,
+            epoch,
+            graceful,
+            what: what.clone(),
+            child_exit: None,
+        };
+        match Guard::spawn(target, follow).await {
+            Ok(Some(g)) => *armed = Some((epoch, g)),
+            Ok(None) => {}
+            Err(e) => warn!(backend = %what, error = %e, "the deadline guard did not start"),
+        }
+    }
+
+    /// Stops the guard without letting it act (after the service was stopped).
+    pub(crate) async fn release(&self) {
+        if let Some((_, g)) = self.armed.lock().await.take() {
+            g.release();
+        }
+    }
+}
+
+/// Whether `program` is an executable file in `PATH`.
+#[cfg_attr(not(any(feature = "systemd", feature = "docker")), allow(dead_code))]
+fn in_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| {
+        std::fs::metadata(d.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
