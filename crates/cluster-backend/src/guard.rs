@@ -213,9 +213,19 @@ impl Guard {
         if let Some(f) = &self.forwarder {
             f.abort();
         }
-        self.process.report_if_fired();
         let _ = self.process.handle.signal(libc::SIGKILL);
         self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // A guard that fired may not be reaped yet (its reaper thread and this task resume
+        // together after a SIGSTOP): its exit status tells — 3 if it fired, SIGKILL otherwise.
+        if self.process.deadline
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let process = self.process.clone();
+            rt.spawn(async move {
+                process.handle.wait().await;
+                process.report_if_fired();
+            });
+        }
     }
 
     /// Whether the guard stopped the backend because the deadline passed (reported once).
