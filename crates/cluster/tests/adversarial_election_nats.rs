@@ -138,7 +138,12 @@ async fn leader_within(
     }
 }
 
-async fn attacker(url: &str) -> (async_nats::jetstream::Context, async_nats::jetstream::kv::Store) {
+async fn attacker(
+    url: &str,
+) -> (
+    async_nats::jetstream::Context,
+    async_nats::jetstream::kv::Store,
+) {
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let kv = js.get_key_value(BUCKET).await.unwrap();
@@ -167,7 +172,11 @@ async fn forged_handoff_to_a_standby_never_gives_two_leaders() {
     for _ in 0..5 {
         let (old, e0) = leader_within(&apps, bound(), |_, _| true).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let standby = apps.iter().map(|(n, _)| n.clone()).find(|n| *n != old).unwrap();
+        let standby = apps
+            .iter()
+            .map(|(n, _)| n.clone())
+            .find(|n| *n != old)
+            .unwrap();
         let forged = serde_json::json!({
             "v": 1, "node": old, "instance": "forged", "epoch": 0, "handoff_to": standby,
         });
@@ -181,7 +190,10 @@ async fn forged_handoff_to_a_standby_never_gives_two_leaders() {
     }
     let (samples, overlaps) = sampler.finish().await;
     eprintln!("forged handoff: {overlaps} overlapping samples of {samples}; hand-overs: {took:?}");
-    assert_eq!(overlaps, 0, "two leaders in {overlaps} samples of {samples}");
+    assert_eq!(
+        overlaps, 0,
+        "two leaders in {overlaps} samples of {samples}"
+    );
     stop_all(nodes).await;
 }
 
@@ -248,7 +260,11 @@ async fn undecodable_app_lease_and_controller_lease_are_taken_over() {
         if ok {
             break t0.elapsed();
         }
-        assert!(Instant::now() < deadline, "no placement controller within {:?}", bound());
+        assert!(
+            Instant::now() < deadline,
+            "no placement controller within {:?}",
+            bound()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let writes = last_seq(&js).await - seq0;
@@ -268,7 +284,17 @@ async fn store_reset_under_running_nodes_recreates_buckets_and_keeps_epochs_mono
     let mut server = NatsServer::start();
     let nodes = three(&server.url()).await;
     let apps = apps(&nodes);
-    let (_, e0) = leader_within(&apps, bound(), |_, _| true).await;
+    let (first, _) = leader_within(&apps, bound(), |_, _| true).await;
+    // Move revisions well above what the fresh store will hand out, then start a new term, so
+    // only the epoch floor can keep the next epoch above it.
+    let (_, kv) = attacker(&server.url()).await;
+    for i in 0..100 {
+        kv.put("junk", Bytes::from(i.to_string())).await.unwrap();
+    }
+    kv.delete("junk").await.unwrap();
+    let old = apps.iter().find(|(n, _)| *n == first).unwrap().1.clone();
+    old.step_down().await.unwrap();
+    let (_, e0) = leader_within(&apps, bound(), |_, e| e > Epoch(100)).await;
     let highest_seen = apps
         .iter()
         .filter_map(|(_, a)| a.election_state().and_then(|s| s.leader).map(|l| l.epoch))
@@ -315,7 +341,9 @@ async fn store_reset_under_running_nodes_recreates_buckets_and_keeps_epochs_mono
     // The election bucket exists again.
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    js.get_key_value(BUCKET).await.expect("election bucket recreated");
+    js.get_key_value(BUCKET)
+        .await
+        .expect("election bucket recreated");
     let (samples, overlaps) = sampler.finish().await;
     eprintln!(
         "store reset: new leader {leader} epoch {e1} (highest before {highest_seen}) {took_from_back:?} \

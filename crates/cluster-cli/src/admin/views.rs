@@ -207,7 +207,10 @@ mod tests {
         d.no_leader_ms = Some(1);
         let merged = merge_views([d, c]);
         let db = &merged[&"db".parse::<AppName>().unwrap()];
-        assert_eq!((db.leader.as_ref().map(|l| l.as_str()), db.no_leader_ms), (Some("n3"), None));
+        assert_eq!(
+            (db.leader.as_ref().map(|l| l.as_str()), db.no_leader_ms),
+            (Some("n3"), None)
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ mod tests {
         let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
         assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
         for d in &delays[4..] {
-            assert!(*d >= Duration::from_millis(500) && *d <= Duration::from_secs(1), "{d:?}");
+            assert!(
+                *d >= Duration::from_millis(500) && *d <= Duration::from_secs(1),
+                "{d:?}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

@@ -90,7 +90,15 @@ impl LeaseElection {
         timing: ElectionTiming,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        Self::start_inner(bucket, key.into(), node, instance.into(), timing, clock, None)
+        Self::start_inner(
+            bucket,
+            key.into(),
+            node,
+            instance.into(),
+            timing,
+            clock,
+            None,
+        )
     }
 
     /// As [`LeaseElection::start`], and hands every record of the bucket it refuses to trust
@@ -152,7 +160,10 @@ impl LeaseElection {
             observed_at: now,
             term: None,
             next_attempt: now,
-            backoff: Backoff::new(RETRY_BASE, timing.renew_interval.max(Duration::from_secs(1))),
+            backoff: Backoff::new(
+                RETRY_BASE,
+                timing.renew_interval.max(Duration::from_secs(1)),
+            ),
             highest_epoch: Epoch::ZERO,
             highest_revision: Revision(0),
             floor: Floor::default(),
@@ -457,7 +468,11 @@ impl Actor {
             }
             return;
         };
-        if self.observed.as_ref().is_some_and(|o| o.revision == e.revision) {
+        if self
+            .observed
+            .as_ref()
+            .is_some_and(|o| o.revision == e.revision)
+        {
             return;
         }
         if e.revision < self.highest_revision {
@@ -665,10 +680,10 @@ impl Actor {
                 }
             }
             Some(o) if now >= self.observed_at + self.timing.takeover_after() => {
-                let holder = o
-                    .holder
-                    .as_ref()
-                    .map_or_else(|| "an unknown holder".to_owned(), |h| h.record.node.to_string());
+                let holder = o.holder.as_ref().map_or_else(
+                    || "an unknown holder".to_owned(),
+                    |h| h.record.node.to_string(),
+                );
                 info!(key = %self.key, holder, revision = %o.revision,
                     "lease unchanged for T(1+ε) without an expiry event; taking over");
                 self.claim(o.revision).await

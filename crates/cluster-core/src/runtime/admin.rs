@@ -273,10 +273,7 @@ async fn app_views(shared: &Shared) -> Vec<AppView> {
 /// The leader of `app` from a lease valid now: the local election (apps running here), else
 /// the lease record, trusted only when it decodes and its epoch is consistent with the store
 /// (as the election judges it). The third value is how long no leader has been known locally.
-async fn leader_of(
-    shared: &Shared,
-    app: &AppName,
-) -> (Option<NodeId>, Option<Epoch>, Option<u64>) {
+async fn leader_of(shared: &Shared, app: &AppName) -> (Option<NodeId>, Option<Epoch>, Option<u64>) {
     let local = read(&shared.apps).get(app).cloned();
     if let Some(app) = local
         && let Some(state) = app.election_state()
