@@ -239,3 +239,53 @@ async fn a_lower_revision_raises_the_floor_so_epochs_stay_monotonic() {
     let rec = cluster_core::election::FloorRecord::decode(&floor.value).unwrap();
     assert!(rec.floor >= e1.0, "floor {} below {e1}", rec.floor);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_that_stops_changing_is_shown_only_until_t_then_no_leader() {
+    let timing = ElectionTiming::fast();
+    let net = MemoryNetwork::new();
+    let config = BucketConfig::new("p_election").with_per_key_ttl();
+    let attacker = net.kv("attacker").bucket(config.clone()).await.unwrap();
+    let observer = LeaseElection::start(
+        net.kv("n1").bucket(config).await.unwrap(),
+        KEY,
+        NodeId::new("n1").unwrap(),
+        "n1-instance",
+        timing,
+        Arc::new(TokioClock),
+    )
+    .unwrap();
+    let mut status = observer.status();
+    assert!(status.borrow().leaderless_since.is_some());
+    // A valid record, without TTL, never renewed (a holder that hung, or a buggy tool).
+    attacker
+        .put(
+            KEY,
+            Bytes::from_static(br#"{"v":1,"node":"n9","instance":"i9","epoch":0}"#),
+        )
+        .await
+        .unwrap();
+    status
+        .wait_for(|s| s.leader.as_ref().is_some_and(|l| l.node.as_str() == "n9"))
+        .await
+        .unwrap();
+    let seen = Instant::now();
+    assert_eq!(status.borrow().leaderless_since, None);
+    // No store event follows: the election's own timer must publish the lapse.
+    status.wait_for(|s| s.leader.is_none()).await.unwrap();
+    let shown = seen.elapsed();
+    eprintln!(
+        "a lease that stopped changing was shown for {shown:?} (T = {:?})",
+        timing.lease_ttl
+    );
+    assert!(
+        shown <= timing.lease_ttl + Duration::from_millis(10),
+        "shown {shown:?} after it last changed"
+    );
+    assert!(
+        shown + Duration::from_millis(10) >= timing.lease_ttl,
+        "{shown:?}"
+    );
+    let since = status.borrow().leaderless_since.expect("no leader since");
+    assert!(since >= seen);
+}

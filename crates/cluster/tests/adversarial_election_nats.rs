@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cluster::placement::planner;
 use cluster::{App, Epoch};
-use cluster_testkit::nats_server::NatsServer;
+use cluster_testkit::nats_server::{NatsCluster, NatsServer};
 use common::{NatsNode, connect_options, options};
 use tokio::time::Instant;
 
@@ -30,13 +30,16 @@ fn bound() -> Duration {
 }
 
 async fn start(url: &str, node: &str) -> NatsNode {
-    let urls = vec![url.to_owned()];
-    let conn = cluster::nats::connect(connect_options(&urls, node))
+    start_on(&[url.to_owned()], node, 1).await
+}
+
+async fn start_on(urls: &[String], node: &str, replicas: usize) -> NatsNode {
+    let conn = cluster::nats::connect(connect_options(urls, node))
         .await
         .unwrap();
-    let p = cluster::nats::platform(&conn, PLATFORM, node, 1)
+    let p = cluster::nats::platform(&conn, PLATFORM, node, replicas)
         .unwrap()
-        .options(options(1))
+        .options(options(replicas))
         .planner(planner())
         .build()
         .unwrap();
@@ -354,5 +357,80 @@ async fn store_reset_under_running_nodes_recreates_buckets_and_keeps_epochs_mono
     assert!(e1 > highest_seen);
     assert_eq!(stale_after_lapse, 0);
     assert_eq!(overlaps, 0);
+    stop_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_election_stream_leader_never_shows_a_lapsed_leader() {
+    let mut nats = NatsCluster::start(3);
+    let mut nodes = Vec::new();
+    for n in ["n1", "n2", "n3"] {
+        nodes.push(start_on(&nats.urls(), n, 3).await);
+    }
+    let apps = apps(&nodes);
+    let (_, e0) = leader_within(&apps, Duration::from_secs(20), |_, _| true).await;
+    let timing = options(3).election;
+    // A shown leader must hold its lease now, or have held it less than εT + 1 s ago (an
+    // observer's lease validity ends T after the renewal it saw, the holder's deadline
+    // T(1-ε) after it started that renewal).
+    let grace = timing.lease_ttl.mul_f64(timing.safety_margin) + Duration::from_secs(1);
+    let stream_leader = nats
+        .stream_leader(STREAM)
+        .expect("the election stream has a leader");
+    let t_kill = Instant::now();
+    nats.kill(stream_leader);
+    let mut last_held: HashMap<Epoch, Instant> = HashMap::new();
+    let mut stale = Vec::new();
+    let mut gap_start: Option<Instant> = None;
+    let mut longest_gap = Duration::ZERO;
+    let mut samples = 0u64;
+    let mut recovered_at = None;
+    let end = t_kill + Duration::from_secs(40);
+    while Instant::now() < end {
+        let now = Instant::now();
+        samples += 1;
+        let held = leaders(&apps);
+        assert!(held.len() <= 1, "two leaders: {held:?}");
+        for (_, a) in &apps {
+            if let Some(e) = a.fencing_token() {
+                last_held.insert(e, now);
+            }
+        }
+        for (n, a) in &apps {
+            if let Some(l) = a.election_state().and_then(|s| s.leader)
+                && last_held
+                    .get(&l.epoch)
+                    .is_some_and(|at| now.duration_since(*at) > grace)
+            {
+                stale.push((n.clone(), l.node.to_string(), l.epoch, now - t_kill));
+            }
+        }
+        match (held.is_empty(), gap_start) {
+            (true, None) => gap_start = Some(now),
+            (false, Some(g)) => {
+                longest_gap = longest_gap.max(now - g);
+                gap_start = None;
+            }
+            _ => {}
+        }
+        if recovered_at.is_none() && held.len() == 1 && now - t_kill > Duration::from_secs(2) {
+            recovered_at = Some(now - t_kill);
+        }
+        if let Some(r) = recovered_at
+            && now - t_kill > r + Duration::from_secs(2)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (_, e1) = leader_within(&apps, Duration::from_secs(30), |_, _| true).await;
+    eprintln!(
+        "stream-leader SIGKILL: longest leaderless gap {longest_gap:?}, leader after the kill at \
+         {recovered_at:?} (epoch {e0} -> {e1}); stale leader samples {} of {samples}: {:?}",
+        stale.len(),
+        stale.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(stale.is_empty(), "a lapsed leader was shown: {stale:?}");
+    assert!(e1 >= e0);
     stop_all(nodes).await;
 }

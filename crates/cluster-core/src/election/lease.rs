@@ -303,6 +303,8 @@ impl Actor {
                 info!(key = %self.key, "store revisions went backwards; reopening the lease watch");
                 watch = self.open_watch().await;
             }
+            // Also after (re)opening the watch, which reads the lease.
+            self.publish();
             let timer = self.next_timer();
             let wake = tokio::select! {
                 biased;
