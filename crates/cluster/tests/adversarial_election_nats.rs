@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -370,39 +370,37 @@ async fn sigkill_of_the_election_stream_leader_never_shows_a_lapsed_leader() {
     let apps = apps(&nodes);
     let (_, e0) = leader_within(&apps, Duration::from_secs(20), |_, _| true).await;
     let timing = options(3).election;
-    // A shown leader must hold its lease now, or have held it less than εT + 1 s ago (an
-    // observer's lease validity ends T after the renewal it saw, the holder's deadline
-    // T(1-ε) after it started that renewal).
-    let grace = timing.lease_ttl.mul_f64(timing.safety_margin) + Duration::from_secs(1);
+    // Truthful status: a node shows a leader only from a lease it saw change less than T ago
+    // (checked with 1 s of slack: the election publishes the lapse on a timer).
+    let limit = timing.lease_ttl + Duration::from_secs(1);
     let stream_leader = nats
         .stream_leader(STREAM)
         .expect("the election stream has a leader");
     let t_kill = Instant::now();
     nats.kill(stream_leader);
-    let mut last_held: HashMap<Epoch, Instant> = HashMap::new();
     let mut stale = Vec::new();
     let mut gap_start: Option<Instant> = None;
     let mut longest_gap = Duration::ZERO;
     let mut samples = 0u64;
-    let mut recovered_at = None;
-    let end = t_kill + Duration::from_secs(40);
+    let mut shown_during_gap = 0u64;
+    let end = t_kill + Duration::from_secs(12);
     while Instant::now() < end {
         let now = Instant::now();
         samples += 1;
         let held = leaders(&apps);
         assert!(held.len() <= 1, "two leaders: {held:?}");
-        for (_, a) in &apps {
-            if let Some(e) = a.fencing_token() {
-                last_held.insert(e, now);
-            }
-        }
         for (n, a) in &apps {
-            if let Some(l) = a.election_state().and_then(|s| s.leader)
-                && last_held
-                    .get(&l.epoch)
-                    .is_some_and(|at| now.duration_since(*at) > grace)
-            {
-                stale.push((n.clone(), l.node.to_string(), l.epoch, now - t_kill));
+            let Some(state) = a.election_state() else {
+                continue;
+            };
+            if let Some(l) = &state.leader {
+                if held.is_empty() {
+                    shown_during_gap += 1;
+                }
+                let age = state.lease_seen_at.map(|at| now.duration_since(at));
+                if state.leading.is_none() && age.is_none_or(|a| a > limit) {
+                    stale.push((n.clone(), l.node.to_string(), l.epoch, now - t_kill, age));
+                }
             }
         }
         match (held.is_empty(), gap_start) {
@@ -413,20 +411,16 @@ async fn sigkill_of_the_election_stream_leader_never_shows_a_lapsed_leader() {
             }
             _ => {}
         }
-        if recovered_at.is_none() && held.len() == 1 && now - t_kill > Duration::from_secs(2) {
-            recovered_at = Some(now - t_kill);
-        }
-        if let Some(r) = recovered_at
-            && now - t_kill > r + Duration::from_secs(2)
-        {
-            break;
-        }
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    if let Some(g) = gap_start {
+        longest_gap = longest_gap.max(Instant::now() - g);
     }
     let (_, e1) = leader_within(&apps, Duration::from_secs(30), |_, _| true).await;
     eprintln!(
-        "stream-leader SIGKILL: longest leaderless gap {longest_gap:?}, leader after the kill at \
-         {recovered_at:?} (epoch {e0} -> {e1}); stale leader samples {} of {samples}: {:?}",
+        "stream-leader SIGKILL: longest leaderless gap {longest_gap:?} (epoch {e0} -> {e1}); \
+         samples showing a leader while none acted: {shown_during_gap}; stale leader samples {} \
+         of {samples}: {:?}",
         stale.len(),
         stale.iter().take(5).collect::<Vec<_>>()
     );
