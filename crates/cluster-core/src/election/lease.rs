@@ -423,7 +423,7 @@ impl Actor {
 
     /// Reports a record that is not trusted (log, metric, reporter).
     fn reject(&self, key: &str, revision: Revision, reason: &str) {
-        crate::metrics::malformed("election");
+        crate::metrics::malformed("lease");
         warn!(key, %revision, reason, "election record rejected; treating it as held by an unknown holder");
         if let Some(reporter) = &self.reporter {
             reporter(&RejectedRecord {
