@@ -7,6 +7,7 @@ mod admin_placement;
 mod app;
 mod audit;
 mod deadline;
+mod election;
 mod events;
 mod hooks;
 mod instance;

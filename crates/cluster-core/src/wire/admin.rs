@@ -448,6 +448,9 @@ pub struct AppView {
     /// The leader's epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<Epoch>,
+    /// While no valid lease is known: for how long (milliseconds, on the answering node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_leader_ms: Option<u64>,
 }
 
 /// Result of `status`.
