@@ -11,6 +11,7 @@ pub mod clock;
 pub mod election;
 pub mod epoch;
 pub mod error;
+pub mod host;
 pub mod id;
 pub mod kv;
 pub mod labels;

@@ -145,6 +145,10 @@ async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
             let result = super::admin_placement::dispatch(shared, method, &request).await?;
             AdminReply::ok(node, live_nodes(shared), &result)
         }
+        AdminMethod::NodeRemove => {
+            let removed = super::admin_member::remove(shared, &request).await?;
+            AdminReply::ok(node, live_nodes(shared), &removed)
+        }
         AdminMethod::AppExtension => {
             let app = required_app(&request)?;
             let local = read(&shared.apps).get(app).cloned().ok_or_else(|| {
