@@ -15,7 +15,7 @@ use tracing::info;
 use super::platform::Shared;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
-use crate::kv::KvWatch;
+use crate::kv::{KvWatch, WatchOp};
 use crate::wire::admin::{AdminRequest, NodeRemoved};
 use crate::wire::member::MemberRecord;
 use crate::wire::placement_admin::NodeParams;
@@ -53,16 +53,20 @@ pub(super) async fn remove(shared: &Arc<Shared>, request: &AdminRequest) -> Resu
         Some(s) => s.since,
         None => shared.clock.now(),
     };
+    let mut gone = false;
     if !seen.is_some_and(|s| s.dead) {
-        let wait = shared.options.member_refresh * 2;
-        if changed(&mut watch, &key, wait).await {
-            return Err(live(&node, "its member record was renewed just now"));
+        match change(&mut watch, &key, shared.options.member_refresh * 2).await {
+            Change::Renewed => return Err(live(&node, "its member record was renewed just now")),
+            // The membership views removed it as stale meanwhile.
+            Change::Gone => gone = true,
+            Change::None => {}
         }
     }
     let idle = shared.clock.now().duration_since(since);
     let why = format!("not renewed for {:.1} s", idle.as_secs_f64());
     match bucket.delete(&key, Some(entry.revision)).await {
         Ok(()) => {}
+        Err(Error::Conflict { current: None, .. }) if gone => {}
         Err(Error::Conflict { .. }) => {
             return Err(live(
                 &node,
@@ -101,15 +105,30 @@ fn live(node: &NodeId, why: &str) -> Error {
     ))
 }
 
-/// Whether `key` changes within `wait`.
-async fn changed(watch: &mut KvWatch, key: &str, wait: Duration) -> bool {
-    let change = async {
+/// What happened to a member key while it was watched.
+enum Change {
+    /// Nothing.
+    None,
+    /// It was written: its owner lives.
+    Renewed,
+    /// It was deleted or expired.
+    Gone,
+}
+
+/// What happens to `key` within `wait`.
+async fn change(watch: &mut KvWatch, key: &str, wait: Duration) -> Change {
+    let first = async {
         while let Some(ev) = watch.next().await {
             if ev.key == key {
-                return true;
+                return match ev.op {
+                    WatchOp::Put => Change::Renewed,
+                    WatchOp::Delete | WatchOp::Expired => Change::Gone,
+                };
             }
         }
-        false
+        Change::None
     };
-    tokio::time::timeout(wait, change).await.unwrap_or(false)
+    tokio::time::timeout(wait, first)
+        .await
+        .unwrap_or(Change::None)
 }

@@ -63,6 +63,17 @@ impl Liveness {
     pub(crate) fn seen(&self, node: &NodeId) -> Option<Seen> {
         locked(&self.seen).get(node).copied()
     }
+
+    /// Whether `node`'s record was seen renewed here, or first seen less than two heartbeats
+    /// (`2 × member_refresh`) ago: what status and health show as a member.
+    pub(crate) fn confirmed(&self, node: &NodeId, shared: &Shared) -> bool {
+        self.seen(node).is_some_and(|s| {
+            !s.dead
+                && (s.renewed
+                    || shared.clock.now().duration_since(s.since)
+                        < shared.options.member_refresh * 2)
+        })
+    }
 }
 
 /// Starts the membership view; returns its watch, the liveness table and the task
