@@ -128,13 +128,13 @@ impl Presence {
                             }
                             Repair::Retry => {}
                         }
+                        // A peer rewriting our key in a loop wakes the heartbeat each time:
+                        // repairs happen at most ten times per `member_refresh`.
+                        drop(shared);
+                        tokio::time::sleep(every / 10).await;
                     }
                     Err(e) => debug!(error = %e, "member heartbeat failed; retrying"),
                 }
-                // Whatever wakes the heartbeat (a peer rewriting our key in a loop), it writes
-                // at most ten times per `member_refresh`.
-                drop(shared);
-                tokio::time::sleep(every / 10).await;
             }
         })
     }
