@@ -10,6 +10,9 @@
 //!   one whose store expiry was lost is removed within `member_ttl` of being seen.
 //! * An undecodable record does not replace the member it overwrote (its owner rewrites it at
 //!   once); it is counted in `gc_malformed_messages_total` and removed when stale.
+//! * A record seen *appearing* while the view runs becomes a member only once it is seen
+//!   renewed (a joining node renews at once): a record written once is never a member. Records
+//!   found by the first listing are members at once (and go stale if never renewed).
 //! * Our own record is the heartbeat's business: any write to it that is not ours wakes the
 //!   heartbeat, which rewrites it (see [`super::membership`]).
 
@@ -226,6 +229,13 @@ impl View {
                 if node == shared.node && record.instance != shared.instance {
                     warn!(instance = %record.instance, "another instance wrote our member record");
                     shared.refresh_presence();
+                }
+                // Seen appearing while running: a member once renewed (a joining node renews
+                // at once; a record written once and never again is not a member).
+                let renewed = self.liveness.seen(&node).is_some_and(|s| s.renewed);
+                if notify && !renewed && node != shared.node && !self.members.contains_key(&node) {
+                    debug!(node = %node, "member record seen appearing; admitted once renewed");
+                    return;
                 }
                 let member = record.into_member();
                 let joined = self.members.insert(node.clone(), member.clone()).is_none();

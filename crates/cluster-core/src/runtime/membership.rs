@@ -4,7 +4,9 @@
 //! * **Join**: `create(members/{node}, ttl = member_ttl)`. If a record exists, it is taken
 //!   over by compare-and-set once its writer is proven gone (see [`super::member_claim`]); a
 //!   record that is renewed meanwhile belongs to a live process: start fails with
-//!   `NodeIdInUse`. A graceful leave deletes the key, so a restart afterwards joins at once.
+//!   `NodeIdInUse`. The record is renewed right after it is written (running views admit a
+//!   new member only once renewed). A graceful leave deletes the key, so a restart afterwards
+//!   joins at once.
 //! * **Heartbeat**: every `member_refresh` (and at once when the view sees a foreign write to
 //!   our key), `update(expected = our revision, ttl)`. A deleted or expired record is created
 //!   again; a record overwritten by anyone else (any bytes) is written again by
@@ -57,6 +59,11 @@ impl Presence {
     pub(crate) async fn join(shared: &Arc<Shared>, bucket: Arc<dyn KvBucket>) -> Result<Self> {
         let key = shared.names.member_key(&shared.node);
         let rev = super::member_claim::claim(shared, bucket.as_ref(), &key).await?;
+        // Renew at once: running views admit a member they see appear only once it is renewed
+        // (a record written once and never again is not a member).
+        let record = MemberRecord::from_member(&shared.local_member()).encode()?;
+        let ttl = Some(shared.options.member_ttl);
+        let rev = bucket.update(&key, record, rev, ttl).await.unwrap_or(rev);
         info!(node = %shared.node, "joined the platform");
         shared.audit(
             crate::audit::category::MEMBER,
@@ -113,6 +120,8 @@ impl Presence {
                     }
                     Err(Error::Conflict { current: None, .. }) => {
                         warn!(node = %shared.node, "member record deleted or expired; writing it again");
+                        // Renewed right after, so running views admit it again at once.
+                        shared.refresh_presence();
                         bucket.create(&key, record.clone(), ttl).await
                     }
                     other => other,
