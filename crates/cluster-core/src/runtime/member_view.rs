@@ -3,11 +3,13 @@
 //! * A watch of the members bucket plus a re-listing every `member_ttl` (a safety net for
 //!   lost events).
 //! * **Liveness is judged on this node's monotonic clock, never by the record**: a record
-//!   (any bytes) that was not seen changing for `member_ttl` is *stale*: dead for every
+//!   (any bytes) that was not seen changing for `member_ttl + member_refresh` (one heartbeat
+//!   of grace, so the store's expiry of a crashed node's record comes first) is *stale*: dead for every
 //!   decision (it leaves the view, so placement, status, health and the member hooks drop it)
 //!   and removed from the bucket by compare-and-delete on the revision seen. A live member
 //!   rewrites its record every `member_refresh` and is never stale; a record without TTL or
-//!   one whose store expiry was lost is removed within `member_ttl` of being seen.
+//!   one whose store expiry was lost is removed within `member_ttl + member_refresh` of being
+//!   seen.
 //! * An undecodable record does not replace the member it overwrote (its owner rewrites it at
 //!   once); it is counted in `gc_malformed_messages_total` and removed when stale.
 //! * A record seen *appearing* while the view runs becomes a member only once it is seen
@@ -262,15 +264,15 @@ impl View {
         locked(&self.liveness.seen)
             .iter()
             .filter(|(n, s)| **n != shared.node && !s.dead)
-            .map(|(_, s)| s.since + shared.options.member_ttl)
+            .map(|(_, s)| s.since + stale_after(shared))
             .min()
     }
 
-    /// Drops every record not seen changing for `member_ttl` from the view and deletes it
+    /// Drops every record not seen changing for [`stale_after`] from the view and deletes it
     /// from the bucket, if still at the revision seen.
     async fn remove_stale(&mut self, shared: &Arc<Shared>) {
         let now = shared.clock.now();
-        let ttl = shared.options.member_ttl;
+        let ttl = stale_after(shared);
         let stale: Vec<(NodeId, Revision)> = {
             let mut seen = locked(&self.liveness.seen);
             seen.iter_mut()
@@ -343,6 +345,12 @@ impl View {
         }
         Ok(())
     }
+}
+
+/// How long a record may stay unchanged: `member_ttl`, plus one heartbeat of grace so that
+/// the store's own expiry of a crashed node's record (reported as `expired`) comes first.
+fn stale_after(shared: &Shared) -> std::time::Duration {
+    shared.options.member_ttl + shared.options.member_refresh
 }
 
 /// Counts another node's departure; one the node could not announce (expiry, staleness) is
