@@ -41,6 +41,14 @@ impl Raw {
             .unwrap();
     }
 
+    fn delete(&self, key: &str) {
+        self.rt.block_on(self.kv.delete(key)).unwrap();
+    }
+
+    fn purge(&self, key: &str) {
+        self.rt.block_on(self.kv.purge(key)).unwrap();
+    }
+
     fn get(&self, key: &str) -> Option<serde_json::Value> {
         let bytes = self.rt.block_on(self.kv.get(key)).unwrap()?;
         Some(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
@@ -113,10 +121,14 @@ fn garbage_over_a_member_record_heals_a_forged_member_is_removed_and_node_remove
     let raw = Raw::open(&server.url(), "memb");
     let n2 = raw.instance("n2").unwrap();
 
-    // Garbage over n2's record, five times: n2 rewrites it and keeps running.
+    // Garbage over n2's record (and a delete, and a purge): n2 rewrites it and keeps running.
     let mut heal = Vec::new();
-    for _ in 0..5 {
-        raw.put("n2", b"\x00 not json");
+    for round in 0..7 {
+        match round {
+            5 => raw.delete("n2"),
+            6 => raw.purge("n2"),
+            _ => raw.put("n2", b"\x00 not json"),
+        }
         let t = Instant::now();
         while raw.instance("n2").as_deref() != Some(n2.as_str()) {
             assert!(
@@ -133,7 +145,13 @@ fn garbage_over_a_member_record_heals_a_forged_member_is_removed_and_node_remove
         );
         std::thread::sleep(Duration::from_millis(700));
     }
-    eprintln!("{}", stats("garbage over n2 → rewritten", &heal));
+    eprintln!(
+        "{}",
+        stats(
+            "garbage ×5, delete, purge of n2's record → rewritten",
+            &heal
+        )
+    );
 
     // A forged, well-formed member without TTL (apps "running" as leader): never shown, never
     // placed, health stays fine, and it is removed within the member TTL.
