@@ -2,6 +2,7 @@
 
 pub(crate) mod auto_rebalance;
 mod channel;
+mod node_remove;
 pub(crate) mod placement;
 pub(crate) mod snapshot;
 mod views;
@@ -655,6 +656,7 @@ pub(crate) async fn node_command(
             placement::cordon(settings, channel, id, reason.as_deref()).await
         }
         N::Uncordon { id } => placement::uncordon(settings, channel, id).await,
+        N::Remove { id } => node_remove::remove(settings, channel, id).await,
         N::Label { id, changes } => placement::label(settings, channel, id, changes).await,
         N::Drain {
             id,

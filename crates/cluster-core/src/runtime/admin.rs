@@ -145,6 +145,10 @@ async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
             let result = super::admin_placement::dispatch(shared, method, &request).await?;
             AdminReply::ok(node, live_nodes(shared), &result)
         }
+        AdminMethod::NodeRemove => {
+            let removed = super::admin_member::remove(shared, &request).await?;
+            AdminReply::ok(node, live_nodes(shared), &removed)
+        }
         AdminMethod::AppExtension => {
             let app = required_app(&request)?;
             let local = read(&shared.apps).get(app).cloned().ok_or_else(|| {
@@ -173,14 +177,15 @@ fn live_nodes(shared: &Shared) -> Vec<NodeId> {
     nodes
 }
 
-/// The membership view (empty before the platform started).
+/// The membership view (empty before the platform started), without records never seen
+/// renewed here for two heartbeats (a forged record is not shown while it waits to go stale).
 fn members_of(shared: &Shared) -> BTreeMap<NodeId, crate::member::Member> {
-    shared
-        .started
-        .borrow()
-        .as_ref()
-        .map(|s| s.membership.borrow().clone())
-        .unwrap_or_default()
+    let Some(started) = shared.started.borrow().clone() else {
+        return BTreeMap::new();
+    };
+    let mut members = started.membership.borrow().clone();
+    members.retain(|node, _| *node == shared.node || started.liveness.confirmed(node, shared));
+    members
 }
 
 fn health(status: HealthStatus) -> InstanceHealth {

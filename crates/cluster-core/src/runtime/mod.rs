@@ -3,6 +3,7 @@
 mod admin;
 mod admin_client;
 mod admin_ext;
+mod admin_member;
 mod admin_placement;
 mod app;
 mod audit;
@@ -15,6 +16,8 @@ mod kv;
 mod leadership;
 mod load;
 mod locks;
+mod member_claim;
+mod member_view;
 mod membership;
 mod notify;
 mod options;
