@@ -712,6 +712,9 @@ impl Platform {
             .kv
             .bucket(bucket(names.placement_bucket(), false, "cluster placement"))
             .await?;
+        // Placement loops read a watch-fed copy instead of asking the store every round.
+        let (placement, mirror) = super::placement::MirroredBucket::start(placement);
+        shared.track(mirror);
         let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
         let mut app_buckets = BTreeMap::new();
         for app in &apps {
