@@ -381,3 +381,96 @@ async fn a_flood_of_audit_records_is_bounded_and_counted() {
         .unwrap();
     assert!(after.entries.iter().any(|e| e.record.action == "after"));
 }
+
+/// A metrics recorder that panics once, inside the leadership machine, when a node records
+/// the acquisition of a term (after `on_active` succeeded).
+struct Trap(AtomicBool);
+
+impl metrics::Recorder for Trap {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let acquired = key.name() == "gc_election_transitions_total"
+            && key
+                .labels()
+                .any(|l| l.key() == "reason" && l.value() == "acquired");
+        if acquired && self.0.swap(false, Ordering::SeqCst) {
+            panic!("the leadership machine exploded");
+        }
+        metrics::Counter::noop()
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_leadership_machine_undoes_resigns_and_restarts() {
+    // The current-thread test runtime runs every task on this thread: the local recorder
+    // sees the machine's metrics.
+    let trap = Trap(AtomicBool::new(true));
+    let _guard = metrics::set_default_local_recorder(&trap);
+    let log = Log::default();
+    let mut cluster = SimCluster::new("prod", PlatformOptions::fast());
+    cluster
+        .start_node("n1", vec![singleton("n1", &log, Faults::default())])
+        .await
+        .unwrap();
+    wait_until("n1 undid its term", Duration::from_secs(5), || {
+        has(&log, "n1 on_passive")
+    })
+    .await;
+    let n1 = cluster.node("n1");
+    assert!(!n1.app("db").is_leader());
+    wait_until("n1 gave the lease up", Duration::from_secs(1), || {
+        n1.app("db")
+            .election_state()
+            .is_some_and(|s| s.leading.is_none())
+    })
+    .await;
+    assert_eq!(n1.platform.stats().panics(), 1);
+    assert_eq!(
+        panic_audits(&n1.platform).await,
+        vec![("leadership".to_owned(), Some("db".to_owned()))]
+    );
+    cluster
+        .start_node("n2", vec![singleton("n2", &log, Faults::default())])
+        .await
+        .unwrap();
+    cluster.wait_leader("db", Duration::from_secs(10)).await;
+    // The restarted machine takes commands and leads again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leader = cluster.leader("db").unwrap();
+    cluster.node(&leader).app("db").step_down().await.unwrap();
+    let (next, _) = cluster.wait_leader("db", Duration::from_secs(10)).await;
+    assert_ne!(next, leader);
+}
