@@ -1,10 +1,11 @@
 //! Project automation. `cargo xtask <command>`:
 //!
-//! * `test`: install what the tests need (nats-server >= 2.11 into `.tools`), check that
+//! * `test`: install what the tests need (missing Debian packages with apt-get when root, podman's
+//!   test settings, nats-server >= 2.11 into `.tools`; see `system.rs`), check that
 //!   `cluster-core` depends on no adapter crate, `cargo fmt --check`, `cargo clippy -D warnings`,
 //!   all tests, and `cargo doc` without warnings.
 //! * `deps-check`: only the `cluster-core` dependency check.
-//! * `tools`: only install the tools.
+//! * `tools`: only install what the tests need (system packages and nats-server).
 //! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons).
 //! * `demo`: nats-server + 3 daemons, show the leader, SIGKILL it, show the failover, clean up.
 //! * `release`: optimised `cluster` binary and SHA-256 checksums in `dist/`, version from git.
@@ -15,6 +16,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod e2e;
+mod system;
 mod tools;
 
 /// Crates `cluster-core` must never depend on, even transitively.
@@ -46,8 +48,10 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root, &args[1..]),
         Some("demo") => e2e::demo(&root),
         Some("release") => e2e::release(&root),
-        Some("tools") => tools::ensure_nats_server(&root).map(|p| {
-            println!("nats-server: {}", p.display());
+        Some("tools") => system::ensure_system().and_then(|()| {
+            tools::ensure_nats_server(&root).map(|p| {
+                println!("nats-server: {}", p.display());
+            })
         }),
         _ => {
             eprintln!("usage: cargo xtask <test|e2e|bench|demo|release|deps-check|tools>");
@@ -106,6 +110,7 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    system::ensure_system()?;
     let nats = tools::ensure_nats_server(root)?;
     let nats = nats.to_string_lossy().to_string();
     deps_check(root)?;

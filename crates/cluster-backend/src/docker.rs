@@ -32,6 +32,7 @@ use futures::StreamExt;
 use tokio::sync::{Mutex, OnceCell};
 use tracing::info;
 
+use crate::guard::{ServiceGuard, Target};
 use crate::health::HealthProbe;
 
 /// Label set on every container the backend creates.
@@ -137,6 +138,7 @@ pub struct DockerBackend {
     config: DockerConfig,
     client: OnceCell<Docker>,
     op: Mutex<()>,
+    guard: ServiceGuard,
 }
 
 impl std::fmt::Debug for DockerBackend {
@@ -188,12 +190,97 @@ fn parse_port(spec: &str) -> Result<(String, PortBinding)> {
 }
 
 impl DockerBackend {
+    /// Starts (or adopts) the container (see [`Backend::start`]).
+    async fn start_container(&self, epoch: Epoch) -> Result<()> {
+        let docker = self.docker().await?;
+        let c = &self.config;
+        if let Some(existing) = self.inspect(docker).await? {
+            let running = existing.state.as_ref().and_then(|s| s.running) == Some(true);
+            if running {
+                info!(target: "cluster::audit", event = "backend.docker.adopted",
+                    name = %c.name, %epoch, "container already running; taken over");
+                return Ok(());
+            }
+            self.remove(docker).await?;
+        }
+        match docker.inspect_image(&c.image).await {
+            Ok(_) => {}
+            Err(e) if status_code(&e) == Some(404) => {
+                return Err(Error::InvalidArgument(format!(
+                    "docker backend: image {:?} not found on the engine (it is never pulled \
+                     automatically: pull, load or import it first)",
+                    c.image
+                )));
+            }
+            Err(e) => return Err(self.engine_error("inspecting image for", e)),
+        }
+        let body = self.create_body(epoch)?;
+        let options = CreateContainerOptions {
+            name: Some(c.name.clone()),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| self.engine_error("creating", e))?;
+        if let Err(e) = docker.start_container(&c.name, None).await {
+            let err = self.engine_error("starting", e);
+            let _ = self.remove(docker).await;
+            return Err(err);
+        }
+        info!(target: "cluster::audit", event = "backend.docker.started", name = %c.name,
+            id = %created.id, image = %c.image, %epoch, "container started");
+        Ok(())
+    }
+
+    /// Stops and removes the container (see [`Backend::stop`]).
+    async fn stop_container(&self, timeout: Duration) -> Result<()> {
+        let docker = self.docker().await?;
+        let t = timeout.min(self.config.stop_timeout).as_secs();
+        let options = StopContainerOptions {
+            t: Some(i32::try_from(t).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        match docker
+            .stop_container(&self.config.name, Some(options))
+            .await
+        {
+            Ok(()) => {}
+            // 304: already stopped; 404: no such container.
+            Err(e) if matches!(status_code(&e), Some(304 | 404)) => {}
+            Err(e) => return Err(self.engine_error("stopping", e)),
+        }
+        self.remove(docker).await?;
+        info!(target: "cluster::audit", event = "backend.docker.stopped",
+            name = %self.config.name, "container stopped and removed");
+        Ok(())
+    }
+
+    /// The guard's stop commands: `docker kill --signal TERM`, then `docker kill`, on the
+    /// configured engine socket.
+    fn guard_target(&self) -> Target {
+        let host = format!("unix://{}", self.config.socket_path());
+        let kill = |extra: &[&str]| -> Vec<String> {
+            ["docker", "-H", host.as_str(), "kill"]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .chain([self.config.name.as_str()])
+                .map(String::from)
+                .collect()
+        };
+        Target::External {
+            soft: kill(&["--signal", "TERM"]),
+            hard: kill(&[]),
+        }
+    }
+
     /// A backend for `config`. The engine is contacted at the first call.
     pub fn new(config: DockerConfig) -> Self {
         Self {
             config,
             client: OnceCell::new(),
             op: Mutex::new(()),
+            guard: ServiceGuard::default(),
         }
     }
 
@@ -342,70 +429,30 @@ impl Backend for DockerBackend {
 
     async fn start(&self, epoch: Epoch) -> Result<()> {
         let _op = self.op.lock().await;
-        let docker = self.docker().await?;
-        let c = &self.config;
-        if let Some(existing) = self.inspect(docker).await? {
-            let running = existing.state.as_ref().and_then(|s| s.running) == Some(true);
-            if running {
-                info!(target: "cluster::audit", event = "backend.docker.adopted",
-                    name = %c.name, %epoch, "container already running; taken over");
-                return Ok(());
-            }
-            self.remove(docker).await?;
-        }
-        match docker.inspect_image(&c.image).await {
-            Ok(_) => {}
-            Err(e) if status_code(&e) == Some(404) => {
-                return Err(Error::InvalidArgument(format!(
-                    "docker backend: image {:?} not found on the engine (it is never pulled \
-                     automatically: pull, load or import it first)",
-                    c.image
-                )));
-            }
-            Err(e) => return Err(self.engine_error("inspecting image for", e)),
-        }
-        let body = self.create_body(epoch)?;
-        let options = CreateContainerOptions {
-            name: Some(c.name.clone()),
-            ..Default::default()
-        };
-        let created = docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| self.engine_error("creating", e))?;
-        if let Err(e) = docker.start_container(&c.name, None).await {
-            let err = self.engine_error("starting", e);
-            let _ = self.remove(docker).await;
-            return Err(err);
-        }
-        info!(target: "cluster::audit", event = "backend.docker.started", name = %c.name,
-            id = %created.id, image = %c.image, %epoch, "container started");
+        self.start_container(epoch).await?;
+        let target = self.guard_target();
+        self.guard
+            .arm(
+                epoch,
+                self.describe(),
+                self.config.stop_timeout,
+                "docker",
+                target,
+            )
+            .await;
         Ok(())
+    }
+
+    fn follow_deadline(&self, deadline: cluster_core::runtime::DeadlineWatch) {
+        self.guard.follow(deadline);
     }
 
     async fn stop(&self, timeout: Duration) -> Result<()> {
         let _op = self.op.lock().await;
-        let docker = self.docker().await?;
-        let t = timeout.min(self.config.stop_timeout).as_secs();
-        let options = StopContainerOptions {
-            t: Some(i32::try_from(t).unwrap_or(i32::MAX)),
-            ..Default::default()
-        };
-        match docker
-            .stop_container(&self.config.name, Some(options))
-            .await
-        {
-            Ok(()) => {}
-            // 304: already stopped; 404: no such container.
-            Err(e) if matches!(status_code(&e), Some(304 | 404)) => {}
-            Err(e) => return Err(self.engine_error("stopping", e)),
-        }
-        self.remove(docker).await?;
-        info!(target: "cluster::audit", event = "backend.docker.stopped",
-            name = %self.config.name, "container stopped and removed");
+        self.stop_container(timeout).await?;
+        self.guard.release().await;
         Ok(())
     }
-
     async fn status(&self) -> Result<BackendStatus> {
         let docker = self.docker().await?;
         let Some(inspect) = self.inspect(docker).await? else {

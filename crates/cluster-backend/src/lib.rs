@@ -15,6 +15,7 @@
 mod coordinator;
 #[cfg(feature = "docker")]
 pub mod docker;
+mod guard;
 pub mod health;
 pub mod metrics;
 pub mod process;

@@ -15,6 +15,11 @@
 //! * `health`: the unit is active and the optional HTTP endpoint answers 2xx.
 //! * Journal lines come from `journalctl -u` (`--user` on a session bus) when `journalctl`
 //!   and a journal exist; otherwise the tail is empty.
+//! * **Deadline guard** (Singleton apps, [`Backend::follow_deadline`]): after each start a
+//!   `/bin/bash` guard outside the daemon receives the remaining validity of the leadership on
+//!   every renewal; when the deadline passes without one (the daemon hung or `SIGSTOP`ped) it
+//!   runs `busctl … StopUnit <unit> replace`, then after a short grace `busctl … KillUnit
+//!   <unit> all 9`. It does nothing when the daemon dies (the unit is the manager's).
 //! * systemd's own restart policy (`Restart=`) is the unit file's business: the coordinator's
 //!   [`RestartPolicy`](crate::RestartPolicy) restarts through this backend.
 
@@ -29,6 +34,7 @@ use tracing::{info, warn};
 use zbus::message::Type as MessageType;
 use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
 
+use crate::guard::{ServiceGuard, Target};
 use crate::health::HealthProbe;
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
@@ -129,6 +135,7 @@ pub struct SystemdBackend {
     config: SystemdConfig,
     conn: OnceCell<Connection>,
     op: Mutex<()>,
+    guard: ServiceGuard,
 }
 
 impl std::fmt::Debug for SystemdBackend {
@@ -188,12 +195,84 @@ fn variant_u32(v: &Variant<'_>) -> Option<u32> {
 }
 
 impl SystemdBackend {
+    /// Stops the unit (see [`Backend::stop`]).
+    async fn stop_unit(&self, timeout: Duration) -> Result<()> {
+        let unit = self.config.unit.clone();
+        let state = match self.unit_state(&unit).await {
+            Ok(s) => s,
+            Err(Error::InvalidArgument(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if state.load == "not-found" || matches!(state.active.as_str(), "inactive" | "failed") {
+            return Ok(());
+        }
+        let timeout = timeout.min(self.config.stop_timeout);
+        match self.run_job("StopUnit", &unit, timeout).await {
+            Ok(_) => {}
+            Err(Error::Timeout(_)) => {
+                warn!(unit = %unit, ?timeout, "stop job timed out; killing the unit");
+                self.manager_call("KillUnit", &(unit.as_str(), "all", libc::SIGKILL))
+                    .await?;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                loop {
+                    let s = self.unit_state(&unit).await?;
+                    if matches!(s.active.as_str(), "inactive" | "failed") {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::Timeout(format!(
+                            "systemd backend: {unit} still {} after SIGKILL",
+                            s.active
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        info!(target: "cluster::audit", event = "backend.systemd.stopped", unit = %unit,
+            "unit stopped");
+        Ok(())
+    }
+
+    /// The guard's stop commands: `StopUnit`, then `KillUnit(all, SIGKILL)`, over `busctl` on
+    /// the configured bus.
+    fn guard_target(&self) -> Target {
+        let bus = match &self.config.bus {
+            SystemdBus::System => "--system".to_owned(),
+            SystemdBus::Session => "--user".to_owned(),
+            SystemdBus::Address(a) => format!("--address={a}"),
+        };
+        let call = |method: &str, signature: &str, args: &[&str]| -> Vec<String> {
+            [
+                "busctl",
+                bus.as_str(),
+                "call",
+                SYSTEMD,
+                MANAGER_PATH,
+                MANAGER,
+                method,
+                signature,
+            ]
+            .into_iter()
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect()
+        };
+        let unit = self.config.unit.as_str();
+        Target::External {
+            soft: call("StopUnit", "ss", &[unit, "replace"]),
+            hard: call("KillUnit", "ssi", &[unit, "all", "9"]),
+        }
+    }
+
     /// A backend for `config`. The bus is contacted at the first call.
     pub fn new(config: SystemdConfig) -> Self {
         Self {
             config,
             conn: OnceCell::new(),
             op: Mutex::new(()),
+            guard: ServiceGuard::default(),
         }
     }
 
@@ -411,47 +490,30 @@ impl Backend for SystemdBackend {
         self.start_unit(&self.config.unit).await?;
         info!(target: "cluster::audit", event = "backend.systemd.started",
             unit = %self.config.unit, %epoch, "unit started");
+        let target = self.guard_target();
+        self.guard
+            .arm(
+                epoch,
+                self.describe(),
+                self.config.stop_timeout,
+                "busctl",
+                target,
+            )
+            .await;
         Ok(())
+    }
+
+    fn follow_deadline(&self, deadline: cluster_core::runtime::DeadlineWatch) {
+        self.guard.follow(deadline);
     }
 
     async fn stop(&self, timeout: Duration) -> Result<()> {
         let _op = self.op.lock().await;
-        let unit = self.config.unit.clone();
-        let state = match self.unit_state(&unit).await {
-            Ok(s) => s,
-            Err(Error::InvalidArgument(_)) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        if state.load == "not-found" || matches!(state.active.as_str(), "inactive" | "failed") {
-            return Ok(());
+        let result = self.stop_unit(timeout).await;
+        if result.is_ok() {
+            self.guard.release().await;
         }
-        let timeout = timeout.min(self.config.stop_timeout);
-        match self.run_job("StopUnit", &unit, timeout).await {
-            Ok(_) => {}
-            Err(Error::Timeout(_)) => {
-                warn!(unit = %unit, ?timeout, "stop job timed out; killing the unit");
-                self.manager_call("KillUnit", &(unit.as_str(), "all", libc::SIGKILL))
-                    .await?;
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-                loop {
-                    let s = self.unit_state(&unit).await?;
-                    if matches!(s.active.as_str(), "inactive" | "failed") {
-                        break;
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(Error::Timeout(format!(
-                            "systemd backend: {unit} still {} after SIGKILL",
-                            s.active
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        info!(target: "cluster::audit", event = "backend.systemd.stopped", unit = %unit,
-            "unit stopped");
-        Ok(())
+        result
     }
 
     async fn status(&self) -> Result<BackendStatus> {

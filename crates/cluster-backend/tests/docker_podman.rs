@@ -343,3 +343,63 @@ async fn the_coordinator_restarts_a_killed_container() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn the_deadline_guard_kills_the_container_when_the_deadline_passes_without_renewal() {
+    use cluster_core::election::{ElectionState, Leadership};
+    use cluster_core::runtime::DeadlineWatch;
+    let leading = |after: Duration| ElectionState {
+        leading: Some(Leadership {
+            epoch: Epoch(1),
+            deadline: tokio::time::Instant::now() + after,
+        }),
+        ..ElectionState::default()
+    };
+    let mut podman = Podman::start("docker-deadline");
+    let mut config = DockerConfig::new(IMAGE, podman.name("guarded"));
+    config.host = Some(podman.socket());
+    config.network = Some("none".into());
+    config.cmd = Some(vec!["sleep".into(), "1000".into()]);
+    let backend = DockerBackend::new(config);
+    let (tx, rx) = tokio::sync::watch::channel(leading(Duration::from_millis(400)));
+    backend.follow_deadline(DeadlineWatch::new(rx, Duration::from_millis(450)));
+    // Renewals every 100 ms (also while the start is in progress) keep it running.
+    let renewing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (r, tx2) = (renewing.clone(), tx.clone());
+    let renewer = tokio::spawn(async move {
+        while r.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx2.send_replace(leading(Duration::from_millis(400)));
+        }
+    });
+    backend.start(Epoch(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(backend.status().await.unwrap().state, BackendState::Running);
+    renewing.store(false, std::sync::atomic::Ordering::SeqCst);
+    renewer.await.unwrap();
+    drop(tx);
+    // No more renewals: the guard kills the container through the docker CLI.
+    let t0 = std::time::Instant::now();
+    let mut state = BackendState::Running;
+    for _ in 0..500 {
+        state = backend.status().await.unwrap().state;
+        if !state.is_up() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t0.elapsed();
+    assert!(
+        !state.is_up(),
+        "the container still runs after its deadline: {state:?}"
+    );
+    eprintln!(
+        "[guard] container down {} ms after the last renewal (deadline 400 ms)",
+        took.as_millis()
+    );
+    assert!(
+        took >= Duration::from_millis(300),
+        "fired before the deadline ({took:?})"
+    );
+    backend.stop(Duration::from_secs(5)).await.unwrap();
+}

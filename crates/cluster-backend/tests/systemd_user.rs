@@ -324,3 +324,56 @@ async fn the_coordinator_restarts_a_killed_unit() {
     resource.deactivate().await.unwrap();
     assert_eq!(backend.status().await.unwrap().state, BackendState::Stopped);
 }
+
+/// A state whose leadership deadline is `after` from now, for term 1.
+fn leading_for(after: Duration) -> cluster_core::election::ElectionState {
+    cluster_core::election::ElectionState {
+        leading: Some(cluster_core::election::Leadership {
+            epoch: Epoch(1),
+            deadline: tokio::time::Instant::now() + after,
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_deadline_guard_stops_the_unit_when_the_deadline_passes_without_renewal() {
+    use cluster_core::runtime::DeadlineWatch;
+    let m = UserManager::start("sd-deadline").await;
+    m.unit(
+        "cltest-guarded.service",
+        "[Service]\nExecStart=/bin/sleep 1000\n",
+    )
+    .await;
+    let backend = SystemdBackend::new(m.config("cltest-guarded"));
+    let (tx, rx) = tokio::sync::watch::channel(leading_for(Duration::from_millis(400)));
+    backend.follow_deadline(DeadlineWatch::new(rx, Duration::from_millis(450)));
+    // Renewals every 100 ms (also while the start is in progress) keep it running.
+    let renewing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (r, tx2) = (renewing.clone(), tx.clone());
+    let renewer = tokio::spawn(async move {
+        while r.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx2.send_replace(leading_for(Duration::from_millis(400)));
+        }
+    });
+    backend.start(Epoch(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(backend.status().await.unwrap().state, BackendState::Running);
+    renewing.store(false, std::sync::atomic::Ordering::SeqCst);
+    renewer.await.unwrap();
+    drop(tx);
+    // No more renewals (the daemon "hangs"): the guard stops the unit via busctl.
+    let t0 = std::time::Instant::now();
+    wait_state(&backend, |s| !s.is_up()).await;
+    let took = t0.elapsed();
+    eprintln!(
+        "[guard] unit stopped {} ms after the last renewal (deadline 400 ms)",
+        took.as_millis()
+    );
+    assert!(
+        took >= Duration::from_millis(300),
+        "fired before the deadline ({took:?})"
+    );
+    backend.stop(Duration::from_secs(5)).await.unwrap();
+}

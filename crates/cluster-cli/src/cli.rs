@@ -48,7 +48,7 @@ pub(crate) struct Global {
     /// Machine-readable JSON output (schemas in docs/CLI.md).
     #[arg(long, global = true, env = "CLUSTER_JSON")]
     pub(crate) json: bool,
-    /// Dev mode: `run --dev` runs a single-node in-memory platform; other commands talk to it.
+    /// Dev mode: `run --dev` runs an in-memory platform (3 nodes, `--nodes N`); other commands talk to it.
     #[arg(long, global = true, env = "CLUSTER_DEV")]
     pub(crate) dev: bool,
     /// Local socket of the dev daemon [default: $XDG_RUNTIME_DIR or /tmp, cluster-dev-{platform}.sock].
@@ -68,6 +68,17 @@ pub(crate) enum Command {
     Status,
     /// Health of every node and app (exit 1 when something is unhealthy).
     Health,
+    /// Dev mode only (`cluster --dev kill <node>`): crash a node of the dev platform; its lease
+    /// and membership expire as after a real crash.
+    Kill {
+        /// The dev node (e.g. dev-1).
+        node: String,
+    },
+    /// Dev mode only (`cluster --dev restart <node>`): restart a crashed dev node.
+    Restart {
+        /// The dev node (e.g. dev-1).
+        node: String,
+    },
     /// Step down from leadership: of one app (its leader steps down), or every app the
     /// node given by --node leads.
     Stepdown(StepdownArgs),
@@ -112,6 +123,9 @@ pub(crate) struct RunArgs {
     /// Label of this node (key=value), repeatable; added to the configuration's labels.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub(crate) labels: Vec<String>,
+    /// With --dev: how many in-memory nodes to run (1 to 9) [default: 3].
+    #[arg(long, value_name = "N")]
+    pub(crate) nodes: Option<usize>,
 }
 
 /// `stepdown` flags.

@@ -9,7 +9,8 @@ pub(crate) enum Code {
     Ok = 0,
     /// An error (unreachable platform, failed operation, unhealthy platform for `health`).
     Error = 1,
-    /// The command's capability is not available in this build yet; nothing was changed.
+    /// Not available: the capability is not in this build yet, or the operation is not
+    /// supported for its target (core `Unsupported`); nothing was changed.
     NotAvailable = 2,
     /// An unknown app or node.
     NotFound = 3,
@@ -53,6 +54,19 @@ impl Failure {
                  in this build. Nothing was changed."
             ),
         )
+    }
+}
+
+impl Failure {
+    /// The core error with the same meaning (to send a failure over the dev bridge, which
+    /// carries core errors).
+    pub(crate) fn into_core(self) -> Error {
+        match self.code {
+            Code::NotFound => Error::NodeNotFound(self.message),
+            Code::Invalid => Error::InvalidArgument(self.message),
+            Code::NotAvailable => Error::Unsupported(self.message),
+            Code::Ok | Code::Error => Error::Internal(self.message),
+        }
     }
 }
 

@@ -39,7 +39,11 @@ fn main() {
             std::process::exit(code as i32);
         }
     };
-    init_logs(cli.global.verbose, matches!(cli.command, Command::Run(_)));
+    let daemon = matches!(cli.command, Command::Run(_));
+    if !daemon {
+        restore_default_sigpipe();
+    }
+    init_logs(cli.global.verbose, daemon);
     let json = cli.global.json;
     let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -57,6 +61,19 @@ fn main() {
             print_failure(&f, json);
             std::process::exit(f.code as i32);
         }
+    }
+}
+
+/// Lets an admin command end quietly when its output pipe closes (`cluster status | head -1`),
+/// as Unix tools do: the kernel's SIGPIPE ends the process (shell status 141) instead of
+/// `println!` panicking on `EPIPE`. The daemon keeps Rust's default (SIGPIPE ignored): it writes
+/// to sockets and must see `EPIPE` as an error, never die of it.
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: called at the start of `main`, before any other thread exists; `signal` with
+    // `SIG_DFL` only changes this process's disposition of SIGPIPE and touches no memory.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -146,6 +163,8 @@ async fn dispatch(cli: Cli) -> CliResult {
             "leaf-platform (multi-zone) support",
         )),
         Command::Audit(args) => audit::run(&settings, &args).await,
+        Command::Kill { node } => dev_control(&settings, "kill", &node).await,
+        Command::Restart { node } => dev_control(&settings, "restart", &node).await,
         Command::Version | Command::Completions { .. } => Ok(()),
     }
 }
@@ -205,6 +224,42 @@ async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
         (channel, r)
     })
     .await
+}
+
+/// `cluster --dev kill|restart <node>`: crash or restart a node of the dev platform.
+async fn dev_control(settings: &Settings, what: &str, node: &str) -> CliResult {
+    if !settings.global.dev {
+        return Err(Failure::new(
+            Code::Invalid,
+            format!(
+                "`cluster {what}` simulates a crash in dev mode only: `cluster --dev {what} {node}` \
+                 (stop a real daemon with SIGTERM, or crash it with SIGKILL)"
+            ),
+        ));
+    }
+    let node = cluster::NodeId::new(node)
+        .map_err(|e| Failure::new(Code::Invalid, format!("{node:?}: {e}")))?;
+    let request = match what {
+        "kill" => admin::BridgeRequest::Kill { node: node.clone() },
+        _ => admin::BridgeRequest::Restart { node: node.clone() },
+    };
+    let channel = admin::Channel::open(settings).await?;
+    let admin::Channel::Dev { socket } = &channel else {
+        return Err(Failure::new(Code::Invalid, "dev mode needs the dev socket"));
+    };
+    admin::dev_control(socket, &request).await?;
+    let done = if what == "kill" {
+        "crashed (its lease and membership expire as after a real crash)"
+    } else {
+        "restarted"
+    };
+    if settings.global.json {
+        return output::print_json(&serde_json::json!({
+            "v": output::JSON_VERSION, what: node.as_str(), "ok": true,
+        }));
+    }
+    println!("{node} {done}");
+    Ok(())
 }
 
 /// `cluster check`: the configuration was loaded and validated by `Settings::resolve`.

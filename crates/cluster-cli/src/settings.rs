@@ -57,14 +57,27 @@ impl Settings {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect();
+            for url in &nats.servers {
+                if let Err(why) = config::check_nats_url(url) {
+                    problems.push(flag("--nats", why));
+                }
+            }
         }
         if nats.servers.is_empty() {
             nats.servers = vec![DEFAULT_NATS.to_owned()];
         }
         let timeout = match &global.timeout {
-            Some(t) => config::parse_duration(t)
-                .map_err(|e| problems.push(flag("--timeout", e)))
-                .ok(),
+            Some(t) => match config::parse_duration(t) {
+                Ok(d) if d.is_zero() => {
+                    problems.push(flag("--timeout", format!("{t:?} must be above zero")));
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    problems.push(flag("--timeout", e));
+                    None
+                }
+            },
             None => Some(Duration::from_secs(5)),
         };
         match (platform, timeout, problems.is_empty()) {

@@ -116,43 +116,44 @@ fn dev_mode_starts_answers_status_and_stops_on_sigterm() {
         .unwrap();
     let v = wait_for("dev status", Duration::from_secs(20), || {
         let r = cli(&["--dev", "--dev-socket", socket_s, "--json", "status"]);
-        (r.code == 0).then(|| r.json())
+        (r.code == 0 && r.json()["members"].as_array().map(Vec::len) == Some(3)).then(|| r.json())
     });
-    assert_eq!(v["members"][0]["node"], "dev-1");
-    let sched = v["apps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "scheduler")
-        .unwrap()
-        .clone();
-    let sched = if sched["leader"].is_null() {
-        wait_for("dev leader", Duration::from_secs(10), || {
-            let r = cli(&[
-                "--dev",
-                "--dev-socket",
-                socket_s,
-                "--json",
-                "app",
-                "status",
-                "scheduler",
-            ]);
-            let v = r.json();
-            (!v["app"]["leader"].is_null()).then_some(v["app"].clone())
-        })
-    } else {
-        sched
+    assert_eq!(v["members"][0]["node"], "dev-1", "{v}");
+    let dev = |args: &[&str]| {
+        let mut all = vec!["--dev", "--dev-socket", socket_s];
+        all.extend_from_slice(args);
+        cli(&all)
     };
-    assert_eq!(sched["leader"], "dev-1");
-    let r = cli(&["--dev", "--dev-socket", socket_s, "status"]);
+    let leader_of = |v: &serde_json::Value| v["app"]["leader"].as_str().map(str::to_owned);
+    let leader = wait_for("dev leader", Duration::from_secs(10), || {
+        leader_of(&dev(&["--json", "app", "status", "scheduler"]).json())
+    });
+    assert!(leader.starts_with("dev-"), "{leader}");
+    let r = dev(&["status"]);
     assert_eq!(r.code, 0);
     assert!(
-        r.stdout.contains(
-            "APP        MODE       LEADER  EPOCH  INSTANCES\nscheduler  singleton  dev-1"
-        ),
+        r.stdout
+            .contains("APP        MODE       LEADER  EPOCH  INSTANCES\nscheduler  singleton  dev-"),
         "{}",
         r.stdout
     );
+    assert!(r.stdout.contains("shards     ring(12)"), "{}", r.stdout);
+    // A crash of the leader: another node leads within the lease time; then it comes back.
+    let r = dev(&["kill", &leader]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let next = wait_for("failover", Duration::from_secs(20), || {
+        leader_of(&dev(&["--json", "app", "status", "scheduler"]).json()).filter(|l| *l != leader)
+    });
+    assert_ne!(next, leader);
+    assert_eq!(dev(&["kill", &leader]).code, 4, "already crashed");
+    assert_eq!(dev(&["kill", "dev-9"]).code, 3, "unknown node");
+    let r = dev(&["restart", &leader]);
+    assert_eq!(r.code, 0, "{r:?}");
+    wait_for("three members again", Duration::from_secs(20), || {
+        let v = dev(&["--json", "status"]).json();
+        (v["members"].as_array().map(Vec::len) == Some(3)).then_some(())
+    });
+    assert_eq!(cli(&["kill", "dev-1"]).code, 4, "kill needs --dev");
     // SAFETY: kill(2) on our own child with SIGTERM.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -267,5 +268,59 @@ durability = "eventually"
         "apps[2].sqlite.durability: unknown durability \"eventually\"",
     ] {
         assert!(r.stderr.contains(e), "missing {e:?} in:\n{}", r.stderr);
+    }
+}
+
+/// `cluster version | true`, `cluster status | head -1`: an admin command whose output pipe is
+/// closed ends quietly (killed by SIGPIPE, as Unix tools are) instead of panicking (exit 101).
+#[test]
+fn a_closed_output_pipe_ends_an_admin_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["version"][..], &["--json", "version"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // the reader is gone before the command writes
+        let out = Command::new(bin())
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
+
+/// Flags are validated before any connection: a zero or malformed timeout and a URL that is not
+/// a NATS URL are usage errors (exit 4) naming the flag, not "cannot connect to NATS".
+#[test]
+fn invalid_flags_are_refused_before_connecting() {
+    for (args, expected) in [
+        (&["--timeout", "0s", "status"][..], "--timeout"),
+        (&["--timeout", "30", "status"][..], "needs a unit"),
+        (
+            &["--timeout", "99999999999999999999999d", "status"][..],
+            "too long",
+        ),
+        (&["--nats", "bogus://x", "status"][..], "--nats"),
+        (
+            &["--nats", "127.0.0.1:4222", "status"][..],
+            "is not a NATS URL",
+        ),
+    ] {
+        let r = cli(args);
+        assert_eq!(r.code, 4, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(expected), "{args:?}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("cannot connect"),
+            "{args:?}: {}",
+            r.stderr
+        );
     }
 }

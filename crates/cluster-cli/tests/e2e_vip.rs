@@ -3,7 +3,9 @@
 //! with a VIP (`198.51.100.100/32` on `eth0`) and a process backend (`sleep <marker>`).
 //!
 //! A sampler reads every namespace's addresses and the process list every ~10 ms during the
-//! whole test and fails on any instant with two VIP holders or two backends.
+//! whole test and fails on any instant with two VIP holders or two backends. Phase (e)
+//! `SIGSTOP`s the leader daemon for 6 s: its deadline guards remove the VIP and stop the
+//! backend before another node takes over, and the resumed daemon takes neither back.
 //!
 //! Needs root (namespaces) and iproute2 (`ip`); fails with an install hint otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -329,6 +331,20 @@ graceful_timeout = "1s"
         daemons.push(d);
     }
 
+    fn signal(&self, node: &str, signal: i32) {
+        let daemons = self.daemons.lock().unwrap();
+        let pid = daemons.iter().find(|d| d.name == node).unwrap().pid();
+        // SAFETY: kill(2) of our own child with a valid signal.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid as i32, signal) };
+        assert_eq!(rc, 0);
+    }
+
+    fn node_log(&self, node: &str) -> String {
+        let daemons = self.daemons.lock().unwrap();
+        daemons.iter().find(|d| d.name == node).unwrap().log_text()
+    }
+
     fn kill9(&self, node: &str) {
         let mut daemons = self.daemons.lock().unwrap();
         daemons.iter_mut().find(|d| d.name == node).unwrap().kill9();
@@ -565,6 +581,36 @@ fn vip_and_backend_fail_over_together_with_one_holder_at_a_time() {
         "the coordinator gave up on {third}'s backend"
     );
     stays(&cluster, &fourth, Duration::from_secs(1));
+
+    // (e) SIGSTOP of the leader daemon for 6 s (issue 11): its guards stop the backend and
+    // remove the VIP at its deadline, before another node takes over; once resumed it takes
+    // neither back.
+    std::fs::remove_file(cluster.dir.0.join(format!("broken-{third}"))).unwrap();
+    cluster.signal(&fourth, libc::SIGSTOP);
+    let t = Instant::now();
+    let gone = wait_for(
+        "the stopped leader's VIP and backend gone",
+        Duration::from_secs(5),
+        || {
+            (!cluster.holders().contains(&fourth) && !cluster.backend_nodes().0.contains(&fourth))
+                .then(|| t.elapsed())
+        },
+    );
+    let fifth = cluster.settled("failover after SIGSTOP", TTL + BOUND, Some(&fourth));
+    eprintln!(
+        "(e) SIGSTOP of {fourth}: its VIP and backend gone after {gone:?}; {fifth} holds VIP + \
+         backend after {:?}",
+        t.elapsed()
+    );
+    sampler.check("after SIGSTOP");
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(t.elapsed()));
+    cluster.signal(&fourth, libc::SIGCONT);
+    stays(&cluster, &fifth, Duration::from_secs(3));
+    let log = cluster.node_log(&fourth);
+    assert!(
+        log.contains("vip.guard.fired") && log.contains("backend.guard.fired"),
+        "the resumed daemon reports its guards:\n{log}"
+    );
 
     let samples = sampler.finish();
     eprintln!("{samples} samples, never two VIP holders or two backends");

@@ -132,6 +132,16 @@ pub trait Backend: Send + Sync + 'static {
     /// The last `n` lines of the service's output, oldest first (empty when the backend has
     /// no access to its output).
     async fn logs_tail(&self, n: usize) -> Vec<String>;
+
+    /// Receives this node's leadership deadline (Singleton apps; the coordinator passes on
+    /// what [`ActiveResource::follow_deadline`](crate::runtime::ActiveResource::follow_deadline)
+    /// gave it). A backend with a guard outside the daemon gives it the remaining time of the
+    /// term it was started for on every renewal, and the guard stops the service when that
+    /// time runs out without a renewal (the daemon hung or was stopped). Must not block.
+    /// Default: ignored (the service runs until `stop`).
+    fn follow_deadline(&self, deadline: crate::runtime::DeadlineWatch) {
+        let _ = deadline;
+    }
 }
 
 /// A handle to an [`App`] that does not keep it alive.

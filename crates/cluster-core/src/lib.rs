@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod backend;
 pub mod clock;
+pub mod duration;
 pub mod election;
 pub mod epoch;
 pub mod error;

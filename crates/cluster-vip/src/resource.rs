@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cluster_core::Epoch;
-use cluster_core::runtime::ActiveResource;
+use cluster_core::runtime::{ActiveResource, DeadlineWatch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Vip;
@@ -33,10 +33,19 @@ use crate::worker::{self, Cmd, VipStatus};
 ///   the same namespace removes it if this process dies without releasing (SIGKILL); release
 ///   and shutdown stop the guard first-hand. Should even the guard be killed, the next start of
 ///   the resource removes the leftover (`release_stale_on_start`).
+/// * **Deadline** (Singleton apps, with `/bin/bash`): the watchdog also receives the remaining
+///   validity of the leadership on every renewal and removes the address itself when the
+///   deadline passes without one (the daemon hung or `SIGSTOP`ped), before the lease can
+///   expire elsewhere. The resumed daemon drops the claim (audit `vip.guard.fired`) and never
+///   adds the address back for it.
 pub struct VipResource {
     vip: Vip,
     tx: mpsc::UnboundedSender<Cmd>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The leadership deadline (Singleton apps).
+    deadline: Mutex<Option<DeadlineWatch>>,
+    /// Feeds the deadline of the current claim to the worker.
+    forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for VipResource {
@@ -59,6 +68,8 @@ impl VipResource {
             vip,
             tx,
             thread: Mutex::new(Some(thread)),
+            deadline: Mutex::new(None),
+            forwarder: Mutex::new(None),
         })
     }
 
@@ -139,10 +150,57 @@ impl ActiveResource for VipResource {
     }
 
     async fn activate(&self, epoch: Epoch) -> cluster_core::Result<()> {
-        Ok(self.claim(epoch).await?)
+        self.claim(epoch).await?;
+        let watch = self
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(watch) = watch {
+            let task = tokio::spawn(forward(watch, epoch, self.tx.clone()));
+            let old = self
+                .forwarder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(task);
+            if let Some(old) = old {
+                old.abort();
+            }
+        }
+        Ok(())
     }
 
     async fn deactivate(&self) -> cluster_core::Result<()> {
+        let forwarder = self
+            .forwarder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(f) = forwarder {
+            f.abort();
+        }
         Ok(self.release().await?)
+    }
+
+    /// Later claims hand this deadline to the watchdog (see the type's documentation).
+    fn follow_deadline(&self, deadline: DeadlineWatch) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+    }
+}
+
+/// Sends the deadline of term `epoch` to the worker now and on every change (a term that
+/// ended sends nothing more: the guard keeps the last deadline).
+async fn forward(mut watch: DeadlineWatch, epoch: Epoch, tx: mpsc::UnboundedSender<Cmd>) {
+    loop {
+        if let Some(deadline) = watch.deadline(epoch)
+            && tx
+                .send(Cmd::Deadline(epoch, deadline, watch.clone()))
+                .is_err()
+        {
+            return;
+        }
+        if !watch.changed().await {
+            return;
+        }
     }
 }

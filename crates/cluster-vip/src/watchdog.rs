@@ -9,6 +9,17 @@
 //! release the resource removes the address itself and then kills the guard with `SIGKILL`
 //! before the pipe closes, so the guard never acts.
 //!
+//! **Deadline.** For a Singleton app (the resource follows a `DeadlineWatch`) the daemon also
+//! writes one line per renewal: the *remaining* validity of its leadership in milliseconds,
+//! computed on its monotonic clock just before the write. The guard is then `/bin/bash` (its
+//! `read -t` takes fractional seconds) and waits for the next line at most that long; when none
+//! comes in time (the daemon is hung, `SIGSTOP`ped, deadlocked) it removes the address and
+//! exits with status 3 ([`FIRED`]), before the lease can expire elsewhere (the margin is
+//! `ε·T` after the deadline: 1.5 s by default, 0.45 s with the fast profile; removing the
+//! address takes one `ip` run, a few milliseconds). The resumed daemon sees that the guard
+//! fired, logs and audits `vip.guard.fired` and never adds the address back for that claim.
+//! Without `/bin/bash` the guard only acts on the daemon's death.
+//!
 //! The guard is spawned from the resource's worker thread, so it lives in the resource's network
 //! namespace (a forked child inherits the forking thread's namespace). It runs in its own process
 //! group and ignores SIGHUP/SIGINT/SIGTERM (a terminal's Ctrl-C or a service manager's SIGTERM
@@ -22,11 +33,31 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use crate::config::Cidr;
 use crate::error::VipError;
 
-/// The guard's script: `$1` is the `ip` binary, `$2` the address, `$3` the interface.
+/// The death guard's script: `$1` is the `ip` binary, `$2` the address, `$3` the interface.
 const SCRIPT: &str = "trap '' HUP INT TERM; read -r _; exec \"$1\" -4 addr del \"$2\" dev \"$3\"";
 
-/// The shell that runs the guard.
+/// The death and deadline guard's script (bash), same arguments.
+const DEADLINE_SCRIPT: &str = r#"trap '' HUP INT TERM
+del() { "$1" -4 addr del "$2" dev "$3"; }
+t=
+while :; do
+  if [ -n "$t" ]; then IFS= read -r -t "$t" l; r=$?; else IFS= read -r l; r=$?; fi
+  if [ "$r" -gt 128 ]; then del "$@"; exit 3; fi
+  if [ "$r" -ne 0 ]; then del "$@"; exit; fi
+  case "$l" in ''|*[!0-9]*) continue ;; esac
+  l=$((10#$l))
+  if [ "$l" -le 0 ]; then del "$@"; exit 3; fi
+  printf -v t '%d.%03d' $((l / 1000)) $((l % 1000))
+done"#;
+
+/// The shell that runs the death guard.
 const SHELL: &str = "/bin/sh";
+
+/// The shell that runs the deadline guard.
+const BASH: &str = "/bin/bash";
+
+/// The guard's exit status after the deadline fired (it removed the address).
+pub(crate) const FIRED: i32 = 3;
 
 /// Finds `ip` (iproute2): `$PATH`, then `/usr/sbin`, `/sbin`, `/usr/bin`, `/bin`.
 pub(crate) fn find_ip() -> Result<PathBuf, VipError> {
@@ -47,6 +78,21 @@ pub(crate) fn find_ip() -> Result<PathBuf, VipError> {
     ))
 }
 
+/// The daemon never blocks on the guard's pipe (a stopped guard must not stall the worker).
+#[allow(unsafe_code)]
+fn set_nonblocking(pipe: &ChildStdin) {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    // SAFETY: `fd` is an open descriptor owned by `pipe` for the duration of the calls;
+    // F_GETFL/F_SETFL only change its status flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -56,16 +102,27 @@ fn is_executable(p: &Path) -> bool {
 /// removes the address itself (used as a second attempt when a release failed).
 pub(crate) struct Guard {
     child: Child,
-    /// The write end of the guard's stdin; never written, only held.
+    /// The write end of the guard's stdin (non-blocking): the remaining validity of the
+    /// deadline, one line per renewal (deadline guards only).
     pipe: ChildStdin,
+    /// Whether the guard enforces a deadline (bash).
+    deadline: bool,
+    /// Whether the guard has received a deadline (it can fire only then).
+    armed: bool,
 }
 
 impl Guard {
     /// Starts a guard for `cidr` on `interface` in the calling thread's network namespace.
     pub(crate) fn spawn(ip: &Path, cidr: Cidr, interface: &str) -> Result<Self, VipError> {
-        let mut child = Command::new(SHELL)
+        let deadline = Path::new(BASH).exists();
+        let (shell, script) = if deadline {
+            (BASH, DEADLINE_SCRIPT)
+        } else {
+            (SHELL, SCRIPT)
+        };
+        let mut child = Command::new(shell)
             .arg("-c")
-            .arg(SCRIPT)
+            .arg(script)
             .arg("cluster-vip-guard")
             .arg(ip)
             .arg(cidr.to_string())
@@ -75,13 +132,39 @@ impl Guard {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(|e| VipError::io(&format!("starting the VIP watchdog ({SHELL})"), &e))?;
+            .map_err(|e| VipError::io(&format!("starting the VIP watchdog ({shell})"), &e))?;
         let Some(pipe) = child.stdin.take() else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(VipError::Io("the VIP watchdog has no stdin pipe".into()));
         };
-        Ok(Self { child, pipe })
+        set_nonblocking(&pipe);
+        Ok(Self {
+            child,
+            pipe,
+            deadline,
+            armed: false,
+        })
+    }
+
+    /// Gives the guard the remaining validity of the leadership (computed by the caller just
+    /// before): it removes the address if no newer line comes within that time. A no-op for
+    /// a death-only guard.
+    pub(crate) fn write_remaining(&mut self, left: std::time::Duration) {
+        if !self.deadline {
+            return;
+        }
+        let ms = left.as_millis().min(u128::from(u32::MAX));
+        // A full pipe (a stopped guard) or a dead guard: the guard acts on what it has.
+        if self.pipe.write_all(format!("{ms}\n").as_bytes()).is_ok() {
+            self.armed = true;
+        }
+    }
+
+    /// Whether the guard removed the address because the deadline passed (reaps it if so).
+    pub(crate) fn fired(&mut self) -> bool {
+        self.armed
+            && matches!(self.child.try_wait(), Ok(Some(status)) if status.code() == Some(FIRED))
     }
 
     /// The guard's process id.

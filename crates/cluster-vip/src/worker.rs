@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cluster_core::Epoch;
+use cluster_core::runtime::DeadlineWatch;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -41,6 +42,8 @@ pub(crate) enum Cmd {
     Claim(Epoch, Reply<()>),
     Release(Reply<()>),
     Status(Reply<VipStatus>),
+    /// The leadership deadline of term `epoch` moved: hand the remaining time to the guard.
+    Deadline(Epoch, Instant, DeadlineWatch),
     /// Release if claimed, then stop the thread.
     Shutdown(std::sync::mpsc::Sender<Result<(), VipError>>),
 }
@@ -52,8 +55,10 @@ struct Held {
     /// GARPs of the claim burst still to send.
     burst_left: u32,
     next: Option<Instant>,
-    /// Removes the address if this process dies while holding it.
+    /// Removes the address if this process dies while holding it (or misses its deadline).
     guard: Option<Guard>,
+    /// The deadline watch of the claim, where a fired guard is audited.
+    reporter: Option<DeadlineWatch>,
 }
 
 struct Worker {
@@ -163,6 +168,9 @@ impl Worker {
                     Some(Cmd::Status(reply)) => {
                         let _ = reply.send(self.status().await);
                     }
+                    Some(Cmd::Deadline(epoch, deadline, watch)) => {
+                        self.deadline(epoch, deadline, watch)
+                    }
                     Some(Cmd::Shutdown(reply)) => {
                         let r = self.release_if_held().await;
                         let _ = reply.send(r);
@@ -249,6 +257,7 @@ impl Worker {
             burst_left,
             next,
             guard,
+            reporter: None,
         });
         Ok(())
     }
@@ -304,12 +313,43 @@ impl Worker {
         Ok(())
     }
 
+    /// Whether the guard of `held` removed the address because this process missed its
+    /// leadership deadline (it was hung or stopped); logged and audited.
+    fn guard_fired(&self, held: &mut Held) -> bool {
+        let fired = held.guard.as_mut().is_some_and(Guard::fired);
+        if fired {
+            tracing::error!(target: "cluster::audit", event = "vip.guard.fired",
+                vip = %self.vip.cidr, interface = %self.vip.interface, epoch = %held.epoch,
+                "the VIP guard removed the address: this daemon did not renew its leadership \
+                 before the deadline; the claim is dropped");
+            if let Some(r) = &held.reporter {
+                let vip = self.vip.cidr.to_string();
+                r.report_guard_fired("vip", held.epoch, &[("vip", &vip)]);
+            }
+        }
+        fired
+    }
+
+    /// Passes the remaining time of term `epoch` to the guard of a claim for that term.
+    fn deadline(&mut self, epoch: Epoch, deadline: Instant, watch: DeadlineWatch) {
+        if let Some(h) = self.held.as_mut().filter(|h| h.epoch == epoch)
+            && let Some(g) = h.guard.as_mut()
+        {
+            g.write_remaining(deadline.saturating_duration_since(Instant::now()));
+            h.reporter.get_or_insert(watch);
+        }
+    }
+
     /// The next GARP of the burst, or a refresh: re-check the address and announce it again.
     async fn announce_tick(&mut self) {
         let Some(mut held) = self.held.take() else {
             return;
         };
         let cidr = self.vip.cidr;
+        if self.guard_fired(&mut held) {
+            // The claim is over: never add the address back.
+            return;
+        }
         let announce = if held.burst_left > 0 {
             held.burst_left -= 1;
             true
@@ -366,6 +406,9 @@ impl Worker {
     async fn release(&mut self) -> Result<(), VipError> {
         let cidr = self.vip.cidr;
         let mut was = self.held.take();
+        if let Some(h) = was.as_mut() {
+            self.guard_fired(h);
+        }
         let guard = was.as_mut().and_then(|h| h.guard.take());
         let removed = match self.nl.link(&self.vip.interface).await {
             // The interface is gone, and its addresses with it.

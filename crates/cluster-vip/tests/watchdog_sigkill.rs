@@ -1,5 +1,7 @@
 //! The VIP watchdog: a process holding a VIP is killed with SIGKILL; its watchdog removes the
-//! address within a bound. Needs root and iproute2 (`ip`); fails with an install hint otherwise.
+//! address within a bound. A holder that follows a leadership deadline and is `SIGSTOP`ped
+//! loses the address at the deadline, and once resumed does not add it back. Needs root and
+//! iproute2 (`ip`); fails with an install hint otherwise.
 //!
 //! This target has its own `main` (`harness = false`): run as `--holder <cidr>` (inside a
 //! namespace, through `ip netns exec`) it claims the VIP, prints `CLAIMED <watchdog pid>` and
@@ -13,21 +15,30 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster_core::Epoch;
+use cluster_core::election::{ElectionState, Leadership};
+use cluster_core::runtime::{ActiveResource, DeadlineWatch};
 use cluster_vip::{Vip, VipResource};
 use common::{Lan, holds_in};
 
 const VIP: &str = "198.51.100.100";
 /// Generous bound for the watchdog to notice the death and run `ip addr del`.
 const BOUND: Duration = Duration::from_secs(5);
-const TESTS: [&str; 2] = [
+const TESTS: [&str; 3] = [
     "a_sigkilled_holder_leaves_no_vip_behind",
     "a_holder_that_exits_without_releasing_leaves_no_vip_behind",
+    "a_sigstopped_holder_loses_the_vip_at_its_deadline",
 ];
+/// The deadline holder's deadline after each renewal (renewed every 100 ms).
+const DEADLINE: Duration = Duration::from_millis(400);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--holder") {
         holder(&args[1]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--deadline-holder") {
+        deadline_holder(&args[1]);
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -47,6 +58,84 @@ fn main() {
         a_holder_that_exits_without_releasing_leaves_no_vip_behind();
         println!("test {} ... ok", TESTS[1]);
     }
+    if selected(TESTS[2]) {
+        a_sigstopped_holder_loses_the_vip_at_its_deadline();
+        println!("test {} ... ok", TESTS[2]);
+    }
+}
+
+fn leading(deadline: tokio::time::Instant) -> ElectionState {
+    ElectionState {
+        leading: Some(Leadership {
+            epoch: Epoch(1),
+            deadline,
+        }),
+        ..ElectionState::default()
+    }
+}
+
+/// A holder that plays the election too: activates the VIP as a resource following a deadline
+/// renewed every 100 ms, prints `CLAIMED <watchdog pid>`, then its status whenever it changes.
+fn deadline_holder(cidr: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let vip = Vip::new(cidr, "eth0")
+        .unwrap()
+        .with_refresh(Some(Duration::from_millis(200)));
+    let resource = VipResource::new(vip).unwrap();
+    rt.block_on(async {
+        let now = tokio::time::Instant::now;
+        let (tx, rx) = tokio::sync::watch::channel(leading(now() + DEADLINE));
+        resource.follow_deadline(DeadlineWatch::new(rx, Duration::from_millis(450)));
+        resource.activate(Epoch(1)).await.unwrap();
+        let status = resource.status().await.unwrap();
+        assert!(status.on_interface);
+        println!("CLAIMED {}", status.watchdog_pid.expect("a watchdog runs"));
+        let mut last = None;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send_replace(leading(now() + DEADLINE));
+            let s = resource.status().await.unwrap();
+            let shown = (s.claimed, s.on_interface);
+            if last != Some(shown) {
+                println!("claimed={:?} on_interface={}", s.claimed, s.on_interface);
+                last = Some(shown);
+            }
+        }
+    });
+}
+
+#[allow(unsafe_code)]
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) of a process we started, with a valid signal.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+fn a_sigstopped_holder_loses_the_vip_at_its_deadline() {
+    let lan = Lan::new(&["a"]);
+    let ns = lan.ns("a");
+    let mut h = start(&lan, "a", "--deadline-holder");
+    let mut out = h.out.take().unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "claimed=Some(Epoch(1)) on_interface=true");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(holds_in(&ns, VIP), "renewals keep the VIP");
+    // `ip netns exec` runs the holder in place (exec): its pid is the holder's.
+    let holder = h.child.id();
+    signal(holder, libc::SIGSTOP);
+    let took = time_until_gone(&ns, Instant::now());
+    eprintln!("SIGSTOP -> VIP gone after {took:?} (deadline <= {DEADLINE:?})");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(holder, libc::SIGCONT);
+    // The resumed holder drops the claim and never adds the address back.
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "claimed=None on_interface=false");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!holds_in(&ns, VIP), "the resumed holder added the VIP back");
 }
 
 /// The holder process: claims the VIP in its (inherited) namespace and waits.
@@ -74,6 +163,7 @@ fn holder(cidr: &str) {
 struct Holder {
     child: std::process::Child,
     watchdog: u32,
+    out: Option<BufReader<std::process::ChildStdout>>,
 }
 
 impl Drop for Holder {
@@ -84,10 +174,14 @@ impl Drop for Holder {
 }
 
 fn start_holder(lan: &Lan, host: &str) -> Holder {
+    start(lan, host, "--holder")
+}
+
+fn start(lan: &Lan, host: &str, mode: &str) -> Holder {
     let mut child = Command::new("ip")
         .args(["netns", "exec", &lan.ns(host)])
         .arg(std::env::current_exe().unwrap())
-        .args(["--holder", &format!("{VIP}/32")])
+        .args([mode, &format!("{VIP}/32")])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -99,7 +193,11 @@ fn start_holder(lan: &Lan, host: &str) -> Holder {
         .strip_prefix("CLAIMED ")
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("the holder did not claim the VIP: {line:?}"));
-    Holder { child, watchdog }
+    Holder {
+        child,
+        watchdog,
+        out: Some(out),
+    }
 }
 
 fn alive(pid: u32) -> bool {

@@ -217,6 +217,12 @@ impl ActiveResource for BackendResource {
         Ok(())
     }
 
+    /// Passes the deadline on to the backend (its guard enforces it, see
+    /// [`Backend::follow_deadline`]).
+    fn follow_deadline(&self, deadline: cluster_core::runtime::DeadlineWatch) {
+        self.core.backend.follow_deadline(deadline);
+    }
+
     async fn deactivate(&self) -> Result<()> {
         let mut run = self.run.lock().await;
         if let Some(old) = run.take() {

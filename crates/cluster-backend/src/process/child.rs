@@ -15,6 +15,8 @@ pub(crate) struct Exit {
     pub(crate) description: String,
     /// Whether it exited with status 0.
     pub(crate) success: bool,
+    /// The exit status, when it exited (not killed by a signal).
+    pub(crate) code: Option<i32>,
 }
 
 impl Exit {
@@ -23,10 +25,12 @@ impl Exit {
             Ok(s) => Self {
                 description: s.to_string(),
                 success: s.success(),
+                code: s.code(),
             },
             Err(e) => Self {
                 description: format!("wait failed: {e}"),
                 success: false,
+                code: None,
             },
         }
     }
@@ -85,6 +89,11 @@ impl ChildHandle {
         self.exit.borrow().clone()
     }
 
+    /// A watch of the exit (`Some` once the child exited and was reaped).
+    pub(crate) fn exit_watch(&self) -> watch::Receiver<Option<Exit>> {
+        self.exit.clone()
+    }
+
     /// Sends `signal` to the child (or its group) unless it has been reaped already.
     pub(crate) fn signal(&self, signal: i32) -> io::Result<()> {
         let done = self.reaped.done.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,6 +114,7 @@ impl ChildHandle {
             _ => Exit {
                 description: "reaper thread ended without a status".into(),
                 success: false,
+                code: None,
             },
         }
     }

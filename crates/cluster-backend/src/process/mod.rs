@@ -6,16 +6,23 @@
 //! * The child lives until [`Backend::stop`] (or until the `ProcessBackend` is dropped), never
 //!   tied to the task that called `start`; a reaper thread collects its exit status.
 //! * It never outlives the daemon, even when the daemon is killed with `SIGKILL`: see
-//!   the private `spawn` module for the parent-death signal and the guard process.
+//!   the private `spawn` module for the parent-death signal and the `guard` module for the
+//!   guard process.
+//! * For a Singleton app (a [`DeadlineWatch`] received through [`Backend::follow_deadline`])
+//!   it never outlives the leader's deadline either: the guard stops the group (`SIGTERM`,
+//!   `SIGKILL` after a short grace) when the deadline passes without a renewal, even while the
+//!   daemon is hung or `SIGSTOP`ped. The run then reports
+//!   [`BackendState::Failed`] ("stopped by the deadline guard") and the audit event
+//!   `backend.guard.fired` is logged when the daemon runs again.
 //! * Output goes to a log file, or is read line by line into a ring buffer (for
 //!   [`Backend::logs_tail`]) and an optional [`OutputHandler`].
 //!
 //! Not covered: a child that leaves its process group (`setsid`, a double-forking daemon)
 //! escapes the group signals; run such services under the systemd backend.
 
-mod child;
+pub(crate) mod child;
 mod output;
-mod spawn;
+pub(crate) mod spawn;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,11 +33,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cluster_core::backend::{Backend, BackendState, BackendStatus};
+use cluster_core::runtime::DeadlineWatch;
 use cluster_core::{Epoch, Error, Result};
 use tracing::{info, warn};
 
 pub use output::{LineFn, OutputHandler, Stream};
 
+use crate::guard::{self, Guard};
 use crate::health::HealthProbe;
 use child::ChildHandle;
 
@@ -87,24 +96,31 @@ impl ProcessConfig {
     }
 }
 
-/// A live run: the child and the guard that kills its group if the daemon dies.
+/// A live run: the child and the guard that kills its group if the daemon dies or misses
+/// its deadline.
 struct Running {
     child: ChildHandle,
-    guard: Option<ChildHandle>,
-    /// The guard's stdin; the daemon's end of the pipe (EOF = the daemon is gone).
-    guard_stdin: Mutex<Option<std::process::ChildStdin>>,
+    guard: Option<Guard>,
 }
 
 impl Running {
     /// Stops the guard without letting it fire (it is killed before its pipe closes).
     fn release_guard(&self) {
         if let Some(guard) = &self.guard {
-            let _ = guard.signal(libc::SIGKILL);
+            guard.release();
         }
-        self.guard_stdin
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+    }
+
+    /// Why the child ended: its exit status, and the guard when it stopped it.
+    fn exit_reason(&self, description: &str) -> String {
+        if self.guard.as_ref().is_some_and(Guard::fired) {
+            format!(
+                "stopped by the deadline guard (this daemon did not renew its leadership in \
+                 time): {description}"
+            )
+        } else {
+            format!("process exited: {description}")
+        }
     }
 }
 
@@ -132,6 +148,8 @@ pub struct ProcessBackend {
     state: Mutex<State>,
     tail: output::Tail,
     starts: AtomicU32,
+    /// The leader's deadline (Singleton apps), followed by the guard of each run.
+    deadline: Mutex<Option<DeadlineWatch>>,
 }
 
 impl std::fmt::Debug for ProcessBackend {
@@ -152,6 +170,7 @@ impl ProcessBackend {
             state: Mutex::new(State::default()),
             tail: output::Tail::default(),
             starts: AtomicU32::new(0),
+            deadline: Mutex::new(None),
         }
     }
 
@@ -240,29 +259,26 @@ impl ProcessBackend {
         }
         let child = ChildHandle::watch(child, self.config.use_process_group)
             .map_err(|e| Error::Internal(format!("process backend: reaper thread: {e}")))?;
-        let target = child.target();
-        let (guard, guard_stdin) = match spawn::spawn_guard(target).await {
-            Ok(mut g) => {
-                let stdin = g.stdin.take();
-                match ChildHandle::watch(g, false) {
-                    Ok(h) => (Some(h), stdin),
-                    Err(e) => {
-                        warn!(error = %e, "process backend: no reaper for the guard process");
-                        (None, None)
-                    }
-                }
-            }
+        let follow = guard::Follow {
+            deadline: self
+                .deadline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            epoch,
+            graceful: self.config.graceful_timeout,
+            what: self.describe(),
+            child_exit: Some(child.exit_watch()),
+        };
+        let guard = match Guard::spawn(guard::Target::Group(child.target()), follow).await {
+            Ok(g) => g,
             Err(e) => {
-                warn!(error = %e, "process backend: /bin/sh guard not started; \
-                      only the parent-death signal protects against a daemon crash");
-                (None, None)
+                warn!(error = %e, "process backend: guard not started; only the parent-death \
+                      signal protects against a daemon crash, nothing against a hung daemon");
+                None
             }
         };
-        Ok(Running {
-            child,
-            guard,
-            guard_stdin: Mutex::new(guard_stdin),
-        })
+        Ok(Running { child, guard })
     }
 }
 
@@ -351,7 +367,7 @@ impl Backend for ProcessBackend {
             if let Some(old) = state.run.take() {
                 old.release_guard();
                 if let Some(exit) = old.child.exit() {
-                    state.last_failure = Some(format!("process exited: {}", exit.description));
+                    state.last_failure = Some(old.exit_reason(&exit.description));
                 }
             }
         }
@@ -423,7 +439,7 @@ impl Backend for ProcessBackend {
                     restarts,
                 },
                 Some(exit) => BackendStatus {
-                    state: BackendState::Failed(format!("process exited: {}", exit.description)),
+                    state: BackendState::Failed(run.exit_reason(&exit.description)),
                     id: None,
                     restarts,
                 },
@@ -456,5 +472,11 @@ impl Backend for ProcessBackend {
             Some(path) => output::file_tail(path, n),
             None => self.tail.last(n),
         }
+    }
+
+    /// The guard of every later run follows `deadline` (a run already going keeps the watch
+    /// it was started with).
+    fn follow_deadline(&self, deadline: DeadlineWatch) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
     }
 }

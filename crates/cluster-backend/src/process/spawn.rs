@@ -7,9 +7,10 @@
 //!   child is forked by one dedicated spawner thread that lives as long as the process (a tokio
 //!   worker or blocking-pool thread may exit earlier and would kill the child with it).
 //! * **A guard process** for the rest of the process group: the death signal reaches only the
-//!   direct child, and its own children would be re-parented and survive. The guard is a tiny
-//!   `/bin/sh` whose stdin is a pipe whose only writer is the daemon; when the daemon dies the
-//!   kernel closes the pipe, `read` returns at EOF and the guard `SIGKILL`s the group.
+//!   direct child, and its own children would be re-parented and survive. The guard (see the
+//!   `guard` module) is a tiny shell whose stdin is a pipe whose only writer is the daemon; when
+//!   the daemon dies the kernel closes the pipe, `read` returns at EOF and the guard `SIGKILL`s
+//!   the group. It also enforces the leader's deadline.
 
 use std::io;
 use std::process::{Child, Command};
@@ -50,7 +51,8 @@ pub(crate) async fn spawn(mut command: Command) -> io::Result<Child> {
     spawn_on_spawner(command).await
 }
 
-async fn spawn_on_spawner(command: Command) -> io::Result<Child> {
+/// Spawns `command` on the spawner thread as it is (no parent-death signal).
+pub(crate) async fn spawn_on_spawner(command: Command) -> io::Result<Child> {
     let (tx, rx) = oneshot::channel();
     spawner()?
         .send((command, tx))
@@ -86,27 +88,6 @@ fn set_parent_death_signal(command: &mut Command) {
             Ok(())
         });
     }
-}
-
-/// The guard's script: wait for EOF on stdin (the daemon died or let go), then kill the target.
-/// `$1` is `-PGID` (a process group) or `PID`.
-const GUARD_SCRIPT: &str = "read -r _ ; kill -9 \"$1\" 2>/dev/null";
-
-/// Starts the guard of `target` (`-pgid` or `pid`).
-pub(crate) async fn spawn_guard(target: i32) -> io::Result<Child> {
-    use std::os::unix::process::CommandExt;
-    use std::process::Stdio;
-    let mut command = Command::new("/bin/sh");
-    command
-        .args(["-c", GUARD_SCRIPT, "cluster-backend-guard"])
-        .arg(target.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own group: a terminal's Ctrl-C or a group signal to the backend never hits it.
-        .process_group(0);
-    // No parent-death signal here: the guard must outlive the daemon to do its job.
-    spawn_on_spawner(command).await
 }
 
 /// Sends `signal` to `target` (`-pgid` or `pid`); `ESRCH` (nothing left) is not an error.

@@ -16,11 +16,25 @@ use crate::settings::Settings;
 
 /// A dev-socket request: one JSON line.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct BridgeRequest {
-    /// `None`: every node; `Some(n)`: node `n`.
-    pub(crate) node: Option<cluster::NodeId>,
-    /// The admin request.
-    pub(crate) request: AdminRequest,
+#[serde(tag = "call", rename_all = "snake_case")]
+pub(crate) enum BridgeRequest {
+    /// An admin request, forwarded over the in-memory network.
+    Admin {
+        /// `None`: every node; `Some(n)`: node `n`.
+        node: Option<cluster::NodeId>,
+        /// The admin request.
+        request: AdminRequest,
+    },
+    /// Crash a dev node (`cluster --dev kill <node>`).
+    Kill {
+        /// The node.
+        node: cluster::NodeId,
+    },
+    /// Restart a crashed dev node (`cluster --dev restart <node>`).
+    Restart {
+        /// The node.
+        node: cluster::NodeId,
+    },
 }
 
 /// A dev-socket response: one JSON line.
@@ -139,6 +153,25 @@ async fn bridge_call(
     target: &AdminTarget,
     request: &AdminRequest,
 ) -> Result<Vec<AdminReply>, cluster::Error> {
+    let req = BridgeRequest::Admin {
+        node: match target {
+            AdminTarget::Node(n) => Some(n.clone()),
+            AdminTarget::All => None,
+        },
+        request: request.clone(),
+    };
+    bridge_send(socket, &req).await
+}
+
+/// Sends a crash or restart of a dev node to the dev daemon.
+pub(crate) async fn dev_control(socket: &Path, req: &BridgeRequest) -> Result<(), cluster::Error> {
+    bridge_send(socket, req).await.map(|_| ())
+}
+
+async fn bridge_send(
+    socket: &Path,
+    req: &BridgeRequest,
+) -> Result<Vec<AdminReply>, cluster::Error> {
     let unavailable = |e: std::io::Error| {
         cluster::Error::Unavailable(format!("dev socket {}: {e}", socket.display()))
     };
@@ -146,13 +179,6 @@ async fn bridge_call(
         .await
         .map_err(unavailable)?;
     let (read, mut write) = stream.into_split();
-    let req = BridgeRequest {
-        node: match target {
-            AdminTarget::Node(n) => Some(n.clone()),
-            AdminTarget::All => None,
-        },
-        request: request.clone(),
-    };
     let mut line = serde_json::to_vec(&req)
         .map_err(|e| cluster::Error::Internal(format!("encode bridge request: {e}")))?;
     line.push(b'\n');

@@ -17,7 +17,7 @@ use cluster::{AppName, Epoch, Error, Mode, NodeId};
 use serde::Serialize;
 use tokio::time::Instant;
 
-pub(crate) use channel::{BridgeRequest, BridgeResponse, Channel};
+pub(crate) use channel::{BridgeRequest, BridgeResponse, Channel, dev_control};
 use views::{InstanceSummary, PlatformStatus, merge_views, mode_word, platform_status};
 
 use crate::exit::{CliResult, Code, Failure};

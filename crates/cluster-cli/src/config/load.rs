@@ -137,7 +137,7 @@ impl Reader {
 
     pub(super) fn duration(&mut self, t: &Table, prefix: &str, key: &str) -> Option<Duration> {
         let s = self.string(t, prefix, key)?;
-        match super::duration::parse(&s) {
+        match super::parse_duration(&s) {
             Ok(d) => Some(d),
             Err(why) => {
                 self.problem(path(prefix, key), why);
@@ -331,15 +331,11 @@ impl Reader {
         );
         n.servers = self.strings(nt, p, "servers");
         for (i, s) in n.servers.iter().enumerate() {
-            if !(s.starts_with("nats://")
-                || s.starts_with("tls://")
-                || s.starts_with("ws://")
-                || s.starts_with("wss://"))
-            {
+            if let Err(why) = super::check_nats_url(s) {
                 self.problems.push(Problem {
                     file: self.file.clone(),
                     key: format!("nats.servers[{i}]"),
-                    why: format!("{s:?} is not a NATS URL; write e.g. \"nats://127.0.0.1:4222\""),
+                    why,
                 });
             }
         }

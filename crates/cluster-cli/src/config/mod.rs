@@ -3,7 +3,6 @@
 //! Loading never stops at the first mistake: [`load()`] returns every problem found (file, key,
 //! why), and nothing starts while there is one.
 
-mod duration;
 mod load;
 mod rules;
 
@@ -13,8 +12,26 @@ use std::time::Duration;
 
 use cluster::{AppName, Labels, Mode, NodeId, PlatformName, PlatformOptions};
 
-pub(crate) use duration::parse as parse_duration;
 pub(crate) use load::load;
+
+/// Parses a duration in the platform's one syntax (`500ms`, `15s`, `1.5s`, `1h30m`; see
+/// `cluster::core::duration`); the error says what to write instead.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    cluster::core::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Checks that `url` is a NATS server URL (`nats://`, `tls://`, `ws://` or `wss://` and a host).
+pub(crate) fn check_nats_url(url: &str) -> Result<(), String> {
+    let host = ["nats://", "tls://", "ws://", "wss://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme));
+    match host {
+        Some(rest) if !rest.trim_start_matches('/').is_empty() => Ok(()),
+        _ => Err(format!(
+            "{url:?} is not a NATS URL; write e.g. \"nats://127.0.0.1:4222\""
+        )),
+    }
+}
 
 /// One problem in a configuration: where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,12 +37,12 @@ pub(crate) async fn dispatch(
     method: AdminMethod,
     request: &AdminRequest,
 ) -> Result<serde_json::Value> {
-    let Some(planner) = shared.planner.clone() else {
+    if shared.planner.is_none() {
         return Err(Error::Unsupported(format!(
             "{method}: node {} runs without the placement controller",
             shared.node
         )));
-    };
+    }
     let platform = Platform::from_shared(shared.clone());
     match method {
         AdminMethod::PlacementStatus => json(&status(shared).await?),
@@ -115,14 +115,11 @@ pub(crate) async fn dispatch(
         }
         AdminMethod::RebalancePlan => {
             let p: RebalanceParams = request.params().unwrap_or_default();
-            let started = shared.started().await?;
-            let gathered = gather_plan_request(shared, &*started.placement).await?;
-            if let Some(app) = &p.app
-                && !gathered.request.apps.iter().any(|a| &a.name == app)
-            {
-                return Err(Error::AppNotFound(app.to_string()));
-            }
-            json(&planner.rebalance(&gathered.request, p.app.as_ref(), p.threshold)?)
+            json(
+                &platform
+                    .rebalance_plan_with(p.app.as_ref().map(|a| a.as_str()), p.threshold)
+                    .await?,
+            )
         }
         AdminMethod::RebalanceStatus => json(&platform.rebalance_status().await?),
         AdminMethod::RebalanceCancel => json(&platform.cancel_rebalance().await?),

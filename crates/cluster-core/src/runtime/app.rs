@@ -301,6 +301,9 @@ impl App {
         resource: Arc<dyn super::resource::ActiveResource>,
         policy: super::resource::RetryPolicy,
     ) -> &Self {
+        if let Some(deadline) = self.deadline_watch() {
+            resource.follow_deadline(deadline);
+        }
         write(&self.inner.resources).push(super::resource::Registered { resource, policy });
         self
     }
@@ -522,6 +525,28 @@ impl App {
         locked(&self.inner.election)
             .as_ref()
             .map(|e| e.status().borrow().clone())
+    }
+
+    /// This node's leadership deadline for the app, while its Singleton instance runs on a
+    /// platform.
+    fn deadline_watch(&self) -> Option<super::DeadlineWatch> {
+        let status = locked(&self.inner.election).as_ref().map(|e| e.status())?;
+        let timing = self.shared().ok()?.options.election;
+        Some(
+            super::DeadlineWatch::new(status, timing.lease_ttl.saturating_sub(timing.act_window()))
+                .with_app(crate::backend::WeakApp::new(self)),
+        )
+    }
+
+    /// Hands the deadline watch to every resource (see `ActiveResource::follow_deadline`);
+    /// called when the instance's election starts.
+    pub(crate) fn follow_deadline_all(&self) {
+        let Some(deadline) = self.deadline_watch() else {
+            return;
+        };
+        for r in read(&self.inner.resources).iter() {
+            r.resource.follow_deadline(deadline.clone());
+        }
     }
 
     /// The current leader as observed by this node.

@@ -54,6 +54,7 @@ async fn start_inner(app: &App, shared: &Arc<Shared>) -> Result<()> {
             shared.clock.clone(),
         )?);
         *locked(&app.inner.election) = Some(e.clone());
+        app.follow_deadline_all();
         let observer = leadership::spawn_leader_observer(app, &e).abort_handle();
         let machine = leadership::spawn(app, e.clone()).abort_handle();
         locked(&app.inner.instance_tasks).extend([observer, machine]);

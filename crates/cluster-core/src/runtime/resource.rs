@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::DeadlineWatch;
 use super::app::App;
 use super::isolate;
 use crate::epoch::Epoch;
@@ -48,6 +49,17 @@ pub trait ActiveResource: Send + Sync + 'static {
     /// Default: ready.
     fn standby_ready(&self) -> bool {
         true
+    }
+
+    /// Receives this node's leadership deadline for the app (Singleton apps only): called
+    /// when the app's instance starts campaigning, and when the resource is added to an
+    /// instance that already runs; a later call replaces the earlier watch. A resource that
+    /// keeps something outside the daemon (a backend process, an address) hands the deadline
+    /// of the term it was activated for to a guard that releases it should the deadline pass
+    /// without a renewal (the daemon hung or stopped), see [`DeadlineWatch`]. Must not block.
+    /// Default: ignored.
+    fn follow_deadline(&self, deadline: DeadlineWatch) {
+        let _ = deadline;
     }
 }
 

@@ -119,7 +119,8 @@ pub fn from_ms(ms: u64) -> SystemTime {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::wire::rebalance::{AutoRebalanceConfig, MigrationPolicy, parse_duration};
+    use crate::duration::parse_duration;
+    use crate::wire::rebalance::{AutoRebalanceConfig, MigrationPolicy};
 
     fn at(rfc3339: &str) -> SystemTime {
         DateTime::parse_from_rfc3339(rfc3339)

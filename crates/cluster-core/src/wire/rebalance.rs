@@ -5,7 +5,6 @@
 //! Durations travel as milliseconds (`*_ms`). Documented in `docs/protocol/placement.md`.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -199,9 +198,9 @@ impl AutoRebalanceConfig {
     /// Every problem of the configuration at once (`InvalidArgument`).
     pub fn validate(&self) -> Result<()> {
         let mut p = Vec::new();
-        if !(self.threshold > 0.0 && self.threshold <= 10.0) {
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
             p.push(format!(
-                "threshold must be within (0, 10], got {}",
+                "threshold is an imbalance ratio within (0, 1] (e.g. 0.2 = 20 %), got {}",
                 self.threshold
             ));
         }
@@ -510,45 +509,9 @@ fn parse_u64(key: &str, v: &str) -> Result<u64> {
 }
 
 fn parse_ms(key: &str, v: &str) -> Result<u64> {
-    parse_duration(v)
-        .map(|d| d.as_millis() as u64)
+    crate::duration::parse_duration(v)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .map_err(|e| Error::InvalidArgument(format!("{key}: {e}")))
-}
-
-/// Parses `250ms`, `30s`, `5m`, `2h`, `1d` or combinations (`1h30m`); a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let bad = || Error::InvalidArgument(format!("{s:?} is not a duration (e.g. 30s, 5m, 1h30m)"));
-    if s.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86_400),
-            _ => return Err(bad()),
-        };
-        total += unit;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
 }
 
 /// Phase of the current (or last) rebalance.
@@ -681,4 +644,32 @@ pub struct PlacementConfig {
 pub struct ApproveParams {
     /// The app whose next migration is approved.
     pub app: AppName,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_set_validates_ranges_and_changes_nothing_on_error() {
+        let mut c = AutoRebalanceConfig::default();
+        let before = c.clone();
+        for (key, value) in [
+            ("threshold", "7"),
+            ("threshold", "0"),
+            ("threshold", "-0.1"),
+            ("threshold", "NaN"),
+            ("interval", "30"),
+            ("interval", "99999999999999999999999d"),
+            ("max-concurrent", "0"),
+        ] {
+            let mut attempt = c.clone();
+            assert!(attempt.set(key, value).is_err(), "{key} = {value}");
+        }
+        assert_eq!(format!("{c:?}"), format!("{before:?}"));
+        c.set("threshold", "0.3").unwrap();
+        assert!((c.threshold - 0.3).abs() < f64::EPSILON);
+        c.set("threshold", "1").unwrap();
+    }
 }

@@ -48,6 +48,16 @@ impl Platform {
     pub async fn approve_migration(&self, app: &str) -> Result<()> {
         let app = AppName::new(app)?;
         let started = self.shared().started().await?;
+        let known = started
+            .membership
+            .borrow()
+            .values()
+            .any(|m| m.apps.iter().any(|a| a.name == app));
+        if !known {
+            return Err(Error::AppNotFound(format!(
+                "{app}: no member runs or declares it; nothing to approve"
+            )));
+        }
         let record = ApprovalRecord {
             v: PLACEMENT_RECORD_VERSION,
             by: self.node_id().clone(),

@@ -22,6 +22,7 @@ mod lock;
 mod mirror;
 mod observe;
 mod ops;
+mod rebalance_ops;
 mod ring;
 
 pub(crate) use mirror::MirroredBucket;

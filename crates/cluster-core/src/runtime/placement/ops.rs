@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
 use crate::labels::Labels;
 use crate::member::Member;
-use crate::mode::Role;
+use crate::mode::{Mode, Role};
 use crate::runtime::platform::Platform;
 use crate::wire::placement::{
     ASSIGNMENT_KEY, AssignmentRecord, CordonRecord, DrainRecord, LabelsRecord, MoveRecord,
@@ -437,6 +437,24 @@ impl Platform {
             )));
         }
         let mode = info.mode;
+        if !(mode.is_singleton() || matches!(mode, Mode::Replicas { .. })) {
+            return Err(Error::Unsupported(format!(
+                "{app} is a {} app: it runs on every eligible node and cannot be moved; \
+                 cordon or drain {from} instead",
+                mode
+            )));
+        }
+        if mode.is_singleton() && info.role != Role::Leader {
+            return Err(Error::InvalidArgument(format!(
+                "{from} is a standby of {app}, not its leader: move --from the leader \
+                 (see `cluster app status {app}`)"
+            )));
+        }
+        if to.as_ref() == Some(&from) {
+            return Err(Error::Unsupported(format!(
+                "{app} already runs on {from}: moving it to the same node does nothing"
+            )));
+        }
         if let Some(to) = &to {
             let target = self.member(to).await?;
             if !target.apps.iter().any(|a| a.name == app) {
