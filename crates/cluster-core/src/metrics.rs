@@ -53,6 +53,11 @@ pub const NODE_APP_COUNT: &str = "gc_node_apps";
 pub const NODE_IMBALANCE: &str = "gc_node_imbalance_ratio";
 /// Audit records that could not be written. Labels: `category`.
 pub const AUDIT_FAILURES: &str = "gc_audit_write_failures_total";
+/// Panics of user code (hooks, resources, handlers) or runtime tasks, each handled as an
+/// error. Labels: `hook` (`on_active`, `resource.activate`, `rpc`, `event`, `leadership`, ...).
+pub const HOOK_PANICS: &str = "gc_hook_panics_total";
+/// Records dropped because a bounded queue was full. Labels: `queue` (`audit`, `notify`).
+pub const DROPPED_RECORDS: &str = "gc_dropped_records_total";
 
 /// Registers the help text of every runtime metric with the installed recorder.
 pub fn describe() {
@@ -95,6 +100,14 @@ pub fn describe() {
     describe_gauge!(NODE_APP_COUNT, "apps placed on the node");
     describe_gauge!(NODE_IMBALANCE, "max over mean of apps placed per live node");
     describe_counter!(AUDIT_FAILURES, "audit records that could not be written");
+    describe_counter!(
+        HOOK_PANICS,
+        "panics of hooks, resources and handlers (handled as errors)"
+    );
+    describe_counter!(
+        DROPPED_RECORDS,
+        "records dropped because a bounded queue was full"
+    );
 }
 
 pub(crate) fn election_role(app: &str, leader: bool) {
@@ -176,4 +189,12 @@ pub(crate) fn imbalance(ratio: f64) {
 
 pub(crate) fn audit_failure(category: &str) {
     counter!(AUDIT_FAILURES, "category" => category.to_owned()).increment(1);
+}
+
+pub(crate) fn hook_panic(hook: &str) {
+    counter!(HOOK_PANICS, "hook" => hook.to_owned()).increment(1);
+}
+
+pub(crate) fn dropped(queue: &'static str) {
+    counter!(DROPPED_RECORDS, "queue" => queue).increment(1);
 }

@@ -2,7 +2,8 @@
 
 use std::fmt::Display;
 
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use cluster_core::Error;
 use cluster_core::kv::Revision;
 
@@ -30,8 +31,92 @@ pub(crate) fn transient(what: &str, timed_out: bool, err: impl Display) -> Error
     }
 }
 
-/// Extracts the subject's current sequence from a JetStream "wrong last sequence: N" error.
-pub(crate) fn wrong_last_sequence(text: &str) -> Option<u64> {
+/// The JetStream API error carried by `err` or one of its sources (async-nats keeps the
+/// server's error response, with its code, as the source of its own error kinds).
+fn jetstream_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a async_nats::jetstream::Error> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {
+            return Some(js);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The JetStream error code (`err_code`) of `err`, if the server answered with an error.
+pub(crate) fn jetstream_code(err: &(dyn std::error::Error + 'static)) -> Option<ErrorCode> {
+    jetstream_error(err).map(async_nats::jetstream::Error::error_code)
+}
+
+/// The kind of the publish error in `err` or its sources.
+fn publish_kind(err: &(dyn std::error::Error + 'static)) -> Option<PublishErrorKind> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(p) = e.downcast_ref::<PublishError>() {
+            return Some(p.kind());
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Whether a write was refused by its expected-last-sequence check: JetStream error 10071
+/// (`wrong last sequence: N`) or 10164 (a clustered stream refusing a compare-and-set while
+/// another write to the same subject is in flight, without a number).
+pub(crate) fn is_wrong_last_sequence(err: &(dyn std::error::Error + 'static)) -> bool {
+    publish_kind(err) == Some(PublishErrorKind::WrongLastSequence)
+        || matches!(
+            jetstream_code(err),
+            Some(
+                ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                    | ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+            )
+        )
+}
+
+/// Whether the server does not know the target stream: a publish nobody answered (no stream
+/// listens on the subject) or JetStream error 10059 (stream not found).
+pub(crate) fn is_stream_not_found(err: &(dyn std::error::Error + 'static)) -> bool {
+    publish_kind(err) == Some(PublishErrorKind::StreamNotFound)
+        || jetstream_code(err) == Some(ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Whether the server refused a per-message TTL (10165 invalid, 10166 disabled on the stream).
+fn is_ttl_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        jetstream_code(err),
+        Some(ErrorCode::MESSAGE_TTL_INVALID | ErrorCode::MESSAGE_TTL_DISABLED)
+    )
+}
+
+/// Whether creating a stream failed for lack of resources or peers (the request cannot
+/// succeed by retrying: 10023, 10005, 10074).
+pub(crate) fn is_placement_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        jetstream_code(err),
+        Some(
+            ErrorCode::INSUFFICIENT_RESOURCES
+                | ErrorCode::CLUSTER_NO_PEERS
+                | ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED
+        )
+    )
+}
+
+/// The subject's current sequence of a wrong-last-sequence error (10071), which JetStream
+/// states only in its description (`wrong last sequence: N`).
+pub(crate) fn wrong_last_sequence(err: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    let js = jetstream_error(err)?;
+    if js.error_code() != ErrorCode::STREAM_WRONG_LAST_SEQUENCE {
+        return None;
+    }
+    sequence_in(&js.to_string())
+}
+
+/// The number after `wrong last sequence` in a JetStream error description.
+fn sequence_in(text: &str) -> Option<u64> {
     let marker = "wrong last sequence";
     let start = text.find(marker)? + marker.len();
     let digits: String = text[start..]
@@ -50,37 +135,31 @@ pub(crate) enum WriteFailure {
     Other(Error),
 }
 
-/// Maps a JetStream publish (KV write) error.
+/// Maps a JetStream publish (KV write) error by its kind and JetStream error code.
 pub(crate) fn map_publish_error(
     what: &str,
-    err: &async_nats::jetstream::context::PublishError,
+    err: &PublishError,
     max_payload: usize,
 ) -> WriteFailure {
     let text = describe(err);
-    // A clustered stream also rejects a compare-and-set while another write to the same
-    // subject is in flight, with JetStream error code 10164 ("wrong last sequence" without
-    // a number), which async-nats reports as `Other`.
-    if text.contains("wrong last sequence") {
-        return WriteFailure::Conflict(wrong_last_sequence(&text));
+    if is_wrong_last_sequence(err) {
+        return WriteFailure::Conflict(wrong_last_sequence(err));
+    }
+    if is_ttl_refused(err) {
+        return WriteFailure::Other(Error::InvalidArgument(format!("{what}: {text}")));
     }
     match err.kind() {
-        PublishErrorKind::WrongLastSequence => WriteFailure::Conflict(wrong_last_sequence(&text)),
         PublishErrorKind::TimedOut => WriteFailure::Other(transient(what, true, text)),
         PublishErrorKind::MaxPayloadExceeded => WriteFailure::Other(Error::PayloadTooLarge {
             size: max_payload.saturating_add(1),
             max: max_payload,
         }),
-        PublishErrorKind::StreamNotFound
+        PublishErrorKind::WrongLastSequence
+        | PublishErrorKind::StreamNotFound
         | PublishErrorKind::BrokenPipe
         | PublishErrorKind::MaxAckPending
         | PublishErrorKind::WrongLastMessageId
-        | PublishErrorKind::Other => {
-            if text.contains("message TTL") || text.contains("per-message TTL") {
-                WriteFailure::Other(Error::InvalidArgument(format!("{what}: {text}")))
-            } else {
-                WriteFailure::Other(transient(what, false, text))
-            }
-        }
+        | PublishErrorKind::Other => WriteFailure::Other(transient(what, false, text)),
     }
 }
 
@@ -94,7 +173,7 @@ pub(crate) fn conflict(key: &str, expected: Option<Revision>, current: Option<u6
 }
 
 /// Runs `attempt` again while it fails because the server does not know the target stream
-/// yet ("no stream found"), 10 ms doubling, for at most 2 s; returns the last outcome.
+/// yet ([`is_stream_not_found`]), 10 ms doubling, for at most 2 s; returns the last outcome.
 ///
 /// Right after a stream (KV bucket, log, object store) is created on a cluster, the server a
 /// client talks to may learn its subjects after the create call returned. The refused message
@@ -110,8 +189,7 @@ where
     loop {
         match attempt().await {
             Err(e)
-                if describe(&e).contains("no stream found")
-                    && tokio::time::Instant::now() + backoff < deadline =>
+                if is_stream_not_found(&e) && tokio::time::Instant::now() + backoff < deadline =>
             {
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
@@ -123,15 +201,93 @@ where
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
+    /// A server error response as async-nats decodes it.
+    fn server_error(code: u64, description: &str) -> async_nats::jetstream::Error {
+        serde_json::from_value(serde_json::json!({
+            "code": 400, "err_code": code, "description": description
+        }))
+        .unwrap()
+    }
+
+    fn publish_error(kind: PublishErrorKind, code: u64, description: &str) -> PublishError {
+        PublishError::with_source(kind, server_error(code, description))
+    }
+
+    fn conflict_of(err: &PublishError) -> Option<Option<u64>> {
+        match map_publish_error("write", err, 1024) {
+            WriteFailure::Conflict(current) => Some(current),
+            WriteFailure::Other(_) => None,
+        }
+    }
+
     #[test]
-    fn parses_wrong_last_sequence() {
-        assert_eq!(
-            wrong_last_sequence("wrong last sequence: 42 (code 400, error code 10071)"),
-            Some(42)
+    fn wrong_last_sequence_is_classified_by_its_code() {
+        let e = publish_error(
+            PublishErrorKind::WrongLastSequence,
+            10071,
+            "wrong last sequence: 42",
         );
-        assert_eq!(wrong_last_sequence("wrong last sequence: 0"), Some(0));
-        assert_eq!(wrong_last_sequence("something else"), None);
+        assert_eq!(conflict_of(&e), Some(Some(42)));
+        // 10164 arrives as `Other`, without a number.
+        let e = publish_error(PublishErrorKind::Other, 10164, "wrong last sequence");
+        assert_eq!(conflict_of(&e), Some(None));
+        // The text alone means nothing: another code with the same words is no conflict.
+        let e = publish_error(PublishErrorKind::Other, 10077, "wrong last sequence: 7");
+        assert_eq!(conflict_of(&e), None);
+    }
+
+    #[test]
+    fn ttl_refusals_are_invalid_arguments_and_others_transient() {
+        for code in [10165, 10166] {
+            let e = publish_error(PublishErrorKind::Other, code, "per-message TTL refused");
+            assert!(matches!(
+                map_publish_error("write", &e, 1024),
+                WriteFailure::Other(Error::InvalidArgument(_))
+            ));
+        }
+        let e = publish_error(
+            PublishErrorKind::Other,
+            10077,
+            "message TTL text, other code",
+        );
+        assert!(matches!(
+            map_publish_error("write", &e, 1024),
+            WriteFailure::Other(Error::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn stream_not_found_and_placement_by_code() {
+        assert!(is_stream_not_found(&PublishError::new(
+            PublishErrorKind::StreamNotFound
+        )));
+        assert!(is_stream_not_found(&server_error(
+            10059,
+            "stream not found"
+        )));
+        assert!(!is_stream_not_found(&server_error(
+            10037,
+            "no stream found"
+        )));
+        assert!(is_placement_refused(&server_error(
+            10023,
+            "insufficient resources"
+        )));
+        assert!(is_placement_refused(&server_error(
+            10074,
+            "replicas > 1 not supported"
+        )));
+        assert!(!is_placement_refused(&server_error(
+            10059,
+            "insufficient replicas"
+        )));
+        assert_eq!(
+            jetstream_code(&server_error(10037, "no message found")),
+            Some(ErrorCode::NO_MESSAGE_FOUND)
+        );
     }
 }

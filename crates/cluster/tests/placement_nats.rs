@@ -256,6 +256,27 @@ async fn migration_lock_and_drain_force_over_nats() {
     )
     .await;
     let from = leader(&nodes, "db")[0].clone();
+    // Every node's membership view shows `from` leading db (a move checks it there).
+    let mut views = Vec::new();
+    for n in nodes.values() {
+        views.push(n.platform.members_watch().await.unwrap());
+    }
+    wait_until(
+        "every view shows the db leader",
+        Duration::from_secs(10),
+        || {
+            views.iter().all(|v| {
+                v.borrow()
+                    .get(&cluster::NodeId::new(&from).unwrap())
+                    .is_some_and(|m| {
+                        m.apps
+                            .iter()
+                            .any(|a| a.name.as_str() == "db" && a.role == Role::Leader)
+                    })
+            })
+        },
+    )
+    .await;
     let others: Vec<String> = ["n1", "n2", "n3"]
         .iter()
         .map(|s| (*s).to_owned())

@@ -72,7 +72,9 @@ pub(crate) struct AppInner {
     pub(crate) role: watch::Sender<RoleState>,
     pub(crate) election: Mutex<Option<Arc<dyn Election>>>,
     pub(crate) leadership: Mutex<Option<mpsc::UnboundedSender<LeaderCommand>>>,
-    pub(crate) notify: Mutex<Option<mpsc::UnboundedSender<Notification>>>,
+    /// The bounded queue to the notification dispatcher (see [`super::notify`]).
+    pub(crate) notify: Mutex<Option<mpsc::Sender<Notification>>>,
+    pub(crate) notify_drops: super::bounded::Drops,
     pub(crate) health: Mutex<HealthStatus>,
     pub(crate) resources: RwLock<Vec<super::resource::Registered>>,
     pub(crate) running: std::sync::atomic::AtomicBool,
@@ -155,6 +157,7 @@ impl App {
                 election: Mutex::new(None),
                 leadership: Mutex::new(None),
                 notify: Mutex::new(None),
+                notify_drops: super::bounded::Drops::new("notify"),
                 health: Mutex::new(HealthStatus::Healthy),
                 resources: RwLock::new(Vec::new()),
                 running: std::sync::atomic::AtomicBool::new(false),
@@ -605,8 +608,14 @@ impl App {
     }
 
     pub(crate) fn notify(&self, n: Notification) {
-        if let Some(tx) = locked(&self.inner.notify).as_ref() {
-            let _ = tx.send(n);
+        let Some(tx) = locked(&self.inner.notify).clone() else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(n)) = tx.try_send(n) {
+            let shared = self.shared().ok();
+            self.inner
+                .notify_drops
+                .dropped(shared.as_ref().map(|s| &s.stats), n.kind());
         }
     }
 

@@ -1,4 +1,8 @@
 //! The platform's audit emitter (one writer task per node) and the query handle.
+//!
+//! The queue to the writer is bounded ([`AUDIT_CAPACITY`]): while the sink is slower than the
+//! records arrive, new records are dropped and counted
+//! (`gc_dropped_records_total{queue="audit"}`); every record is still logged.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -8,7 +12,8 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use super::app::locked;
-use super::platform::Shared;
+use super::bounded::{AUDIT_CAPACITY, Drops};
+use super::platform::{Shared, Stats};
 use crate::audit::{AuditFilter, AuditPage, AuditRecord, AuditSink};
 use crate::error::{Error, Result};
 use crate::id::AppName;
@@ -24,26 +29,32 @@ enum Op {
 /// Emits audit records to the sink in order, without blocking the caller.
 pub(crate) struct AuditHub {
     sink: Option<Arc<dyn AuditSink>>,
-    tx: mpsc::UnboundedSender<Op>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Op>>>,
+    tx: mpsc::Sender<Op>,
+    rx: Mutex<Option<mpsc::Receiver<Op>>>,
+    drops: Drops,
 }
 
 impl AuditHub {
     pub(crate) fn new(sink: Option<Arc<dyn AuditSink>>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(AUDIT_CAPACITY);
         Self {
             sink,
             tx,
             rx: Mutex::new(Some(rx)),
+            drops: Drops::new("audit"),
         }
     }
 
-    /// Logs the record (target `cluster::audit`) and queues it for the sink.
-    pub(crate) fn emit(&self, record: AuditRecord) {
+    /// Logs the record (target `cluster::audit`) and queues it for the sink; a full queue
+    /// drops it (counted in `stats`).
+    pub(crate) fn emit(&self, record: AuditRecord, stats: &Stats) {
         info!(target: "cluster::audit", event = %record.event(), app = ?record.app.as_ref().map(AppName::as_str),
             data = %record.data, "audit");
-        if self.sink.is_some() {
-            let _ = self.tx.send(Op::Record(Box::new(record)));
+        if self.sink.is_some()
+            && let Err(mpsc::error::TrySendError::Full(_)) =
+                self.tx.try_send(Op::Record(Box::new(record)))
+        {
+            self.drops.dropped(Some(stats), "audit record");
         }
     }
 
@@ -75,9 +86,12 @@ impl AuditHub {
             return;
         }
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Op::Flush(tx)).is_ok() {
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, rx).await;
-        }
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+            if self.tx.send(Op::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        })
+        .await;
     }
 
     pub(crate) fn sink(&self) -> Option<Arc<dyn AuditSink>> {
@@ -99,7 +113,7 @@ impl Shared {
 
     /// Emits a prepared record (e.g. with a deduplication id).
     pub(crate) fn audit_record(&self, record: AuditRecord) {
-        self.audit.emit(record);
+        self.audit.emit(record, &self.stats);
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::app::App;
+use super::isolate;
 use super::platform::Shared;
 use crate::error::{Error, Result};
 use crate::id::AppName;
@@ -113,14 +114,24 @@ impl Events {
 
     /// Subscribes `handler` to `pattern`; it is called for each event, in order. Drop the
     /// returned handle or call [`EventSubscription::unsubscribe`] to stop.
+    ///
+    /// A handler that panics loses that event only: the panic is logged, counted
+    /// (`gc_hook_panics_total{hook="event"}`) and audited, and the next event is delivered.
     pub async fn subscribe<F>(&self, pattern: &str, handler: F) -> Result<EventSubscription>
     where
         F: Fn(Event) + Send + Sync + 'static,
     {
         let mut stream = self.stream(pattern).await?;
+        let (weak, app) = (self.shared.clone(), self.source_app.clone());
         let task = tokio::spawn(async move {
             while let Some(event) = stream.next().await {
-                handler(event);
+                // A panicking handler loses this event only; the subscription goes on.
+                let call =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(event)));
+                if let Err(payload) = call {
+                    let panicked = isolate::Panicked::from_payload(payload);
+                    isolate::report(weak.upgrade().as_ref(), app.as_ref(), "event", &panicked);
+                }
             }
         });
         Ok(EventSubscription { task })

@@ -2,13 +2,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::app::App;
+use super::isolate;
 use super::options::HookKind;
 use crate::epoch::Epoch;
 use crate::error::Error;
@@ -50,7 +50,13 @@ where
     F: Fn(HookContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
-    Arc::new(move |ctx| Box::pin(f(ctx)))
+    // `f` is called on the future's first poll, inside the task `run_hook` isolates it in,
+    // so a panic in its synchronous part is caught too.
+    let f = Arc::new(f);
+    Arc::new(move |ctx| {
+        let f = f.clone();
+        Box::pin(async move { f(ctx).await })
+    })
 }
 
 pub(crate) fn boxed_hook_with<A, F, Fut>(f: F) -> HookWith<A>
@@ -59,23 +65,42 @@ where
     F: Fn(HookContext, A) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
-    Arc::new(move |ctx, a| Box::pin(f(ctx, a)))
+    let f = Arc::new(f);
+    Arc::new(move |ctx, a| {
+        let f = f.clone();
+        Box::pin(async move { f(ctx, a).await })
+    })
 }
 
-/// Runs a hook future under `timeout`, cancelling `cancel` when it times out.
+/// Runs a hook of `app` in its own task under the hook's timeout, cancelling `cancel` when it
+/// times out. A panic is reported (logged, counted, audited) and returned as `HookFailed`, so
+/// callers handle it exactly like an error the hook returned.
 pub(crate) async fn run_hook(
+    app: &App,
     kind: HookKind,
-    timeout: Duration,
     cancel: &CancellationToken,
     fut: BoxFuture<'static, Result<(), BoxError>>,
 ) -> Result<(), Error> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
+    let timeout = app.timeout(kind);
+    match tokio::time::timeout(timeout, isolate::run(fut)).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => {
             warn!(hook = kind.name(), error = %e, "hook failed");
             Err(Error::HookFailed {
                 hook: kind.name(),
                 message: e.to_string(),
+            })
+        }
+        Ok(Err(panicked)) => {
+            isolate::report(
+                app.shared().ok().as_ref(),
+                Some(app.name()),
+                kind.name(),
+                &panicked,
+            );
+            Err(Error::HookFailed {
+                hook: kind.name(),
+                message: panicked.to_string(),
             })
         }
         Err(_) => {

@@ -41,13 +41,7 @@ async fn start_inner(app: &App, shared: &Arc<Shared>) -> Result<()> {
     let on_start = read(&app.inner.hooks).on_start.clone();
     if let Some(hook) = on_start {
         let ctx = app.context(None);
-        run_hook(
-            HookKind::OnStart,
-            app.timeout(HookKind::OnStart),
-            &ctx.cancel,
-            hook(ctx.clone()),
-        )
-        .await?;
+        run_hook(app, HookKind::OnStart, &ctx.cancel, hook(ctx.clone())).await?;
     }
     if app.mode().is_singleton() {
         let started = shared.started().await?;
@@ -64,7 +58,7 @@ async fn start_inner(app: &App, shared: &Arc<Shared>) -> Result<()> {
         locked(&app.inner.instance_tasks).extend([observer, machine]);
         e.set_candidate(true).await?;
     } else {
-        resource::activate_all(&app.resources(), Epoch::ZERO).await?;
+        resource::activate_all(app, &app.resources(), Epoch::ZERO).await?;
         app.set_role(Role::Active, None);
     }
     Ok(())
@@ -88,17 +82,11 @@ pub(crate) async fn stop(app: &App, shared: &Arc<Shared>) {
         let on_stop = read(&app.inner.hooks).on_stop.clone();
         if let Some(hook) = on_stop {
             let ctx = app.context(None);
-            let _ = run_hook(
-                HookKind::OnStop,
-                app.timeout(HookKind::OnStop),
-                &ctx.cancel,
-                hook(ctx.clone()),
-            )
-            .await;
+            let _ = run_hook(app, HookKind::OnStop, &ctx.cancel, hook(ctx.clone())).await;
         }
     }
     if !app.mode().is_singleton() {
-        resource::deactivate_all(&app.resources()).await;
+        resource::deactivate_all(app, &app.resources()).await;
     }
     for handle in locked(&app.inner.instance_tasks).drain(..) {
         handle.abort();

@@ -29,6 +29,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::app::{App, locked, read};
 use super::hooks::run_hook;
+use super::isolate;
 use super::notify::Notification;
 use super::options::HookKind;
 use super::resource;
@@ -70,19 +71,55 @@ struct Machine {
     gap_start: Instant,
 }
 
-/// Starts the machine; the app's `leadership` sender routes commands to it.
+/// Starts the machine under a supervisor; the app's `leadership` sender routes commands to it.
+///
+/// The machine runs in its own task. If it panics, the supervisor ends the term (`on_passive`,
+/// resources released), resigns the lease (the election cooldown applies) and starts a fresh
+/// machine, so the election never renews a lease for a node that no longer acts on it. If the
+/// app is stopping (its command sender was taken), the election is closed instead.
 pub(crate) fn spawn(app: &App, election: Arc<dyn Election>) -> tokio::task::JoinHandle<()> {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::unbounded_channel();
     *locked(&app.inner.leadership) = Some(tx);
-    let machine = Machine {
-        app: app.clone(),
-        status: election.status(),
-        election,
-        leading: None,
-        gap_start: Instant::now(),
-    };
+    let app = app.clone();
     app.set_role(Role::Standby, None);
-    tokio::spawn(machine.run(rx))
+    tokio::spawn(async move {
+        loop {
+            let machine = Machine {
+                app: app.clone(),
+                status: election.status(),
+                election: election.clone(),
+                leading: None,
+                gap_start: Instant::now(),
+            };
+            let Err(panicked) = isolate::run(machine.run(rx)).await else {
+                return;
+            };
+            isolate::report(
+                app.shared().ok().as_ref(),
+                Some(app.name()),
+                "leadership",
+                &panicked,
+            );
+            // Commands queued to the dead machine are dropped (their callers see an error).
+            let next = {
+                let mut slot = locked(&app.inner.leadership);
+                slot.is_some().then(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    *slot = Some(tx);
+                    rx
+                })
+            };
+            Machine::recover(&app, &*election).await;
+            match next {
+                Some(next) => rx = next,
+                None => {
+                    election.close().await;
+                    app.set_role(Role::Stopped, None);
+                    return;
+                }
+            }
+        }
+    })
 }
 
 /// Starts the observer that turns leader changes into `on_leader_change` notifications.
@@ -124,6 +161,15 @@ pub(crate) fn spawn_leader_observer(
 }
 
 impl Machine {
+    /// After the machine panicked: undo whatever it may have started (`on_passive`, resources
+    /// released) and give the lease up, exactly as after a failed `on_active`.
+    async fn recover(app: &App, election: &dyn Election) {
+        run_passive(app).await;
+        if let Err(e) = election.resign().await {
+            warn!(app = %app.name(), error = %e, "resign after a leadership panic failed");
+        }
+    }
+
     /// The epoch the election currently grants, if any.
     fn granted(&self) -> Option<Epoch> {
         self.election.fencing_token()
@@ -206,7 +252,10 @@ impl Machine {
         info!(app = %self.app.name(), %epoch, "promoting");
         let ctx = self.app.context(Some(epoch));
         let resources = self.app.resources();
-        let activation = resource::activate_all(&resources, epoch);
+        let activation = {
+            let (app, resources) = (self.app.clone(), resources.clone());
+            async move { resource::activate_all(&app, &resources, epoch).await }
+        };
         match self.supervise(epoch, &ctx.cancel, activation).await {
             HookEnd::Done(Ok(())) => {}
             HookEnd::Done(Err(e)) => {
@@ -218,19 +267,16 @@ impl Machine {
                 return;
             }
             HookEnd::Superseded => {
-                resource::deactivate_all(&resources).await;
+                resource::deactivate_all(&self.app, &resources).await;
                 return;
             }
         }
         let hook = read(&self.app.inner.hooks).on_active.clone();
         let end = match hook {
             Some(hook) => {
-                let fut = run_hook(
-                    HookKind::OnActive,
-                    self.app.timeout(HookKind::OnActive),
-                    &ctx.cancel,
-                    hook(ctx.clone()),
-                );
+                let (app, cancel) = (self.app.clone(), ctx.cancel.clone());
+                let fut = hook(ctx.clone());
+                let fut = async move { run_hook(&app, HookKind::OnActive, &cancel, fut).await };
                 self.supervise(epoch, &ctx.cancel, fut).await
             }
             None => HookEnd::Done(Ok(())),
@@ -327,19 +373,7 @@ impl Machine {
 
     /// Runs `on_passive`, then deactivates the resources in reverse order.
     async fn run_passive(&mut self) {
-        self.app.set_role(Role::Standby, None);
-        let hook = read(&self.app.inner.hooks).on_passive.clone();
-        if let Some(hook) = hook {
-            let ctx = self.app.context(None);
-            let _ = run_hook(
-                HookKind::OnPassive,
-                self.app.timeout(HookKind::OnPassive),
-                &ctx.cancel,
-                hook(ctx.clone()),
-            )
-            .await;
-        }
-        resource::deactivate_all(&self.app.resources()).await;
+        run_passive(&self.app).await;
     }
 
     async fn step_down(&mut self, to: Option<NodeId>) -> Result<()> {
@@ -367,4 +401,15 @@ impl Machine {
         .instrument(span)
         .await
     }
+}
+
+/// Runs `on_passive` of `app`, then deactivates its resources in reverse order.
+async fn run_passive(app: &App) {
+    app.set_role(Role::Standby, None);
+    let hook = read(&app.inner.hooks).on_passive.clone();
+    if let Some(hook) = hook {
+        let ctx = app.context(None);
+        let _ = run_hook(app, HookKind::OnPassive, &ctx.cancel, hook(ctx.clone())).await;
+    }
+    resource::deactivate_all(app, &app.resources()).await;
 }

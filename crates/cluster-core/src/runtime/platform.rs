@@ -30,6 +30,8 @@ use crate::wire::names::Names;
 #[derive(Debug, Default)]
 pub struct Stats {
     malformed: AtomicU64,
+    panics: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Stats {
@@ -43,6 +45,28 @@ impl Stats {
     /// Messages on platform subjects or buckets that were rejected as malformed.
     pub fn malformed(&self) -> u64 {
         self.malformed.load(Ordering::Relaxed)
+    }
+
+    /// Counts a panic of user code or a runtime task (`gc_hook_panics_total{hook}`).
+    pub(crate) fn count_panic(&self, hook: &str) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::hook_panic(hook);
+    }
+
+    /// Panics of hooks, resources, handlers and runtime tasks, each handled as an error.
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Counts a record dropped by a full bounded queue (`gc_dropped_records_total{queue}`).
+    pub(crate) fn count_dropped(&self, queue: &'static str) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::dropped(queue);
+    }
+
+    /// Records (audit records, notifications) dropped because their bounded queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -707,6 +731,9 @@ impl Platform {
             .kv
             .bucket(bucket(names.placement_bucket(), false, "cluster placement"))
             .await?;
+        // Placement loops read a watch-fed copy instead of asking the store every round.
+        let (placement, mirror) = super::placement::MirroredBucket::start(placement);
+        shared.track(mirror);
         let apps: Vec<App> = read(&shared.apps).values().cloned().collect();
         let mut app_buckets = BTreeMap::new();
         for app in &apps {

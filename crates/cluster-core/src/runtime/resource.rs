@@ -16,8 +16,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::DeadlineWatch;
+use super::app::App;
+use super::isolate;
 use crate::epoch::Epoch;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Something held only while this instance is active.
 ///
@@ -89,30 +91,59 @@ pub(crate) struct Registered {
     pub(crate) policy: RetryPolicy,
 }
 
-/// Activates `resources` in order; on failure deactivates the activated ones in reverse and
-/// returns the error.
-pub(crate) async fn activate_all(resources: &[Registered], epoch: Epoch) -> Result<()> {
+/// Activates the resources of `app` in order; on failure deactivates the activated ones in
+/// reverse and returns the error.
+///
+/// Each call runs in its own task: a panic is reported and handled like an error.
+pub(crate) async fn activate_all(app: &App, resources: &[Registered], epoch: Epoch) -> Result<()> {
     for (i, r) in resources.iter().enumerate() {
-        if let Err(e) = activate_one(r, epoch).await {
+        if let Err(e) = activate_one(app, r, epoch).await {
             tracing::warn!(resource = r.resource.name(), error = %e,
                 "resource activation failed after retries; releasing what was activated");
-            deactivate_all(&resources[..i]).await;
+            deactivate_all(app, &resources[..i]).await;
             return Err(e);
         }
     }
     Ok(())
 }
 
-async fn activate_one(r: &Registered, epoch: Epoch) -> Result<()> {
+/// Runs one call of a resource in its own task; a panic is reported and becomes an error.
+async fn isolated(
+    app: &App,
+    r: &Registered,
+    what: &'static str,
+    call: impl FnOnce(Arc<dyn ActiveResource>) -> futures::future::BoxFuture<'static, Result<()>>,
+) -> Result<()> {
+    match isolate::run(call(r.resource.clone())).await {
+        Ok(outcome) => outcome,
+        Err(panicked) => {
+            isolate::report(
+                app.shared().ok().as_ref(),
+                Some(app.name()),
+                what,
+                &panicked,
+            );
+            Err(Error::Internal(format!(
+                "resource {}: {what} {panicked}",
+                r.resource.name()
+            )))
+        }
+    }
+}
+
+async fn activate_one(app: &App, r: &Registered, epoch: Epoch) -> Result<()> {
     let mut backoff = r.policy.backoff;
     let attempts = r.policy.attempts.max(1);
     let mut last = None;
     for attempt in 1..=attempts {
-        match tokio::time::timeout(r.policy.timeout, r.resource.activate(epoch)).await {
+        let activation = isolated(app, r, "resource.activate", |res| {
+            Box::pin(async move { res.activate(epoch).await })
+        });
+        match tokio::time::timeout(r.policy.timeout, activation).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => last = Some(e),
             Err(_) => {
-                last = Some(crate::error::Error::Timeout(format!(
+                last = Some(Error::Timeout(format!(
                     "activating {} took longer than {:?}",
                     r.resource.name(),
                     r.policy.timeout
@@ -124,14 +155,17 @@ async fn activate_one(r: &Registered, epoch: Epoch) -> Result<()> {
             backoff *= 2;
         }
     }
-    Err(last.unwrap_or_else(|| crate::error::Error::Internal("no activation attempt".into())))
+    Err(last.unwrap_or_else(|| Error::Internal("no activation attempt".into())))
 }
 
-/// Deactivates `resources` in reverse order; failures are logged (deactivation is retried by
-/// the next transition).
-pub(crate) async fn deactivate_all(resources: &[Registered]) {
+/// Deactivates `resources` of `app` in reverse order, each in its own task; failures and
+/// panics are logged (deactivation is retried by the next transition).
+pub(crate) async fn deactivate_all(app: &App, resources: &[Registered]) {
     for r in resources.iter().rev() {
-        match tokio::time::timeout(r.policy.timeout, r.resource.deactivate()).await {
+        let deactivation = isolated(app, r, "resource.deactivate", |res| {
+            Box::pin(async move { res.deactivate().await })
+        });
+        match tokio::time::timeout(r.policy.timeout, deactivation).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::error!(resource = r.resource.name(), error = %e, "deactivation failed")

@@ -14,6 +14,7 @@ use tracing::{Instrument, Span, debug, info_span};
 
 use super::app::{App, read};
 use super::hooks::{BoxError, handler_error};
+use super::isolate;
 use super::platform::Shared;
 use crate::election::LeaseRecord;
 use crate::error::{Error, Result};
@@ -222,9 +223,18 @@ async fn dispatch(app: &App, shared: &Arc<Shared>, msg: Message) -> Result<Bytes
         index: 0,
         handler,
     };
-    match tokio::time::timeout(meta.timeout, next.run(request)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(handler_error(e)),
+    // The chain runs in its own task: a panic becomes an error reply, not a lost request.
+    let chain = isolate::run(async move { next.run(request).await });
+    match tokio::time::timeout(meta.timeout, chain).await {
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+        Ok(Ok(Err(e))) => Err(handler_error(e)),
+        Ok(Err(panicked)) => {
+            isolate::report(Some(shared), Some(app.name()), "rpc", &panicked);
+            Err(Error::Handler(format!(
+                "handler {} {panicked}",
+                meta.method
+            )))
+        }
         Err(_) => Err(Error::Timeout(format!(
             "handler {} did not finish within {:?}",
             meta.method, meta.timeout

@@ -15,7 +15,7 @@ use cluster_core::{BucketConfig, Error, KvBucket, KvStore, Result};
 pub use bucket::NatsKvBucket;
 
 use crate::connection::NatsConnection;
-use crate::error::describe;
+use crate::error::{describe, is_placement_refused};
 
 /// Creates and opens JetStream KV buckets (stream `KV_<name>`, history 1, file storage).
 ///
@@ -80,7 +80,7 @@ impl KvStore for NatsKvStore {
                 Ok(store) => store,
                 Err(create_err) => js.get_key_value(config.name.clone()).await.map_err(|_| {
                     let text = describe(&create_err);
-                    if text.contains("insufficient resources") || text.contains("replicas") {
+                    if is_placement_refused(&create_err) {
                         Error::InvalidArgument(format!(
                             "cannot create bucket {}: {text}",
                             config.name

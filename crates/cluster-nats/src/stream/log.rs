@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
@@ -15,7 +16,10 @@ use cluster_core::{Error, Headers, Result, Revision};
 use super::LogConfig;
 use super::read::read_stream;
 use crate::connection::NatsConnection;
-use crate::error::{describe, retry_unknown_stream, transient, wrong_last_sequence};
+use crate::error::{
+    describe, is_wrong_last_sequence, jetstream_code, retry_unknown_stream, transient,
+    wrong_last_sequence,
+};
 use crate::transport::{from_header_map, to_header_map};
 
 /// Headers the server may keep on stored messages that are publish conditions, not data.
@@ -178,13 +182,11 @@ impl ReplicatedLog for NatsReplicatedLog {
         let what = self.what("append");
         let map = |e: async_nats::jetstream::context::PublishError| -> Error {
             let text = describe(&e);
-            if text.contains("wrong last sequence")
-                || e.kind() == PublishErrorKind::WrongLastSequence
-            {
+            if is_wrong_last_sequence(&e) {
                 return Error::Conflict {
                     key: self.config.stream.clone(),
                     expected: expected_last_seq.map(Revision),
-                    current: wrong_last_sequence(&text).map(Revision),
+                    current: wrong_last_sequence(&e).map(Revision),
                 };
             }
             match e.kind() {
@@ -269,7 +271,7 @@ impl ReplicatedLog for NatsReplicatedLog {
                 LastRawMessageErrorKind::NoMessageFound => Ok(None),
                 _ => {
                     let text = describe(&e);
-                    if text.contains("no message found") {
+                    if jetstream_code(&e) == Some(ErrorCode::NO_MESSAGE_FOUND) {
                         Ok(None)
                     } else {
                         Err(transient(

@@ -127,6 +127,11 @@ impl NatsServer {
         SocketAddr::from(([127, 0, 0, 1], self.monitor_port))
     }
 
+    /// `GET path` on the monitoring endpoint (`/varz`, `/jsz?api=true`, ...): status and body.
+    pub fn monitor_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        super::http::get(self.monitor_addr(), path)
+    }
+
     /// The server's log file.
     pub fn log_path(&self) -> &Path {
         self.process.log()

@@ -203,8 +203,8 @@ impl Agent {
                 if let Some(hook) = hook {
                     let ctx = app.context(app.fencing_token());
                     let _ = run_hook(
+                        app,
                         HookKind::OnMigrationComplete,
-                        app.timeout(HookKind::OnMigrationComplete),
                         &ctx.cancel,
                         hook(ctx.clone(), (mv.from.clone(), me.clone())),
                     )
@@ -228,8 +228,8 @@ impl Agent {
         if let Some(hook) = hook {
             let ctx = app.context(app.fencing_token());
             if let Err(e) = run_hook(
+                app,
                 HookKind::OnMigrationStart,
-                app.timeout(HookKind::OnMigrationStart),
                 &ctx.cancel,
                 hook(ctx.clone(), (me.clone(), target.clone())),
             )

@@ -19,10 +19,13 @@ mod auto_ops;
 mod controller;
 mod labels_watch;
 mod lock;
+mod mirror;
 mod observe;
 mod ops;
 mod rebalance_ops;
 mod ring;
+
+pub(crate) use mirror::MirroredBucket;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -211,8 +211,8 @@ async fn run_partition_hook(app: &App, kind: HookKind, partitions: &[u32]) -> bo
     let Some(hook) = hook else { return true };
     let ctx = app.context(None);
     run_hook(
+        app,
         kind,
-        app.timeout(kind),
         &ctx.cancel,
         hook(ctx.clone(), partitions.to_vec()),
     )
