@@ -8,7 +8,8 @@
 //! * `tools`: only install what the tests need (system packages and nats-server).
 //! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons).
 //! * `demo`: nats-server + 3 daemons, show the leader, SIGKILL it, show the failover, clean up.
-//! * `release`: optimised `cluster` binary and SHA-256 checksums in `dist/`, version from git.
+//! * `release`: the release archive in `dist/` (binary, systemd unit, example configuration,
+//!   completions, man pages, checksums; see `release.rs`), version from git.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod e2e;
+mod release;
 mod system;
 mod tools;
 
@@ -47,7 +49,7 @@ fn main() -> Result<()> {
         Some("e2e") => e2e::e2e(&root),
         Some("bench") => bench(&root, &args[1..]),
         Some("demo") => e2e::demo(&root),
-        Some("release") => e2e::release(&root),
+        Some("release") => release::release(&root),
         Some("tools") => system::ensure_system().and_then(|()| {
             tools::ensure_nats_server(&root).map(|p| {
                 println!("nats-server: {}", p.display());
