@@ -280,7 +280,28 @@ async fn the_shipped_unit_is_ready_after_start_restarted_by_the_watchdog_and_sto
         "the restarted daemon announced READY again:\n{text}"
     );
 
-    // 4. `systemctl stop`: a graceful leave (the member record is deleted, not left to expire
+    // 4. SIGKILL: Restart=on-failure brings the node back (after its old member record
+    // expired: until then the new incarnation is refused with NodeIdInUse and retried).
+    common::wait_for("sd1 back", Duration::from_secs(20), || {
+        members(cfg).filter(|m| m.len() == 2)
+    });
+    let before = restarted.2;
+    m.kill_unit(UNIT, libc::SIGKILL).await;
+    let killed_at = Instant::now();
+    let back = wait_state(
+        &m,
+        "restarted after SIGKILL",
+        TTL + Duration::from_secs(30),
+        |s| s.0 == "active" && s.2 != 0 && s.2 != before,
+        &log,
+    )
+    .await;
+    println!(
+        "SIGKILL: active again after {:?} (membership TTL {TTL:?}); {back:?}",
+        killed_at.elapsed()
+    );
+
+    // 5. `systemctl stop`: a graceful leave (the member record is deleted, not left to expire
     // after the TTL), ending `inactive` with exit status 0 rather than `failed`.
     common::wait_for("sd1 back", Duration::from_secs(20), || {
         members(cfg).filter(|m| m.len() == 2)
@@ -311,8 +332,8 @@ async fn the_shipped_unit_is_ready_after_start_restarted_by_the_watchdog_and_sto
     );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("stopped"),
-        "the daemon ended its run:\n{text}"
+        text.contains("shutting down gracefully") && text.contains("stopped"),
+        "the daemon took the graceful path:\n{text}"
     );
     drop(n2);
 }
