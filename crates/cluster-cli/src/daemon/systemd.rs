@@ -102,7 +102,8 @@ async fn run(
             };
             if !stuck_apps.is_empty() {
                 warn!(apps = ?stuck_apps, "leader role held without a valid lease; no longer petting the systemd watchdog");
-            } else if alive && last_pet.is_none_or(|t| t.elapsed() >= w) {
+            } else if alive && last_pet.is_none_or(|t| t.elapsed() + every > w) {
+                // The last tick before `w` (half of WatchdogSec) has passed since the last pet.
                 send(&[NotifyState::Watchdog]);
                 last_pet = Some(Instant::now());
             }
