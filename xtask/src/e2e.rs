@@ -1,5 +1,5 @@
-//! `cargo xtask e2e|demo|release`: end-to-end tests with the real `cluster` binary, the
-//! multi-node demo and release builds.
+//! `cargo xtask e2e|demo`: end-to-end tests with the real `cluster` binary and the multi-node
+//! demo.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -34,13 +34,13 @@ pub(crate) fn e2e(root: &Path) -> Result<()> {
     )
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -161,43 +161,4 @@ pub(crate) fn demo(root: &Path) -> Result<()> {
     drop(procs);
     let _ = std::fs::remove_dir_all(&store);
     result
-}
-
-/// Optimised binary plus SHA-256 checksum, the version taken from git.
-pub(crate) fn release(root: &Path) -> Result<()> {
-    let describe = Command::new("git")
-        .args(["describe", "--tags", "--always", "--dirty"])
-        .current_dir(root)
-        .output()
-        .context("cannot run git")?;
-    let version = String::from_utf8_lossy(&describe.stdout).trim().to_owned();
-    if version.is_empty() {
-        bail!("git describe gave no version");
-    }
-    run(
-        root,
-        "cargo",
-        &["build", "--release", "-p", "cluster-cli"],
-        &[("CLUSTER_BUILD_VERSION", &version)],
-    )?;
-    let bin = target_dir(root).join("release").join("cluster");
-    let dist = root.join("dist");
-    std::fs::create_dir_all(&dist)?;
-    let name = format!(
-        "cluster-{version}-{}-{}",
-        std::env::consts::ARCH,
-        std::env::consts::OS
-    );
-    let out = dist.join(&name);
-    std::fs::copy(&bin, &out).with_context(|| format!("copy {}", bin.display()))?;
-    let bytes = std::fs::read(&out)?;
-    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes));
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(dist.join("SHA256SUMS"), format!("{hex}  {name}\n"))?;
-    println!(
-        "==> {} ({} bytes)\n    sha256 {hex}",
-        out.display(),
-        bytes.len()
-    );
-    Ok(())
 }

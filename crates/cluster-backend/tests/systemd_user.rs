@@ -1,12 +1,9 @@
 //! The systemd backend against a real systemd user manager, run in private mount and PID
-//! namespaces (environment.md §7.2): the "booted with systemd" marker exists only inside the
-//! mount namespace, and killing the namespace's first process takes everything in it down.
+//! namespaces (cluster-testkit's `systemd_user`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,134 +12,20 @@ use cluster_backend::{BackendOptions, BackendResource, RestartPolicy};
 use cluster_core::Epoch;
 use cluster_core::backend::{Backend, BackendState};
 use cluster_core::runtime::ActiveResource;
+use cluster_testkit::systemd_user::UserManager;
 
-const HINT: &str = "needs root, util-linux (unshare), dbus and systemd: \
-    apt-get install -y systemd dbus util-linux";
-
-const SCRIPT: &str = r#"set -e
-T=$1
-mount --make-rprivate /
-mkdir -p /run/systemd
-mount -t tmpfs tmpfs /run/systemd
-mkdir -p /run/systemd/system
-export XDG_RUNTIME_DIR=$T/xdg XDG_CONFIG_HOME=$T/cfg
-mkdir -p -m 700 $XDG_RUNTIME_DIR
-dbus-daemon --session --address=unix:path=$XDG_RUNTIME_DIR/bus --nofork --nopidfile --syslog-only &
-export DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus
-/lib/systemd/systemd --user &
-wait
-"#;
-
-/// A systemd user manager in its own namespaces, killed (with everything it runs) on drop.
-struct UserManager {
-    dir: PathBuf,
-    unshare: Child,
+/// The backend's configuration for a unit of the test manager.
+trait UnitConfig {
+    fn config(&self, unit: &str) -> SystemdConfig;
 }
 
-impl UserManager {
-    async fn start(tag: &str) -> Self {
-        for bin in [
-            "/usr/bin/unshare",
-            "/usr/bin/dbus-daemon",
-            "/lib/systemd/systemd",
-        ] {
-            assert!(Path::new(bin).exists(), "{bin} is missing: {HINT}");
-        }
-        let dir = common::scratch(tag);
-        std::fs::create_dir_all(dir.join("cfg/systemd/user")).unwrap();
-        std::fs::write(dir.join("run.sh"), SCRIPT).unwrap();
-        let unshare = Command::new("unshare")
-            .args(["-m", "-p", "-f", "--kill-child", "--mount-proc", "bash"])
-            .arg(dir.join("run.sh"))
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("unshare: {e}; {HINT}"));
-        let manager = Self { dir, unshare };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(conn) = manager.connect().await
-                && let Ok(reply) = conn
-                    .call_method(
-                        Some("org.freedesktop.systemd1"),
-                        "/org/freedesktop/systemd1",
-                        Some("org.freedesktop.DBus.Properties"),
-                        "Get",
-                        &("org.freedesktop.systemd1.Manager", "SystemState"),
-                    )
-                    .await
-                && let Ok(v) = reply.body().deserialize::<zbus::OwnedVariant>()
-                && format!("{:?}", &*v).contains("running")
-            {
-                return manager;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the systemd user manager did not reach `running`; {HINT}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn address(&self) -> String {
-        format!("unix:path={}", self.dir.join("xdg/bus").display())
-    }
-
-    async fn connect(&self) -> zbus::Result<zbus::Connection> {
-        zbus::connection::Builder::address(self.address().as_str())
-            .build()
-            .await
-    }
-
-    /// Writes a unit file and reloads the manager.
-    async fn unit(&self, name: &str, body: &str) {
-        std::fs::write(self.dir.join("cfg/systemd/user").join(name), body).unwrap();
-        self.connect()
-            .await
-            .unwrap()
-            .call_method(
-                Some("org.freedesktop.systemd1"),
-                "/org/freedesktop/systemd1",
-                Some("org.freedesktop.systemd1.Manager"),
-                "Reload",
-                &(),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn kill_unit(&self, name: &str) {
-        self.connect()
-            .await
-            .unwrap()
-            .call_method(
-                Some("org.freedesktop.systemd1"),
-                "/org/freedesktop/systemd1",
-                Some("org.freedesktop.systemd1.Manager"),
-                "KillUnit",
-                &(name, "main", 9i32),
-            )
-            .await
-            .unwrap();
-    }
-
+impl UnitConfig for UserManager {
     fn config(&self, unit: &str) -> SystemdConfig {
         let mut c = SystemdConfig::new(unit);
         c.bus = SystemdBus::Address(self.address());
         c.start_timeout = Duration::from_secs(20);
         c.stop_timeout = Duration::from_secs(20);
         c
-    }
-}
-
-impl Drop for UserManager {
-    fn drop(&mut self) {
-        // SIGKILL to unshare: --kill-child kills the namespace's init, and with it every
-        // process of the PID namespace (dbus-daemon, systemd, the units).
-        let _ = self.unshare.kill();
-        let _ = self.unshare.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -313,7 +196,7 @@ async fn the_coordinator_restarts_a_killed_unit() {
     let resource = BackendResource::new(backend.clone(), options);
     resource.activate(Epoch(2)).await.unwrap();
     let first = backend.status().await.unwrap().id.unwrap();
-    m.kill_unit("cltest-svc.service").await;
+    m.kill_unit("cltest-svc.service", 9).await;
     common::eventually("restarted", Duration::from_secs(30), || {
         resource.stats().restarts == 1 && resource.stats().state == "running"
     })

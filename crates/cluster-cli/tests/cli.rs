@@ -101,6 +101,13 @@ fn the_example_config_is_valid() {
     let r = cli(&["check", "--config", example]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("valid (platform demo"), "{}", r.stdout);
+    let compose = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/compose/cluster.toml"
+    );
+    let r = cli(&["check", "--config", compose]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("valid (platform compose"), "{}", r.stdout);
 }
 
 #[test]

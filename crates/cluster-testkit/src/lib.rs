@@ -10,12 +10,15 @@
 //! * [`nats_server`]: launchers for real `nats-server` processes (a single server, a
 //!   three-server JetStream cluster) with crash, restart and pause controls, and a TCP fault
 //!   proxy to partition one client from NATS.
+//! * `systemd_user` (feature `systemd`): a real systemd user manager in private namespaces.
 
 pub mod conformance;
 pub mod memory;
 pub mod metrics;
 pub mod nats_server;
 pub mod scenario;
+#[cfg(feature = "systemd")]
+pub mod systemd_user;
 
 pub use memory::{
     MemoryAuditLog, MemoryBucket, MemoryKvStore, MemoryNetwork, MemoryTransport, NetworkConfig,

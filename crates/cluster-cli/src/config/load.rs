@@ -20,7 +20,13 @@ pub(crate) fn load(path: &Path) -> Result<Config, Problems> {
         Problems(vec![Problem {
             file: file.clone(),
             key: String::new(),
-            why: format!("cannot read the file: {e}"),
+            why: if e.kind() == std::io::ErrorKind::NotFound {
+                "no such file: create it (examples/cluster.toml of the release archive is a \
+                 start; keys in docs/CONFIG.md) or pass --config"
+                    .to_owned()
+            } else {
+                format!("cannot read the file: {e}")
+            },
         }])
     })?;
     parse_str(&file, &text)

@@ -11,6 +11,7 @@ pub(crate) mod backends;
 mod dev;
 mod lock;
 mod signals;
+mod systemd;
 pub(crate) mod vip;
 pub(crate) mod wal;
 
@@ -187,7 +188,13 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
     )
     .await?;
     info!(platform = %settings.platform, %node, nats = %servers, apps = apps.len(), "starting");
-    let result = run_until_signal(&platform, &mut signals, config.options.shutdown_timeout).await;
+    let result = run_until_signal(
+        &platform,
+        &apps,
+        &mut signals,
+        config.options.shutdown_timeout,
+    )
+    .await;
     let _ = conn.close().await;
     result
 }
@@ -196,11 +203,13 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
 /// (+ grace); a second signal exits the process at once.
 pub(crate) async fn run_until_signal(
     platform: &Platform,
+    apps: &[App],
     signals: &mut signals::Signals,
     shutdown_timeout: Duration,
 ) -> CliResult {
     let runner = platform.clone();
     let mut task = tokio::spawn(async move { runner.run().await });
+    let notifier = systemd::Notifier::start(platform, apps);
     let started = tokio::select! {
         r = platform.wait_started() => r.is_ok(),
         r = &mut task => return finished(r),
@@ -220,6 +229,7 @@ pub(crate) async fn run_until_signal(
             s = signals.next() => info!(signal = s, "shutting down gracefully (a second signal forces exit)"),
         }
     }
+    notifier.stopping();
     platform.shutdown();
     let bound = shutdown_timeout + SHUTDOWN_GRACE;
     tokio::select! {
