@@ -42,7 +42,7 @@ pub(super) async fn claim(shared: &Shared, bucket: &dyn KvBucket, key: &str) -> 
         }
         let Some(entry) = bucket.get(key).await? else {
             // Gone between create and get (or the read lags): try again shortly.
-            pause(shared, shared.options.member_refresh / 10).await?;
+            pause(shared, jittered(shared.options.member_refresh / 10)).await?;
             continue;
         };
         let decoded = MemberRecord::decode(&entry.value).ok();
@@ -50,6 +50,8 @@ pub(super) async fn claim(shared: &Shared, bucket: &dyn KvBucket, key: &str) -> 
             if let Some(rev) = take_over(shared, bucket, key, record, &entry, &why).await? {
                 return Ok(rev);
             }
+            // Rewritten meanwhile: look again shortly (a writer in a loop cannot make us spin).
+            pause(shared, jittered(shared.options.member_refresh / 10)).await?;
             continue;
         }
         let now = shared.clock.now();
@@ -73,6 +75,8 @@ pub(super) async fn claim(shared: &Shared, bucket: &dyn KvBucket, key: &str) -> 
             if let Some(rev) = take_over(shared, bucket, key, record, &entry, &why).await? {
                 return Ok(rev);
             }
+            // Rewritten meanwhile: look again shortly (a writer in a loop cannot make us spin).
+            pause(shared, jittered(shared.options.member_refresh / 10)).await?;
             continue;
         }
         if let Some(w) = watch.as_mut() {
@@ -157,4 +161,10 @@ async fn pause(shared: &Shared, d: Duration) -> Result<()> {
         _ = tokio::time::sleep(d) => Ok(()),
         _ = shared.shutdown.cancelled() => Err(Error::ShuttingDown),
     }
+}
+
+/// `d` plus a random 0–100 % (spreads retries of processes that collided).
+pub(super) fn jittered(d: Duration) -> Duration {
+    let r = uuid::Uuid::new_v4().as_u128() % 1000;
+    d + d.mul_f64(r as f64 / 1000.0)
 }

@@ -138,9 +138,9 @@ impl Presence {
                             Repair::Retry => {}
                         }
                         // A peer rewriting our key in a loop wakes the heartbeat each time:
-                        // repairs happen at most ten times per `member_refresh`.
+                        // repairs happen at most ten times per `member_refresh` (jittered).
                         drop(shared);
-                        tokio::time::sleep(every / 10).await;
+                        tokio::time::sleep(super::member_claim::jittered(every / 10)).await;
                     }
                     Err(e) => debug!(error = %e, "member heartbeat failed; retrying"),
                 }
