@@ -53,8 +53,19 @@ async fn impossible_moves_and_approvals_are_refused_at_once() {
         r = p.move_app(mv("db", &standby, &standby)) => r.unwrap_err(),
         () = tokio::time::sleep(Duration::from_secs(1)) => quick("move from a standby").await,
     };
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    // A Singleton move "from" a standby to another node.
+    let third = c
+        .names()
+        .into_iter()
+        .find(|n| *n != leader && *n != standby)
+        .unwrap();
+    let err = tokio::select! {
+        r = p.move_app(mv("db", &standby, &third)) => r.unwrap_err(),
+        () = tokio::time::sleep(Duration::from_secs(2)) => quick("move from a standby").await,
+    };
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
-    assert!(err.to_string().contains("standby"), "{err}");
+    assert!(err.to_string().contains("not the leader"), "{err}");
     // A Spread app cannot be moved: refused at once instead of a 60 s timeout.
     let other = c.names().into_iter().find(|n| *n != standby).unwrap();
     let err = tokio::select! {

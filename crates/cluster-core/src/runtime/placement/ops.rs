@@ -444,16 +444,23 @@ impl Platform {
                 mode
             )));
         }
-        if mode.is_singleton() && info.role != Role::Leader {
-            return Err(Error::InvalidArgument(format!(
-                "{from} is a standby of {app}, not its leader: move --from the leader \
-                 (see `cluster app status {app}`)"
-            )));
-        }
         if to.as_ref() == Some(&from) {
             return Err(Error::Unsupported(format!(
                 "{app} already runs on {from}: moving it to the same node does nothing"
             )));
+        }
+        if mode.is_singleton() {
+            // The leader as the election sees it now (a membership record may lag behind a
+            // change of leader by a refresh); with no leader known the move waits as before.
+            let soon = tokio::time::Instant::now() + Duration::from_secs(1);
+            if let Ok(leader) = self.shared().resolve_leader(&app, soon).await
+                && leader != from
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{from} is not the leader of {app} ({leader} is): move --from the leader \
+                     (see `cluster app status {app}`)"
+                )));
+            }
         }
         if let Some(to) = &to {
             let target = self.member(to).await?;
