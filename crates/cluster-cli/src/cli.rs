@@ -164,6 +164,12 @@ pub(crate) enum NodeCommand {
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         max_concurrent: usize,
     },
+    /// Remove the member record of a node that is gone (not renewed); refused, with the
+    /// reason, for a live node.
+    Remove {
+        /// The node id.
+        id: String,
+    },
     /// Stop placing new instances on a node (it keeps what it runs).
     Cordon {
         /// The node id.

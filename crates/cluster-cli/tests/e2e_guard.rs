@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,41 +38,6 @@ graceful_timeout = "1s"
     )
 }
 
-/// Live (non-zombie) `sleep <marker>` processes: pid → parent pid.
-fn backends(marker: u64) -> BTreeMap<u32, u32> {
-    let mut out = BTreeMap::new();
-    let want = marker.to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-        if args.len() != 2 || !args[0].ends_with(b"sleep") || args[1] != want.as_bytes() {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") {
-            continue;
-        }
-        if let Some(ppid) = fields.get(1).and_then(|p| p.parse().ok()) {
-            out.insert(pid, ppid);
-        }
-    }
-    out
-}
-
 /// One sample: when, and the parent pids (daemons) of the live backends.
 type Sample = (Instant, Vec<u32>);
 
@@ -91,7 +55,7 @@ impl Sampler {
         let (s, out) = (stop.clone(), samples.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                let seen: Vec<u32> = backends(marker).into_values().collect();
+                let seen: Vec<u32> = common::sleep_processes(marker).into_values().collect();
                 out.lock().unwrap().push((Instant::now(), seen));
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -132,13 +96,18 @@ fn a_sigstopped_leader_never_runs_its_backend_alongside_the_new_leader() {
 
     // One backend, on the leader; the standby is up (its member record and campaign).
     let leader_pid = wait_for("the backend on one node", Duration::from_secs(30), || {
-        let b = backends(marker);
+        let b = common::sleep_processes(marker);
         (b.len() == 1).then(|| *b.values().next().unwrap())
     });
     let leader = pid_of(leader_pid).expect("the backend's parent is a daemon");
     let standby = daemons.iter().find(|d| d.child.id() != leader_pid).unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(backends(marker).len(), 1, "{}", logs(&daemons));
+    assert_eq!(
+        common::sleep_processes(marker).len(),
+        1,
+        "{}",
+        logs(&daemons)
+    );
 
     let sampler = Sampler::start(marker);
     std::thread::sleep(Duration::from_millis(200));
@@ -206,7 +175,7 @@ fn a_sigstopped_leader_never_runs_its_backend_alongside_the_new_leader() {
         "the resumed daemon restarted its backend while not leader\n{}",
         logs(&daemons)
     );
-    let b = backends(marker);
+    let b = common::sleep_processes(marker);
     assert_eq!(
         b.values().copied().collect::<Vec<_>>(),
         [standby.child.id()],

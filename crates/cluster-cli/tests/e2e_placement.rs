@@ -46,44 +46,9 @@ fn marker(k: u64) -> u64 {
     7_000_000 + u64::from(std::process::id()) * 10 + k
 }
 
-/// Live (non-zombie) `sleep <marker>` processes: pid → parent pid.
-fn backends(marker: u64) -> BTreeMap<u32, u32> {
-    let mut out = BTreeMap::new();
-    let want = marker.to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-        if args.len() != 2 || !args[0].ends_with(b"sleep") || args[1] != want.as_bytes() {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") {
-            continue;
-        }
-        if let Some(ppid) = fields.get(1).and_then(|p| p.parse().ok()) {
-            out.insert(pid, ppid);
-        }
-    }
-    out
-}
-
 /// The nodes whose daemon is the parent of a backend process.
 fn backend_nodes(marker: u64, daemons: &[Daemon]) -> Vec<String> {
-    let mut nodes: Vec<String> = backends(marker)
+    let mut nodes: Vec<String> = common::sleep_processes(marker)
         .values()
         .filter_map(|ppid| {
             daemons
@@ -112,7 +77,7 @@ impl Sampler {
         let (s, m, o) = (stop.clone(), max.clone(), over.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                let seen = backends(marker);
+                let seen = common::sleep_processes(marker);
                 m.fetch_max(seen.len(), Ordering::SeqCst);
                 if seen.len() > limit {
                     o.lock().unwrap().push(seen);
@@ -219,7 +184,11 @@ fn singleton_backend_runs_once_fails_over_drains_and_moves() {
         "failover after SIGKILL: backend running on {second} after {:?}",
         killed_at.elapsed()
     );
-    assert_eq!(backends(m).len(), 1, "the killed leader's backend is gone");
+    assert_eq!(
+        common::sleep_processes(m).len(),
+        1,
+        "the killed leader's backend is gone"
+    );
 
     // Drain via the CLI: progress lines, completes, the node runs nothing.
     let r = cli(&[
@@ -422,7 +391,10 @@ fn labels_place_pending_apps_migrate_on_label_apps_and_cordon_survives_controlle
             .then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
-    assert!(backends(m).is_empty(), "store must be pending");
+    assert!(
+        common::sleep_processes(m).is_empty(),
+        "store must be pending"
+    );
 
     // A node that qualifies later picks the pending app up.
     let r = cli(&["--config", cfg_s, "node", "label", "n2", "tier=storage"]);

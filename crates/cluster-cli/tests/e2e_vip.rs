@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -213,41 +212,6 @@ fn marker() -> u64 {
     8_000_000 + u64::from(std::process::id())
 }
 
-/// Live (non-zombie) `sleep <marker>` processes: pid → parent pid.
-fn backends(marker: u64) -> BTreeMap<u32, u32> {
-    let mut out = BTreeMap::new();
-    let want = marker.to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-        if args.len() != 2 || !args[0].ends_with(b"sleep") || args[1] != want.as_bytes() {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") {
-            continue;
-        }
-        if let Some(ppid) = fields.get(1).and_then(|p| p.parse().ok()) {
-            out.insert(pid, ppid);
-        }
-    }
-    out
-}
-
 /// The cluster under test.
 struct Cluster {
     lan: Lan,
@@ -361,7 +325,7 @@ graceful_timeout = "1s"
 
     /// The nodes whose daemon is the parent of a backend process (and the total count).
     fn backend_nodes(&self) -> (Vec<String>, usize) {
-        let procs = backends(self.marker);
+        let procs = common::sleep_processes(self.marker);
         let daemons = self.daemons.lock().unwrap();
         let nodes = procs
             .values()
@@ -462,7 +426,7 @@ impl Sampler {
                         ));
                     }
                 }
-                let procs = backends(marker);
+                let procs = common::sleep_processes(marker);
                 if procs.len() > 1 {
                     v.lock()
                         .unwrap()
@@ -561,7 +525,10 @@ fn vip_and_backend_fail_over_together_with_one_holder_at_a_time() {
     // (d) A backend that keeps failing: its process dies and every restart fails, so the
     // coordinator gives up and steps the node down; the standby takes over.
     std::fs::write(cluster.dir.0.join(format!("broken-{third}")), "").unwrap();
-    let (pid, _) = backends(cluster.marker).into_iter().next().unwrap();
+    let (pid, _) = common::sleep_processes(cluster.marker)
+        .into_iter()
+        .next()
+        .unwrap();
     let t = Instant::now();
     // SAFETY: kill(2) of the backend process found above.
     #[allow(unsafe_code)]
@@ -620,7 +587,7 @@ fn vip_and_backend_fail_over_together_with_one_holder_at_a_time() {
     cluster.daemons.lock().unwrap().clear();
     assert!(cluster.holders().is_empty(), "no VIP after shutdown");
     assert_eq!(
-        backends(cluster.marker).len(),
+        common::sleep_processes(cluster.marker).len(),
         0,
         "no backend after shutdown"
     );

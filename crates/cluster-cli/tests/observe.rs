@@ -160,7 +160,14 @@ fn metrics_health_ready_and_audit_of_a_live_daemon() {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["platform", "membership", "nats", "app:db", "app:web"])
+        BTreeSet::from([
+            "platform",
+            "membership",
+            "nats",
+            "app:db",
+            "leader:db",
+            "app:web"
+        ])
     );
     assert_eq!(get(h, "/nope").unwrap().0, 404);
 

@@ -115,8 +115,8 @@ pub enum Error {
     },
     /// Another live process already uses this node id.
     #[error(
-        "node id {0} is already in use by a live node; pick another --node, or if that node \
-         crashed wait for its membership lease to expire"
+        "node id {0} is already in use by a live node (its member record keeps being \
+         renewed); pick another --node"
     )]
     NodeIdInUse(NodeId),
     /// The store or transport cannot be reached (disconnected, partitioned, closed).

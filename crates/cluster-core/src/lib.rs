@@ -12,6 +12,7 @@ pub mod duration;
 pub mod election;
 pub mod epoch;
 pub mod error;
+pub mod host;
 pub mod id;
 pub mod kv;
 pub mod labels;

@@ -77,6 +77,9 @@ pub struct Member {
     ///
     /// [`LoadProbe`]: crate::runtime::LoadProbe
     pub load: Option<NodeLoad>,
+    /// The member's host and lock file (`None`: not advertised, see
+    /// [`HostLock`](crate::host::HostLock)).
+    pub host: Option<crate::host::HostInfo>,
 }
 
 /// A node's load, as fractions in permille (integers, so records compare exactly): `cpu` is

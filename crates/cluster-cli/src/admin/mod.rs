@@ -2,6 +2,7 @@
 
 pub(crate) mod auto_rebalance;
 mod channel;
+mod node_remove;
 pub(crate) mod placement;
 pub(crate) mod snapshot;
 mod views;
@@ -18,7 +19,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 pub(crate) use channel::{BridgeRequest, BridgeResponse, Channel, dev_control};
-use views::{InstanceSummary, PlatformStatus, merge_views, mode_word, platform_status};
+use views::{
+    InstanceSummary, PlatformStatus, leader_text, merge_views, mode_word, platform_status,
+};
 
 use crate::exit::{CliResult, Code, Failure};
 use crate::output::{JSON_VERSION, Table, dash, print_json};
@@ -165,7 +168,7 @@ fn apps_table(st: &PlatformStatus) -> String {
             a.name.to_string(),
             mode_word(&a.mode),
             if singleton {
-                dash(a.leader.as_ref())
+                a.leader_text()
             } else {
                 "-".into()
             },
@@ -315,7 +318,7 @@ pub(crate) async fn app_list(settings: &Settings, channel: &Channel) -> CliResul
         t.row(vec![
             a.name.to_string(),
             mode_word(&a.mode),
-            dash(a.leader.as_ref()),
+            leader_text(a.leader.as_ref(), a.no_leader_ms),
             dash(a.epoch),
             join(&a.nodes),
         ]);
@@ -403,7 +406,7 @@ pub(crate) async fn app_status(settings: &Settings, channel: &Channel, name: &st
     if a.mode == Mode::Singleton {
         println!(
             "leader: {}   epoch: {}",
-            dash(a.leader.as_ref()),
+            leader_text(a.leader.as_ref(), a.no_leader_ms),
             dash(a.epoch)
         );
     }
@@ -653,6 +656,7 @@ pub(crate) async fn node_command(
             placement::cordon(settings, channel, id, reason.as_deref()).await
         }
         N::Uncordon { id } => placement::uncordon(settings, channel, id).await,
+        N::Remove { id } => node_remove::remove(settings, channel, id).await,
         N::Label { id, changes } => placement::label(settings, channel, id, changes).await,
         N::Drain {
             id,

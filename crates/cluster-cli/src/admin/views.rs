@@ -41,8 +41,28 @@ pub(crate) struct AppSummary {
     pub(crate) mode: Mode,
     pub(crate) leader: Option<NodeId>,
     pub(crate) epoch: Option<Epoch>,
+    /// While no node reports a valid lease: for how long (milliseconds, the shortest any node
+    /// reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) no_leader_ms: Option<u64>,
     pub(crate) nodes: Vec<NodeId>,
     pub(crate) instances: Vec<InstanceSummary>,
+}
+
+impl AppSummary {
+    /// The leader column: the node, `no leader (since 4.2 s)`, or `-`.
+    pub(crate) fn leader_text(&self) -> String {
+        leader_text(self.leader.as_ref(), self.no_leader_ms)
+    }
+}
+
+/// A leader for display: the node, `no leader (since 4.2 s)` when none is known, else `-`.
+pub(crate) fn leader_text(leader: Option<&NodeId>, no_leader_ms: Option<u64>) -> String {
+    match (leader, no_leader_ms) {
+        (Some(l), _) => l.to_string(),
+        (None, Some(ms)) => format!("no leader (since {:.1} s)", ms as f64 / 1000.0),
+        (None, None) => "-".to_owned(),
+    }
 }
 
 /// `cluster status --json`.
@@ -76,6 +96,13 @@ pub(crate) fn merge_views(views: impl IntoIterator<Item = AppView>) -> BTreeMap<
                 if v.epoch > m.epoch && v.leader.is_some() {
                     m.leader = v.leader;
                     m.epoch = v.epoch;
+                }
+                m.no_leader_ms = match (m.no_leader_ms, v.no_leader_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                if m.leader.is_some() {
+                    m.no_leader_ms = None;
                 }
             }
         }
@@ -119,6 +146,7 @@ pub(crate) fn platform_status(
                 mode: v.mode,
                 leader: v.leader,
                 epoch: v.epoch,
+                no_leader_ms: v.no_leader_ms,
                 nodes: v.nodes,
                 instances,
             }
@@ -156,7 +184,33 @@ mod tests {
             nodes: nodes.iter().map(|n| n.parse().unwrap()).collect(),
             leader: leader.map(|l| l.parse().unwrap()),
             epoch: epoch.map(Epoch),
+            no_leader_ms: None,
         }
+    }
+
+    #[test]
+    fn no_leader_shows_for_how_long() {
+        let mut a = view(None, None, &["n1"]);
+        a.no_leader_ms = Some(4_200);
+        let mut b = view(None, None, &["n2"]);
+        b.no_leader_ms = Some(6_000);
+        let merged = merge_views([a, b]);
+        let db = &merged[&"db".parse::<AppName>().unwrap()];
+        assert_eq!(db.no_leader_ms, Some(4_200));
+        assert_eq!(
+            leader_text(db.leader.as_ref(), db.no_leader_ms),
+            "no leader (since 4.2 s)"
+        );
+        let mut c = view(Some("n3"), Some(7), &["n3"]);
+        c.no_leader_ms = None;
+        let mut d = view(None, None, &["n1"]);
+        d.no_leader_ms = Some(1);
+        let merged = merge_views([d, c]);
+        let db = &merged[&"db".parse::<AppName>().unwrap()];
+        assert_eq!(
+            (db.leader.as_ref().map(|l| l.as_str()), db.no_leader_ms),
+            (Some("n3"), None)
+        );
     }
 
     #[test]

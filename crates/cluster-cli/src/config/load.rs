@@ -51,6 +51,7 @@ const TOP_KEYS: &[&str] = &[
     "platform",
     "node",
     "address",
+    "state_dir",
     "labels",
     "nats",
     "health_addr",
@@ -256,6 +257,9 @@ impl Reader {
             }
         }
         c.address = self.string(t, "", "address");
+        c.state_dir = self
+            .string(t, "", "state_dir")
+            .map(std::path::PathBuf::from);
         c.labels = self.labels(t);
         c.nats = self.nats(t);
         c.health_addr = self.socket_addr(t, "health_addr");

@@ -188,6 +188,8 @@ pub(crate) struct Config {
     pub(crate) platform: Option<PlatformName>,
     pub(crate) node: Option<NodeId>,
     pub(crate) address: Option<String>,
+    /// Directory of the daemon's lock file (default: `$XDG_RUNTIME_DIR`, else the temp dir).
+    pub(crate) state_dir: Option<PathBuf>,
     pub(crate) labels: Labels,
     pub(crate) nats: NatsConfig,
     /// Address of the health server (stored for the observability work).
@@ -216,6 +218,7 @@ impl Default for Config {
             platform: None,
             node: None,
             address: None,
+            state_dir: None,
             labels: Labels::new(),
             nats: NatsConfig::default(),
             health_addr: None,

@@ -1,13 +1,15 @@
 //! `cluster run`: the daemon.
 //!
 //! ```text
-//! load + validate config (every problem listed, nothing starts) → connect to NATS (retrying
+//! load + validate config (every problem listed, nothing starts) → take the node's lock file
+//! (a second daemon of the node on this host stops here) → connect to NATS (retrying
 //! until a signal) → build the platform, register the declared apps → run until SIGTERM/SIGINT
 //! → graceful shutdown bounded by shutdown_timeout (+5 s); a second signal exits at once
 //! ```
 
 pub(crate) mod backends;
 mod dev;
+mod lock;
 mod signals;
 pub(crate) mod vip;
 pub(crate) mod wal;
@@ -110,6 +112,8 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
     let node = settings.node()?;
     let config = &settings.config;
     let labels = labels(config, args)?;
+    // Before connecting: a second daemon of this node on this host stops here.
+    let host_lock = lock::acquire(settings, &node)?;
     let mut signals = signals::Signals::install()?;
     let options = settings.connect_options(&format!("cluster-{node}"));
     let servers = settings.nats.servers.join(",");
@@ -168,6 +172,7 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
             .audit(audit)
             .planner(cluster::placement::planner())
             .load_probe(std::sync::Arc::new(cluster::load::ProcLoadProbe))
+            .host_lock(host_lock)
             .build()?;
     for app in &apps {
         platform.register(app)?;

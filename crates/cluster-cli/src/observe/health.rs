@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cluster::core::election::ElectionState;
 use cluster::core::runtime::HealthStatus;
 use cluster::{App, Platform, Role};
 use serde_json::{Value, json};
@@ -186,6 +187,23 @@ fn checks(state: &State) -> Vec<Check> {
             format!("role {role}, unhealthy: {why}")
         };
         out.push(check(format!("app:{}", app.name()), healthy && ok, detail));
+        if let Some(election) = app.election_state() {
+            out.push(leader_check(app.name().as_str(), &election));
+        }
     }
     out
+}
+
+/// `leader:<app>`: passes while a lease valid now on this node's clock names a leader.
+fn leader_check(app: &str, election: &ElectionState) -> Check {
+    let name = format!("leader:{app}");
+    match (&election.leader, election.leaderless_since) {
+        (Some(l), _) => check(name, true, format!("leader {} (epoch {})", l.node, l.epoch)),
+        (None, Some(since)) => check(
+            name,
+            false,
+            format!("no leader (since {:.1} s)", since.elapsed().as_secs_f64()),
+        ),
+        (None, None) => check(name, false, "no leader"),
+    }
 }

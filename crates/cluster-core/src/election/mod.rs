@@ -2,13 +2,16 @@
 //!
 //! [`KvBucket`]: crate::kv::KvBucket
 
+mod backoff;
 mod lease;
 mod record;
 mod timing;
 
 pub use lease::LeaseElection;
-pub use record::LeaseRecord;
+pub use record::{FLOOR_KEY, FloorRecord, LeaseRecord, MAX_FLOOR};
 pub use timing::ElectionTiming;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -17,8 +20,25 @@ use tokio::time::Instant;
 use crate::epoch::Epoch;
 use crate::error::Result;
 use crate::id::NodeId;
+use crate::kv::Revision;
 
-/// Who leads, as last observed.
+/// A record in the election bucket that an election refused to trust: it does not decode, has
+/// an unknown version, or its epoch is inconsistent with the store. The election treats the key
+/// as held by an unknown holder (taken over after `T·(1+ε)` without a change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRecord {
+    /// The key in the election bucket.
+    pub key: String,
+    /// The revision of the rejected record.
+    pub revision: Revision,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// Receives every [`RejectedRecord`] once (e.g. to audit it as `election.record.rejected`).
+pub type RejectionReporter = Arc<dyn Fn(&RejectedRecord) + Send + Sync>;
+
+/// Who leads, from a lease valid now (see [`ElectionState::leader`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderInfo {
     /// The leader's node id.
@@ -43,8 +63,13 @@ pub struct Leadership {
 /// The observable state of one election on one node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ElectionState {
-    /// The leader as last observed in the store (may be this node).
+    /// The leader, from a lease valid *now* on the local monotonic clock (may be this node):
+    /// this node's own term until its deadline, another node's lease until `T` after this node
+    /// last saw it change. `None` when no valid lease is known, also while the key holds a
+    /// record this node does not trust.
     pub leader: Option<LeaderInfo>,
+    /// The local instant since which no valid lease is known (`None` while `leader` is set).
+    pub leaderless_since: Option<Instant>,
     /// `Some` while this node holds leadership.
     pub leading: Option<Leadership>,
     /// Whether this node is currently campaigning.

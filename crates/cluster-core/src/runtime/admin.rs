@@ -13,7 +13,7 @@ use tracing::{debug, info};
 
 use super::app::{App, HealthStatus, read};
 use super::platform::Shared;
-use crate::election::LeaseRecord;
+use crate::election::{FLOOR_KEY, FloorRecord, LeaseRecord};
 use crate::epoch::Epoch;
 use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
@@ -145,6 +145,10 @@ async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
             let result = super::admin_placement::dispatch(shared, method, &request).await?;
             AdminReply::ok(node, live_nodes(shared), &result)
         }
+        AdminMethod::NodeRemove => {
+            let removed = super::admin_member::remove(shared, &request).await?;
+            AdminReply::ok(node, live_nodes(shared), &removed)
+        }
         AdminMethod::AppExtension => {
             let app = required_app(&request)?;
             let local = read(&shared.apps).get(app).cloned().ok_or_else(|| {
@@ -173,14 +177,15 @@ fn live_nodes(shared: &Shared) -> Vec<NodeId> {
     nodes
 }
 
-/// The membership view (empty before the platform started).
+/// The membership view (empty before the platform started), without records never seen
+/// renewed here for two heartbeats (a forged record is not shown while it waits to go stale).
 fn members_of(shared: &Shared) -> BTreeMap<NodeId, crate::member::Member> {
-    shared
-        .started
-        .borrow()
-        .as_ref()
-        .map(|s| s.membership.borrow().clone())
-        .unwrap_or_default()
+    let Some(started) = shared.started.borrow().clone() else {
+        return BTreeMap::new();
+    };
+    let mut members = started.membership.borrow().clone();
+    members.retain(|node, _| *node == shared.node || started.liveness.confirmed(node, shared));
+    members
 }
 
 fn health(status: HealthStatus) -> InstanceHealth {
@@ -253,6 +258,7 @@ async fn app_views(shared: &Shared) -> Vec<AppView> {
                     nodes: Vec::new(),
                     leader: None,
                     epoch: None,
+                    no_leader_ms: None,
                 })
                 .nodes
                 .push(member.node_id.clone());
@@ -260,40 +266,51 @@ async fn app_views(shared: &Shared) -> Vec<AppView> {
     }
     for view in views.values_mut() {
         if view.mode == Mode::Singleton {
-            let (leader, epoch) = leader_of(shared, &view.name).await;
+            let (leader, epoch, no_leader_ms) = leader_of(shared, &view.name).await;
             view.leader = leader;
             view.epoch = epoch;
+            view.no_leader_ms = no_leader_ms;
         }
     }
     views.into_values().collect()
 }
 
-async fn leader_of(shared: &Shared, app: &AppName) -> (Option<NodeId>, Option<Epoch>) {
+/// The leader of `app` from a lease valid now: the local election (apps running here), else
+/// the lease record, trusted only when it decodes and its epoch is consistent with the store
+/// (as the election judges it). The third value is how long no leader has been known locally.
+async fn leader_of(shared: &Shared, app: &AppName) -> (Option<NodeId>, Option<Epoch>, Option<u64>) {
     let local = read(&shared.apps).get(app).cloned();
     if let Some(app) = local
         && let Some(state) = app.election_state()
     {
         return match state.leader {
-            Some(l) => (Some(l.node), Some(l.epoch)),
-            None => (None, None),
+            Some(l) => (Some(l.node), Some(l.epoch), None),
+            None => (
+                None,
+                None,
+                state.leaderless_since.map(|since| {
+                    u64::try_from(shared.clock.now().duration_since(since).as_millis())
+                        .unwrap_or(u64::MAX)
+                }),
+            ),
         };
     }
     let Some(started) = shared.started.borrow().clone() else {
-        return (None, None);
+        return (None, None, None);
     };
-    match started.election.get(&shared.names.lease_key(app)).await {
-        Ok(Some(entry)) => match LeaseRecord::decode(&entry.value) {
-            Ok(rec) if rec.handoff_to.is_none() => {
-                let epoch = if rec.epoch == 0 {
-                    entry.revision.0
-                } else {
-                    rec.epoch
-                };
-                (Some(rec.node), Some(Epoch(epoch)))
-            }
-            _ => (None, None),
+    let Ok(Some(entry)) = started.election.get(&shared.names.lease_key(app)).await else {
+        return (None, None, None);
+    };
+    let floor = match started.election.get(FLOOR_KEY).await {
+        Ok(Some(f)) => FloorRecord::decode(&f.value).map_or(0, |r| r.floor),
+        _ => 0,
+    };
+    match LeaseRecord::decode(&entry.value) {
+        Ok(rec) if rec.handoff_to.is_none() => match rec.epoch_at(entry.revision, floor) {
+            Some(epoch) => (Some(rec.node), Some(epoch), None),
+            None => (None, None, None),
         },
-        _ => (None, None),
+        _ => (None, None, None),
     }
 }
 

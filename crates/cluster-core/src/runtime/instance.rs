@@ -15,7 +15,7 @@ use super::options::HookKind;
 use super::platform::Shared;
 use super::resource;
 use super::rpc;
-use crate::election::{Election, LeaseElection};
+use crate::election::Election;
 use crate::epoch::Epoch;
 use crate::error::Result;
 use crate::mode::Role;
@@ -45,13 +45,11 @@ async fn start_inner(app: &App, shared: &Arc<Shared>) -> Result<()> {
     }
     if app.mode().is_singleton() {
         let started = shared.started().await?;
-        let e: Arc<dyn Election> = Arc::new(LeaseElection::start(
+        let e: Arc<dyn Election> = Arc::new(super::election::start(
+            shared,
             started.election.clone(),
             shared.names.lease_key(app.name()),
-            shared.node.clone(),
-            shared.instance.clone(),
-            shared.options.election,
-            shared.clock.clone(),
+            Some(app.name()),
         )?);
         *locked(&app.inner.election) = Some(e.clone());
         app.follow_deadline_all();

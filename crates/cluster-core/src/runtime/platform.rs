@@ -77,6 +77,8 @@ pub(crate) struct Started {
     pub(crate) locks: Arc<dyn KvBucket>,
     pub(crate) app_buckets: BTreeMap<AppName, Arc<dyn KvBucket>>,
     pub(crate) membership: watch::Receiver<MemberMap>,
+    /// When each member record was last seen changing (for `node remove`).
+    pub(crate) liveness: Arc<super::membership::Liveness>,
 }
 
 /// State shared by the platform's tasks and handles.
@@ -111,6 +113,8 @@ pub(crate) struct Shared {
     pub(crate) rebalance_defaults: super::placement::RebalanceDefaults,
     /// Measures this node's load for its member record.
     pub(crate) load_probe: Option<Arc<dyn super::LoadProbe>>,
+    /// Proof that no other process of this node runs on this host (opt-in).
+    pub(crate) host_lock: Option<crate::host::HostLock>,
 }
 
 impl Shared {
@@ -169,6 +173,7 @@ impl Shared {
             version: self.version.clone(),
             shutting_down: self.is_draining(),
             load: self.load_probe.as_ref().and_then(|p| p.sample()),
+            host: self.host_lock.as_ref().map(|l| l.info().clone()),
         }
     }
 
@@ -292,6 +297,7 @@ pub struct PlatformBuilder {
     version: String,
     rebalance_defaults: super::placement::RebalanceDefaults,
     load_probe: Option<Arc<dyn super::LoadProbe>>,
+    host_lock: Option<crate::host::HostLock>,
 }
 
 impl std::fmt::Debug for PlatformBuilder {
@@ -369,6 +375,17 @@ impl PlatformBuilder {
         self
     }
 
+    /// Opts in to the fast restart on the same host: `lock` (held for the platform's
+    /// lifetime) proves that no other process of this node runs here, so a member record left
+    /// by a crashed predecessor on this host (same machine-id, and an earlier boot or the same
+    /// lock file) is taken over at once instead of after `member_ttl`. Without it (the
+    /// default) a record of another process is taken over only once it was not renewed for
+    /// `member_ttl`. See ARCHITECTURE.md, "Membership".
+    pub fn host_lock(mut self, lock: crate::host::HostLock) -> Self {
+        self.host_lock = Some(lock);
+        self
+    }
+
     /// Sets the clock (default: [`TokioClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -428,6 +445,7 @@ impl PlatformBuilder {
                 version: self.version,
                 rebalance_defaults: self.rebalance_defaults,
                 load_probe: self.load_probe,
+                host_lock: self.host_lock,
                 assignment: watch::channel(None).0,
                 label_overrides: RwLock::new(None),
                 audit: super::audit::AuditHub::new(self.audit),
@@ -476,6 +494,7 @@ impl Platform {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             rebalance_defaults: Default::default(),
             load_probe: None,
+            host_lock: None,
         }
     }
 
@@ -730,7 +749,7 @@ impl Platform {
         }
         let presence = Presence::join(shared, members.clone()).await?;
         shared.track(presence.spawn_heartbeat(shared, fatal).abort_handle());
-        let (membership, view_task) = start_view(shared, members).await?;
+        let (membership, liveness, view_task) = start_view(shared, members).await?;
         shared.track(view_task.abort_handle());
         let started = Arc::new(Started {
             election: election.clone(),
@@ -738,6 +757,7 @@ impl Platform {
             locks,
             app_buckets,
             membership,
+            liveness,
         });
         shared.started.send_replace(Some(started.clone()));
 

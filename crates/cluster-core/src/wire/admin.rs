@@ -74,11 +74,14 @@ pub enum AdminMethod {
     /// An app-defined admin operation served by the node's local instance of the app
     /// ([`AppExtensionParams`] → the extension's JSON result), e.g. `wal.snapshot.create`.
     AppExtension,
+    /// Removes a stale member record ([`NodeParams`](super::placement_admin::NodeParams) →
+    /// [`NodeRemoved`]); refused for a live node.
+    NodeRemove,
 }
 
 impl AdminMethod {
     /// Every method, in documentation order.
-    pub const ALL: [AdminMethod; 18] = [
+    pub const ALL: [AdminMethod; 19] = [
         AdminMethod::Status,
         AdminMethod::NodeStatus,
         AdminMethod::AppList,
@@ -97,6 +100,7 @@ impl AdminMethod {
         AdminMethod::RebalanceApprove,
         AdminMethod::ConfigGet,
         AdminMethod::ConfigSet,
+        AdminMethod::NodeRemove,
     ];
 
     /// The method's name on the wire.
@@ -120,6 +124,7 @@ impl AdminMethod {
             AdminMethod::ConfigGet => "config.get",
             AdminMethod::ConfigSet => "config.set",
             AdminMethod::AppExtension => "app.ext",
+            AdminMethod::NodeRemove => "node.remove",
         }
     }
 
@@ -143,6 +148,20 @@ pub struct AppExtensionParams {
     /// Its arguments (extension-defined JSON).
     #[serde(default)]
     pub args: serde_json::Value,
+}
+
+/// Result of [`AdminMethod::NodeRemove`]: the member record that was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRemoved {
+    /// The node whose record was removed.
+    pub node: NodeId,
+    /// The revision of the removed record.
+    pub revision: u64,
+    /// The process incarnation the record named (empty when it did not decode).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+    /// Why the record counted as stale, e.g. "not renewed for 3.2 s".
+    pub why: String,
 }
 
 /// An admin request (the JSON payload).
@@ -448,6 +467,9 @@ pub struct AppView {
     /// The leader's epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<Epoch>,
+    /// While no valid lease is known: for how long (milliseconds, on the answering node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_leader_ms: Option<u64>,
 }
 
 /// Result of `status`.
@@ -542,6 +564,7 @@ mod tests {
                 "rebalance.approve",
                 "config.get",
                 "config.set",
+                "node.remove",
             ]
         );
     }

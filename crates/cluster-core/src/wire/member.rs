@@ -46,6 +46,10 @@ pub struct MemberRecord {
     /// version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::member::NodeLoad>,
+    /// Where the writer runs (optional; absent for platforms built without a host lock and
+    /// for older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::host::HostInfo>,
 }
 
 fn to_ms(t: SystemTime) -> u64 {
@@ -75,6 +79,7 @@ impl MemberRecord {
             version: member.version.clone(),
             shutting_down: member.shutting_down,
             load: member.load,
+            host: member.host.clone(),
         }
     }
 
@@ -93,6 +98,7 @@ impl MemberRecord {
             version: self.version,
             shutting_down: self.shutting_down,
             load: self.load,
+            host: self.host,
         }
     }
 

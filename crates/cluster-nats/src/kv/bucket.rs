@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_trait::async_trait;
@@ -34,6 +35,8 @@ const KEYS_CONCURRENCY: usize = 32;
 pub struct NatsKvBucket {
     connection: NatsConnection,
     store: kv::Store,
+    /// The configuration the bucket was opened with: recreates it when the store lost it.
+    config: kv::Config,
     ttl_enabled: bool,
     max_value_size: usize,
 }
@@ -49,12 +52,14 @@ impl NatsKvBucket {
     pub(crate) fn new(
         connection: NatsConnection,
         store: kv::Store,
+        config: kv::Config,
         ttl_enabled: bool,
         max_value_size: usize,
     ) -> Self {
         Self {
             connection,
             store,
+            config,
             ttl_enabled,
             max_value_size,
         }
@@ -127,8 +132,7 @@ impl NatsKvBucket {
         let what = format!("write {key:?} in bucket {}", self.store.name);
         let subject = wire::key_subject(&self.store.name, key);
         let js = self.connection.jetstream();
-        // A new bucket may not be known to this client's server yet: see retry_unknown_stream.
-        let acked = retry_unknown_stream(|| async {
+        let publish = || async {
             if headers.is_empty() {
                 js.publish(subject.clone(), value.clone()).await?.await
             } else {
@@ -136,11 +140,31 @@ impl NatsKvBucket {
                     .await?
                     .await
             }
-        })
-        .await;
+        };
+        let mut acked = publish().await;
+        if acked
+            .as_ref()
+            .is_err_and(|e: &PublishError| e.kind() == PublishErrorKind::StreamNotFound)
+        {
+            // The store lost the bucket (reset, deleted): recreate it, then write. A new
+            // bucket may not be known to this client's server yet: see retry_unknown_stream.
+            self.recreate().await;
+            acked = retry_unknown_stream(publish).await;
+        }
         acked
             .map(|ack| ack.sequence)
             .map_err(|e| map_publish_error(&what, &e, max_payload))
+    }
+
+    /// Recreates the bucket with its configuration after the store lost it (best effort: a
+    /// concurrent creator may win; the write that follows tells).
+    async fn recreate(&self) {
+        let js = self.connection.jetstream();
+        match js.create_key_value(self.config.clone()).await {
+            Ok(_) => tracing::warn!(bucket = %self.store.name, "bucket was missing; recreated it"),
+            Err(e) => tracing::debug!(bucket = %self.store.name, error = %describe(&e),
+                "cannot recreate bucket (another node may have)"),
+        }
     }
 
     /// The last message of `key`, read from the stream leader.

@@ -76,7 +76,7 @@ impl KvStore for NatsKvStore {
         // race, so open again after a failed create.
         let store = match js.get_key_value(config.name.clone()).await {
             Ok(store) => store,
-            Err(_) => match js.create_key_value(kv_config).await {
+            Err(_) => match js.create_key_value(kv_config.clone()).await {
                 Ok(store) => store,
                 Err(create_err) => js.get_key_value(config.name.clone()).await.map_err(|_| {
                     let text = describe(&create_err);
@@ -106,6 +106,7 @@ impl KvStore for NatsKvStore {
         Ok(Arc::new(NatsKvBucket::new(
             self.connection.clone(),
             store,
+            kv_config,
             ttl_enabled,
             max_value_size,
         )))

@@ -10,7 +10,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use super::{PlanApp, PlanMove, PlanNode, PlanRequest, Planner};
-use crate::election::{Election, LeaseElection};
+use crate::election::Election;
 use crate::epoch::Epoch;
 use crate::error::{Error, Result};
 use crate::id::AppName;
@@ -33,13 +33,11 @@ pub(crate) fn spawn(
     bucket: Arc<dyn KvBucket>,
     planner: Arc<dyn Planner>,
 ) -> Result<Vec<AbortHandle>> {
-    let election: Arc<dyn Election> = Arc::new(LeaseElection::start(
+    let election: Arc<dyn Election> = Arc::new(crate::runtime::election::start(
+        shared,
         started.election.clone(),
         shared.names.controller_lease_key(),
-        shared.node.clone(),
-        shared.instance.clone(),
-        shared.options.election,
-        shared.clock.clone(),
+        None,
     )?);
     let mut status = election.status();
     let mut members = started.membership.clone();
