@@ -13,7 +13,7 @@ use common::{Daemon, Scratch, cli, config, wait_for};
 
 const WINDOW: Duration = Duration::from_secs(10);
 /// Generous bound of JetStream API calls per second per idle daemon.
-const MAX_CALLS_PER_NODE_PER_S: f64 = 3.0;
+const MAX_CALLS_PER_NODE_PER_S: f64 = 5.0;
 
 fn api_counters(server: &NatsServer) -> (u64, u64) {
     let (status, body) = server.monitor_get("/jsz").unwrap();

@@ -29,7 +29,7 @@ fn window() -> Duration {
     Duration::from_secs(secs)
 }
 /// Generous bound of JetStream API calls per second per idle node.
-const MAX_CALLS_PER_NODE_PER_S: f64 = 3.0;
+const MAX_CALLS_PER_NODE_PER_S: f64 = 5.0;
 
 async fn start(url: &str, node: &str) -> NatsNode {
     let urls = vec![url.to_owned()];

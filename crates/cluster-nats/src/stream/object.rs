@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::object_store::{
     self, DeleteErrorKind, GetErrorKind, ObjectMetadata, PutErrorKind,
 };
@@ -15,7 +16,7 @@ use tokio::io::AsyncReadExt;
 
 use super::ObjectStoreConfig;
 use crate::connection::NatsConnection;
-use crate::error::{describe, retry_unknown_stream, transient};
+use crate::error::{describe, jetstream_code, retry_unknown_stream, transient};
 
 /// An [`ObjectStore`] on the JetStream object store `<bucket>` (stream `OBJ_<bucket>`).
 ///
@@ -208,7 +209,9 @@ impl ObjectStore for NatsObjectStore {
             Err(e) if e.kind() == DeleteErrorKind::NotFound => Ok(()),
             Err(e) => {
                 let text = describe(&e);
-                if text.contains("not found") {
+                // The object's info message is gone already (JetStream 10037); a missing
+                // stream ("stream not found") is an error, not a deleted object.
+                if jetstream_code(&e) == Some(ErrorCode::NO_MESSAGE_FOUND) {
                     Ok(())
                 } else {
                     Err(transient(
