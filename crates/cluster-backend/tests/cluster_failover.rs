@@ -177,10 +177,17 @@ async fn the_leader_runs_exactly_one_process_and_a_step_down_moves_it_without_ov
         .await
         .unwrap();
     assert_eq!(cluster.leader("web").as_deref(), Some("n1"));
+    // The leader's backend start and its monitor task run asynchronously after the lease is
+    // won: wait for them instead of racing them.
+    wait_until(
+        "n1 runs its backend and monitors it",
+        Duration::from_secs(10),
+        || n1.backend.inner.pid().is_some() && n1.resource.stats().monitors == 1,
+    )
+    .await;
     let first = n1.backend.inner.pid().expect("the leader runs its backend");
     assert!(pid_alive(first));
     assert_eq!(n2.backend.inner.pid(), None, "the standby runs nothing");
-    assert_eq!(n1.resource.stats().monitors, 1);
 
     let t0 = std::time::Instant::now();
     n1.app.step_down().await.unwrap();
@@ -197,6 +204,15 @@ async fn the_leader_runs_exactly_one_process_and_a_step_down_moves_it_without_ov
         "the old leader's process survived the step-down"
     );
     assert_eq!(n1.backend.inner.pid(), None);
+    wait_until(
+        "n2 runs its backend and monitors it",
+        Duration::from_secs(10),
+        || {
+            n2.backend.inner.pid().is_some()
+                && (n1.resource.stats().monitors, n2.resource.stats().monitors) == (0, 1)
+        },
+    )
+    .await;
     let second = n2
         .backend
         .inner

@@ -206,10 +206,14 @@ pub(crate) enum NodeCommand {
 pub(crate) enum AppCommand {
     /// List the apps running on the platform.
     List,
-    /// Status of one app: mode, leader, epoch and every instance.
+    /// Status of one app: mode, leader, epoch, every instance, the pending reason and, for
+    /// Ring apps, partitions per node.
     Status {
         /// The app.
         app: String,
+        /// Ring apps: also print the partition → node map.
+        #[arg(long)]
+        partitions: bool,
     },
     /// Move an app instance to another node.
     Move {

@@ -133,8 +133,8 @@ async fn dispatch(cli: Cli) -> CliResult {
             admin_cmd(&settings, Admin::NodeStatus(id)).await
         }
         Command::App(AppCommand::List) => admin_cmd(&settings, Admin::AppList).await,
-        Command::App(AppCommand::Status { app }) => {
-            admin_cmd(&settings, Admin::AppStatus(app)).await
+        Command::App(AppCommand::Status { app, partitions }) => {
+            admin_cmd(&settings, Admin::AppStatus(app, partitions)).await
         }
         Command::Node(cmd) => admin_cmd(&settings, Admin::Node(cmd)).await,
         Command::App(cmd) => admin_cmd(&settings, Admin::App(cmd)).await,
@@ -176,7 +176,7 @@ enum Admin {
     NodeList,
     NodeStatus(String),
     AppList,
-    AppStatus(String),
+    AppStatus(String, bool),
     Node(NodeCommand),
     App(AppCommand),
     Rebalance(Option<String>, bool),
@@ -199,7 +199,7 @@ async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
             Admin::NodeList => admin::node_list(settings, &channel).await,
             Admin::NodeStatus(id) => admin::node_status(settings, &channel, id).await,
             Admin::AppList => admin::app_list(settings, &channel).await,
-            Admin::AppStatus(app) => admin::app_status(settings, &channel, app).await,
+            Admin::AppStatus(app, map) => admin::app_status(settings, &channel, app, *map).await,
             Admin::Node(cmd) => admin::node_command(settings, &channel, cmd).await,
             Admin::App(cmd) => admin::app_command(settings, &channel, cmd).await,
             Admin::Placement(from) => {

@@ -331,3 +331,137 @@ fn invalid_flags_are_refused_before_connecting() {
         );
     }
 }
+
+/// A dev platform (3 nodes) with a Singleton, a Ring app and an app no node is eligible for.
+const APPS: &str = r#"
+platform = "apps"
+[election]
+lease_ttl = "2s"
+renew_interval = "500ms"
+[[apps]]
+name = "sched"
+mode = "singleton"
+[[apps]]
+name = "shards"
+mode = "ring"
+partitions = 12
+[[apps]]
+name = "pinned"
+mode = "singleton"
+[apps.placement]
+on_label = { zone = "nowhere" }
+"#;
+
+#[test]
+fn app_list_shows_where_apps_run_and_app_status_the_pending_reason_and_partitions() {
+    let dir = Scratch::new("apps");
+    let config = dir.file("apps.toml", APPS);
+    let socket = dir.0.join("dev.sock");
+    let socket_s = socket.to_str().unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--dev", "--dev-socket", socket_s, "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dev = |args: &[&str]| {
+        let mut all = vec!["--dev", "--dev-socket", socket_s, "--platform", "apps"];
+        all.extend_from_slice(args);
+        cli(&all)
+    };
+    // Every node declares every app; the list shows only where instances run, with roles.
+    let list = wait_for("apps placed", Duration::from_secs(30), || {
+        let v = dev(&["--json", "app", "list"]).json();
+        let app = |name: &str| {
+            v["apps"]
+                .as_array()?
+                .iter()
+                .find(|a| a["name"] == name)
+                .cloned()
+        };
+        let (sched, shards, pinned) = (app("sched")?, app("shards")?, app("pinned")?);
+        let placed = sched["instances"].as_array()?.len() == 3
+            && shards["nodes"].as_array()?.len() == 3
+            && pinned["pending"].is_string();
+        placed.then_some(v)
+    });
+    let pinned = list["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "pinned")
+        .unwrap();
+    assert_eq!(pinned["nodes"], serde_json::json!([]), "{pinned}");
+    assert_eq!(pinned["instances"], serde_json::json!([]), "{pinned}");
+    let reason = pinned["pending"].as_str().unwrap();
+    assert!(reason.contains("zone=nowhere"), "{reason}");
+    let sched = list["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "sched")
+        .unwrap();
+    let roles: Vec<&str> = sched["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "leader").count(),
+        1,
+        "{sched}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| **r == "standby").count(),
+        2,
+        "{sched}"
+    );
+    let table = dev(&["app", "list"]);
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(table.stdout.contains("RUNNING ON"), "{}", table.stdout);
+    assert!(table.stdout.contains("(leader)"), "{}", table.stdout);
+    assert!(table.stdout.contains("- (pending: "), "{}", table.stdout);
+
+    // A pending app's status says why.
+    let st = dev(&["--json", "app", "status", "pinned"]);
+    assert_eq!(st.code, 0, "{st:?}");
+    assert!(
+        st.json()["pending"]
+            .as_str()
+            .unwrap()
+            .contains("zone=nowhere"),
+        "{}",
+        st.stdout
+    );
+    let st = dev(&["app", "status", "pinned"]);
+    assert!(st.stdout.contains("\npending: "), "{}", st.stdout);
+
+    // A Ring app's status counts partitions per node; --partitions prints the map.
+    let st = dev(&["--json", "app", "status", "shards"]).json();
+    let counts = st["partition_counts"].as_object().unwrap();
+    assert_eq!(counts.len(), 3, "{st}");
+    assert_eq!(
+        counts.values().map(|c| c.as_u64().unwrap()).sum::<u64>(),
+        12,
+        "{st}"
+    );
+    assert!(
+        st.get("partitions").is_none(),
+        "the map only with --partitions"
+    );
+    let st = dev(&["--json", "app", "status", "shards", "--partitions"]).json();
+    assert_eq!(st["partitions"].as_array().unwrap().len(), 12, "{st}");
+    let st = dev(&["app", "status", "shards", "--partitions"]);
+    assert!(st.stdout.contains("PARTITIONS"), "{}", st.stdout);
+    assert!(st.stdout.contains("PARTITION  NODE\n0 "), "{}", st.stdout);
+
+    // SAFETY: kill(2) on our own child with SIGTERM.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    wait_for("dev daemon exit", Duration::from_secs(20), || {
+        child.try_wait().unwrap()
+    });
+}

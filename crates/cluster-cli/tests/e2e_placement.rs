@@ -232,6 +232,20 @@ fn singleton_backend_runs_once_fails_over_drains_and_moves() {
         "20s",
     ]);
     assert_eq!(r.code, 0, "{r:?}");
+    // The lease (what `leader` reads) is won before the promotion completes (the backend's
+    // first health check): a move is accepted only from the instance whose role is leader.
+    wait_for(
+        "db promoted on the new leader",
+        Duration::from_secs(10),
+        || {
+            let v = cli(&["--config", cfg_s, "--json", "app", "status", "db"]).json();
+            v["instances"]
+                .as_array()?
+                .iter()
+                .any(|i| i["node"] == third.as_str() && i["role"] == "leader")
+                .then_some(())
+        },
+    );
     let r = cli(&[
         "--config", cfg_s, "app", "move", "db", "--from", &third, "--to", &second,
     ]);

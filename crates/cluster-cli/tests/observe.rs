@@ -310,3 +310,30 @@ fn a_metrics_address_in_use_stops_the_daemon() {
         "{log}"
     );
 }
+
+#[test]
+fn a_second_daemon_with_the_same_config_fails_on_the_node_id_not_on_the_metrics_port() {
+    let server = NatsServer::start();
+    let dir = Scratch::new("observe-twice");
+    let (health, metrics) = (free_port(), free_port());
+    let cfg = dir.file(
+        "n1.toml",
+        &node_config(&config("obstwice", &server.url()), health, metrics),
+    );
+    let first = Daemon::start(&cfg, "n1", &dir.0);
+    wait_for("the first daemon ready", Duration::from_secs(30), || {
+        json(health, "/ready").filter(|(s, _)| *s == 200)
+    });
+    let second_dir = dir.0.join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let mut second = Daemon::start(&cfg, "n1", &second_dir);
+    let status = second.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = second.log_text();
+    assert!(log.contains("already in use by a live node"), "{log}");
+    assert!(!log.contains("cannot listen"), "{log}");
+    // The first daemon keeps serving.
+    assert_eq!(json(health, "/ready").map(|(s, _)| s), Some(200));
+    assert!(get(metrics, "/metrics").is_some_and(|(s, _)| s == 200));
+    drop(first);
+}

@@ -29,6 +29,13 @@ pub const MEMBER_LEAVES: &str = "gc_member_leaves_total";
 pub const RPC_REQUESTS: &str = "gc_rpc_requests_total";
 /// RPC call duration on the calling node, seconds. Labels: `app`, `method`.
 pub const RPC_DURATION: &str = "gc_rpc_duration_seconds";
+/// RPC requests served by this node (server side; spec 02's server-side
+/// `gc_rpc_requests_total`). Labels: `app`, `method` (`-` for a method the app does not
+/// register, so requests cannot grow the label set), `status` (`ok` or an error kind).
+pub const RPC_SERVED: &str = "gc_rpc_served_total";
+/// Time to serve an RPC request on the serving node, seconds (spec 02's name). Labels: `app`,
+/// `method` (as in [`RPC_SERVED`]).
+pub const RPC_LATENCY: &str = "gc_rpc_latency_seconds";
 /// Operations on an app's KV store. Labels: `app`, `op`, `status`.
 pub const KV_OPERATIONS: &str = "gc_kv_operations_total";
 /// Malformed or wrong-version messages/records rejected. Labels: `kind`.
@@ -83,6 +90,8 @@ pub fn describe() {
     describe_counter!(MEMBER_LEAVES, "nodes seen leaving by reason");
     describe_counter!(RPC_REQUESTS, "RPC calls made by this node");
     describe_histogram!(RPC_DURATION, "RPC call duration on the calling node");
+    describe_counter!(RPC_SERVED, "RPC requests served by this node");
+    describe_histogram!(RPC_LATENCY, "time to serve an RPC request on this node");
     describe_counter!(KV_OPERATIONS, "operations on app KV stores");
     describe_counter!(MALFORMED, "malformed or wrong-version messages rejected");
     describe_counter!(MIGRATIONS, "migrations by reason and status");
@@ -146,6 +155,13 @@ pub(crate) fn rpc(app: &str, method: &str, status: &'static str, took: Duration)
     counter!(RPC_REQUESTS, "app" => app.to_owned(), "method" => method.to_owned(), "status" => status)
         .increment(1);
     histogram!(RPC_DURATION, "app" => app.to_owned(), "method" => method.to_owned())
+        .record(took.as_secs_f64());
+}
+
+pub(crate) fn rpc_served(app: &str, method: &str, status: &'static str, took: Duration) {
+    counter!(RPC_SERVED, "app" => app.to_owned(), "method" => method.to_owned(), "status" => status)
+        .increment(1);
+    histogram!(RPC_LATENCY, "app" => app.to_owned(), "method" => method.to_owned())
         .record(took.as_secs_f64());
 }
 

@@ -17,6 +17,10 @@ pub struct NodeInfo {
     pub cordoned: bool,
     /// Unhealthy nodes run nothing: their instances are rescheduled elsewhere.
     pub healthy: bool,
+    /// Being drained: set together with `healthy = false` by drain planning, so the reason a
+    /// node is not eligible says "node draining" rather than "node unhealthy".
+    #[serde(default)]
+    pub draining: bool,
     /// What the node can hold; [`Resources::UNLIMITED`] when not declared.
     pub capacity: Resources,
 }
@@ -29,6 +33,7 @@ impl NodeInfo {
             labels,
             cordoned: false,
             healthy: true,
+            draining: false,
             capacity: Resources::UNLIMITED,
         }
     }

@@ -299,3 +299,53 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// ZoneAware Replicas(n), from any current placement: the result covers as many zones as
+    /// possible (min(n, zones with a node)), keeps every instance whose zone it does not share,
+    /// and is a fixed point.
+    #[test]
+    fn zone_aware_replicas_cover_as_many_zones_as_possible(
+        zones in prop::collection::vec(0..3usize, 1..8),
+        n in 1..5u32,
+        current_mask in prop::collection::vec(any::<bool>(), 8),
+    ) {
+        let nodes: Vec<NodeInfo> = zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| node(&format!("n{i}"), &[("zone", ZONES[*z])]))
+            .collect();
+        let spec = app("w", Mode::Replicas { n }).with_strategy(StrategyKind::zone_aware());
+        let mut current = Assignment::new();
+        let on: Vec<NodeId> = nodes
+            .iter()
+            .zip(&current_mask)
+            .filter(|(_, m)| **m)
+            .map(|(nd, _)| nd.id.clone())
+            .take(n as usize)
+            .collect();
+        if !on.is_empty() {
+            current.apps.insert(
+                common::a("w"),
+                cluster_placement::AppPlacement { nodes: on.clone(), partitions: None },
+            );
+        }
+        let specs = [spec];
+        let r = schedule(&nodes, &specs, &current);
+        let placed = r.assignment.app(&common::a("w")).unwrap().nodes.clone();
+        let zone_of = |id: &NodeId| zones[nodes.iter().position(|nd| &nd.id == id).unwrap()];
+        let covered: std::collections::BTreeSet<usize> = placed.iter().map(zone_of).collect();
+        let available: std::collections::BTreeSet<usize> = zones.iter().copied().collect();
+        prop_assert_eq!(placed.len(), (n as usize).min(nodes.len()));
+        prop_assert_eq!(covered.len(), (n as usize).min(available.len()), "{:?}", placed);
+        // An instance alone in its zone is never moved.
+        for id in &on {
+            let alone = on.iter().filter(|o| zone_of(o) == zone_of(id)).count() == 1;
+            if alone {
+                prop_assert!(placed.contains(id), "{} moved: {:?} -> {:?}", id, on, placed);
+            }
+        }
+        let again = schedule(&nodes, &specs, &r.assignment);
+        prop_assert_eq!(again.assignment, r.assignment);
+    }
+}

@@ -306,3 +306,47 @@ fn ring_app_gets_a_balanced_partition_map_and_a_routing_view() {
     assert_eq!(moved, 64);
     assert!(r2.migrations.iter().all(|m| m.to.is_some()));
 }
+
+/// Nodes joined in an unlucky order: a zone-aware Replicas(2) app was placed on the two nodes
+/// of zone `a` before n3 (zone `b`) existed. Scheduling again restores the zone spread with one
+/// planned move (the last-chosen instance of the shared zone goes to the new zone), and a
+/// preference is never traded away for it.
+#[test]
+fn zone_aware_replicas_sharing_a_zone_move_to_an_uncovered_zone() {
+    let nodes = vec![
+        node("n1", &[("zone", "a")]),
+        node("n2", &[("zone", "a")]),
+        node("n3", &[("zone", "b")]),
+    ];
+    let spec = app("w", Mode::Replicas { n: 2 }).with_strategy(StrategyKind::zone_aware());
+    let first = schedule(&nodes[..2], std::slice::from_ref(&spec), &Assignment::new());
+    assert_eq!(
+        ids(&first.assignment.app(&a("w")).unwrap().nodes),
+        ["n1", "n2"]
+    );
+    let r = schedule(&nodes, std::slice::from_ref(&spec), &first.assignment);
+    assert_eq!(ids(&r.assignment.app(&a("w")).unwrap().nodes), ["n1", "n3"]);
+    assert_eq!(r.migrations.len(), 1, "{:?}", r.migrations);
+    assert_eq!(r.migrations[0].kind, MigrationKind::Move);
+    assert_eq!(
+        r.migrations[0].from.as_ref().map(|n| n.as_str()),
+        Some("n2")
+    );
+    // A fixed point: nothing more to repair.
+    let again = schedule(&nodes, std::slice::from_ref(&spec), &r.assignment);
+    assert_eq!(again.assignment, r.assignment);
+    // Without ZoneAware, stickiness keeps the placement.
+    let spread = app("w", Mode::Replicas { n: 2 });
+    let kept = schedule(&nodes, std::slice::from_ref(&spread), &first.assignment);
+    assert_eq!(
+        ids(&kept.assignment.app(&a("w")).unwrap().nodes),
+        ["n1", "n2"]
+    );
+    // A node the app prefers is not given up for a zone.
+    let preferring = spec.clone().prefer(prefer_label("zone", "a", 10));
+    let pref = schedule(&nodes, std::slice::from_ref(&preferring), &first.assignment);
+    assert_eq!(
+        ids(&pref.assignment.app(&a("w")).unwrap().nodes),
+        ["n1", "n2"]
+    );
+}

@@ -279,6 +279,7 @@ impl PlacementPlanner {
                 info.cordoned = n.cordoned;
                 // A draining node runs nothing: everything is rescheduled elsewhere.
                 info.healthy = n.healthy && !n.draining;
+                info.draining = n.draining;
                 info
             })
             .collect()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use cluster::core::audit::AuditFilter;
 use cluster::placement::{AppPlacementExt, planner};
 use cluster::{App, Mode, PlatformOptions, Role};
-use cluster_core::runtime::DrainOptions;
+use cluster_core::runtime::{AdminClient, DrainOptions};
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 fn cluster() -> SimCluster {
@@ -117,6 +117,17 @@ async fn without_force_an_instance_that_cannot_move_keeps_running_and_the_drain_
     );
     let why = &last.blocked[&cluster::AppName::new("pinned").unwrap()];
     assert!(why.contains("n1"), "{why}");
+    // The reason names the drain, not a health problem n1 does not have.
+    assert!(
+        why.contains("node draining eliminated n1") && !why.contains("unhealthy"),
+        "{why}"
+    );
+    // The failed drain stays recorded (placement.status lists n1 as draining): the node's own
+    // status says so too.
+    let client = AdminClient::new(c.network.transport("_cli"), "prod".parse().unwrap());
+    let n1 = cluster::NodeId::new("n1").unwrap();
+    assert!(client.node_status(&n1).await.unwrap().draining);
+    assert!(c.node("n3").platform.is_cordoned("n1").await.unwrap());
     let record = c.node("n3").platform.assignment().await.unwrap().unwrap();
     assert!(record.pending.is_empty(), "{:?}", record.pending);
     assert!(record.assignment.places(
@@ -139,6 +150,9 @@ async fn without_force_an_instance_that_cannot_move_keeps_running_and_the_drain_
             .any(|(e, a)| e == "placement.constraint.invalid" && a.as_deref() == Some("pinned")),
         "{events:?}"
     );
+    // Uncordoning ends the drain: no longer draining anywhere.
+    c.node("n2").platform.uncordon_node("n1").await.unwrap();
+    assert!(!client.node_status(&n1).await.unwrap().draining);
 }
 
 #[tokio::test(start_paused = true)]

@@ -200,6 +200,20 @@ async fn every_metric_moves_and_every_audit_event_is_stored() {
             ],
         ),
         (m::RPC_DURATION, &[("app", "db"), ("method", "echo")]),
+        // Served on the leader (server side); an unregistered method is labelled `-`.
+        (
+            m::RPC_SERVED,
+            &[("app", "db"), ("method", "echo"), ("status", "ok")],
+        ),
+        (
+            m::RPC_SERVED,
+            &[("app", "db"), ("method", "-"), ("status", "unknown_method")],
+        ),
+        (
+            m::RPC_SERVED,
+            &[("app", "db"), ("method", "-"), ("status", "malformed")],
+        ),
+        (m::RPC_LATENCY, &[("app", "db"), ("method", "echo")]),
         (
             m::KV_OPERATIONS,
             &[("app", "db"), ("op", "put"), ("status", "ok")],

@@ -1,5 +1,6 @@
 //! Admin commands against a live platform (NATS request/reply, or the dev daemon's socket).
 
+mod apps;
 pub(crate) mod auto_rebalance;
 mod channel;
 mod node_remove;
@@ -11,13 +12,13 @@ use std::time::Duration;
 
 use cluster::core::runtime::AdminTarget;
 use cluster::core::wire::admin::{
-    AdminMethod, AdminReply, AdminRequest, AppList, AppStatusReply, NodeStatus, StatusReply,
-    StepDownReply,
+    AdminMethod, AdminReply, AdminRequest, AppStatusReply, NodeStatus, StatusReply, StepDownReply,
 };
 use cluster::{AppName, Epoch, Error, Mode, NodeId};
 use serde::Serialize;
 use tokio::time::Instant;
 
+pub(crate) use apps::{app_list, app_status};
 pub(crate) use channel::{BridgeRequest, BridgeResponse, Channel, dev_control};
 use views::{
     InstanceSummary, PlatformStatus, leader_text, merge_views, mode_word, platform_status,
@@ -295,38 +296,6 @@ fn health_text(healthy: bool, reason: Option<&str>) -> String {
     }
 }
 
-/// `cluster app list`.
-pub(crate) async fn app_list(settings: &Settings, channel: &Channel) -> CliResult {
-    let replies = channel
-        .send(&AdminTarget::All, &AdminRequest::new(AdminMethod::AppList))
-        .await?;
-    let lists: Vec<AppList> = replies
-        .into_iter()
-        .filter_map(|r| r.into_result().ok())
-        .collect();
-    if lists.is_empty() {
-        return Err(no_daemon(settings, channel));
-    }
-    let apps: Vec<_> = merge_views(lists.into_iter().flat_map(|l| l.apps))
-        .into_values()
-        .collect();
-    if settings.global.json {
-        return print_json(&serde_json::json!({"v": JSON_VERSION, "apps": apps}));
-    }
-    let mut t = Table::new(&["APP", "MODE", "LEADER", "EPOCH", "NODES"]);
-    for a in &apps {
-        t.row(vec![
-            a.name.to_string(),
-            mode_word(&a.mode),
-            leader_text(a.leader.as_ref(), a.no_leader_ms),
-            dash(a.epoch),
-            join(&a.nodes),
-        ]);
-    }
-    print!("{}", t.render());
-    Ok(())
-}
-
 /// The platform-wide view of one app, with every instance.
 #[derive(Debug, Serialize)]
 struct AppStatusDoc {
@@ -392,36 +361,6 @@ async fn app_names(settings: &Settings, channel: &Channel) -> Vec<AppName> {
         .await
         .map(|st| st.apps.into_iter().map(|a| a.name).collect())
         .unwrap_or_default()
-}
-
-/// `cluster app status <app>`.
-pub(crate) async fn app_status(settings: &Settings, channel: &Channel, name: &str) -> CliResult {
-    let app = parse_app(name)?;
-    let doc = app_status_doc(settings, channel, &app).await?;
-    if settings.global.json {
-        return print_json(&doc);
-    }
-    let a = &doc.app;
-    println!("app {} ({})", a.name, mode_word(&a.mode));
-    if a.mode == Mode::Singleton {
-        println!(
-            "leader: {}   epoch: {}",
-            leader_text(a.leader.as_ref(), a.no_leader_ms),
-            dash(a.epoch)
-        );
-    }
-    println!();
-    let mut t = Table::new(&["NODE", "ROLE", "EPOCH", "HEALTH"]);
-    for i in &doc.instances {
-        t.row(vec![
-            i.node.to_string(),
-            i.role.to_string(),
-            dash(i.epoch),
-            health_text(i.healthy, i.reason.as_deref()),
-        ]);
-    }
-    print!("{}", t.render());
-    Ok(())
 }
 
 /// One term: a leader and its epoch.
@@ -682,7 +621,7 @@ pub(crate) async fn app_command(
     use crate::cli::AppCommand as A;
     match cmd {
         A::List => app_list(settings, channel).await,
-        A::Status { app } => app_status(settings, channel, app).await,
+        A::Status { app, partitions } => app_status(settings, channel, app, *partitions).await,
         A::Move {
             app,
             from,

@@ -51,7 +51,7 @@ pub(super) async fn to_node(
 }
 
 /// Placement status as seen by `node`.
-async fn placement_status(
+pub(super) async fn placement_status(
     settings: &Settings,
     channel: &Channel,
     node: &NodeId,

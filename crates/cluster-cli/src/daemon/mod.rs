@@ -179,20 +179,24 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
         platform.register(app)?;
     }
     let nats = conn.clone();
-    let _servers = crate::observe::start(
-        config,
-        prometheus,
-        &platform,
-        &apps,
-        Some(std::sync::Arc::new(move || nats.is_connected())),
-    )
-    .await?;
+    // The metrics/health ports are bound once the platform started, so a second daemon with
+    // the same node id fails on that (`NodeIdInUse`), not on a port the first one holds.
+    let serve = || {
+        crate::observe::start(
+            config,
+            prometheus,
+            &platform,
+            &apps,
+            Some(std::sync::Arc::new(move || nats.is_connected())),
+        )
+    };
     info!(platform = %settings.platform, %node, nats = %servers, apps = apps.len(), "starting");
     let result = run_until_signal(
         &platform,
         &apps,
         &mut signals,
         config.options.shutdown_timeout,
+        serve,
     )
     .await;
     let _ = conn.close().await;
@@ -200,17 +204,23 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
 }
 
 /// Runs `platform` until a signal, then shuts it down gracefully within `shutdown_timeout`
-/// (+ grace); a second signal exits the process at once.
-pub(crate) async fn run_until_signal(
+/// (+ grace); a second signal exits the process at once. `serve` runs once the platform
+/// started (its node id checked); what it returns is kept until the end. If it fails, the
+/// platform shuts down and its error is returned.
+pub(crate) async fn run_until_signal<T, Fut>(
     platform: &Platform,
     apps: &[App],
     signals: &mut signals::Signals,
     shutdown_timeout: Duration,
-) -> CliResult {
+    serve: impl FnOnce() -> Fut,
+) -> CliResult
+where
+    Fut: std::future::Future<Output = CliResult<T>>,
+{
     let runner = platform.clone();
     let mut task = tokio::spawn(async move { runner.run().await });
     let notifier = systemd::Notifier::start(platform, apps);
-    let started = tokio::select! {
+    let mut started = tokio::select! {
         r = platform.wait_started() => r.is_ok(),
         r = &mut task => return finished(r),
         s = signals.next() => {
@@ -218,6 +228,17 @@ pub(crate) async fn run_until_signal(
             false
         }
     };
+    let mut failed = None;
+    let mut _served = None;
+    if started {
+        match serve().await {
+            Ok(s) => _served = Some(s),
+            Err(e) => {
+                started = false;
+                failed = Some(e);
+            }
+        }
+    }
     if started {
         eprintln!(
             "node {} of platform {} is running; stop with Ctrl-C or SIGTERM",
@@ -233,7 +254,10 @@ pub(crate) async fn run_until_signal(
     platform.shutdown();
     let bound = shutdown_timeout + SHUTDOWN_GRACE;
     tokio::select! {
-        r = &mut task => finished(r),
+        r = &mut task => match failed {
+            Some(e) => Err(e),
+            None => finished(r),
+        },
         _ = tokio::time::sleep(bound) => {
             platform.abort();
             Err(Failure::new(Code::Error, format!("graceful shutdown did not finish within {bound:?}; abandoned")))

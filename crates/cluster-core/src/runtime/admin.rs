@@ -24,6 +24,7 @@ use crate::wire::admin::{
     InstanceHealth, NodeStatus, StatusReply, StepDownReply, SteppedDown,
 };
 use crate::wire::member::MemberRecord;
+use crate::wire::placement::drain_key;
 
 /// Subscribes the node's admin subjects and serves requests until aborted.
 pub(crate) async fn serve(shared: &Arc<Shared>) -> Result<Vec<AbortHandle>> {
@@ -97,7 +98,7 @@ async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
     match method {
         AdminMethod::Status => {
             let reply = StatusReply {
-                node: node_status(shared),
+                node: node_status(shared).await,
                 members: members_of(shared)
                     .values()
                     .map(MemberRecord::from_member)
@@ -106,7 +107,7 @@ async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
             };
             AdminReply::ok(node, members, &reply)
         }
-        AdminMethod::NodeStatus => AdminReply::ok(node, members, &node_status(shared)),
+        AdminMethod::NodeStatus => AdminReply::ok(node, members, &node_status(shared).await),
         AdminMethod::AppList => {
             let reply = AppList {
                 apps: app_views(shared).await,
@@ -219,7 +220,7 @@ fn instance(app: &App) -> AppInstance {
     }
 }
 
-fn node_status(shared: &Shared) -> NodeStatus {
+async fn node_status(shared: &Shared) -> NodeStatus {
     let apps: Vec<AppInstance> = read(&shared.apps).values().map(instance).collect();
     let me = shared.local_member();
     NodeStatus {
@@ -230,7 +231,7 @@ fn node_status(shared: &Shared) -> NodeStatus {
         address: me.address,
         labels: me.labels,
         healthy: me.healthy,
-        draining: shared.is_draining(),
+        draining: shared.is_draining() || drain_recorded(shared).await,
         uptime_secs: shared
             .clock
             .wall()
@@ -238,6 +239,23 @@ fn node_status(shared: &Shared) -> NodeStatus {
             .map(|d| d.as_secs())
             .unwrap_or(0),
         apps,
+    }
+}
+
+/// Whether a placement drain of this node is recorded (`drain.{node}`, what `placement.status`
+/// lists as draining). The record outlives a drain that timed out (the controller keeps moving
+/// instances away) until a drain completes or the node is uncordoned.
+async fn drain_recorded(shared: &Shared) -> bool {
+    let started = shared.started.borrow().clone();
+    let Some(started) = started else {
+        return false;
+    };
+    match started.placement.get(&drain_key(&shared.node)).await {
+        Ok(entry) => entry.is_some(),
+        Err(e) => {
+            debug!(error = %e, "cannot read the drain record");
+            false
+        }
     }
 }
 

@@ -165,14 +165,16 @@ async fn handle_message(app: App, shared: Arc<Shared>, msg: Message) {
         debug!(subject = %msg.subject, "dropping RPC request without reply subject");
         return;
     };
+    let started = tokio::time::Instant::now();
+    let method = served_method(&app, &msg);
     let result = dispatch(&app, &shared, msg).await;
-    let (headers, payload) = match result {
-        Ok(payload) => (ok_reply(&shared.node), payload),
+    let (mut status, headers, payload) = match result {
+        Ok(payload) => ("ok", ok_reply(&shared.node), payload),
         Err(e) => {
             if matches!(e, Error::Malformed(_)) {
                 shared.stats.count_malformed("rpc");
             }
-            (error_reply(&shared.node, &e), Bytes::new())
+            (e.kind(), error_reply(&shared.node, &e), Bytes::new())
         }
     };
     let (headers, payload) =
@@ -181,10 +183,12 @@ async fn handle_message(app: App, shared: Arc<Shared>, msg: Message) {
                 size: payload.len(),
                 max: shared.transport.max_payload(),
             };
+            status = e.kind();
             (error_reply(&shared.node, &e), Bytes::new())
         } else {
             (headers, payload)
         };
+    crate::metrics::rpc_served(app.name().as_str(), &method, status, started.elapsed());
     if let Err(e) = shared
         .transport
         .publish(&reply, None, headers, payload)
@@ -192,6 +196,16 @@ async fn handle_message(app: App, shared: Arc<Shared>, msg: Message) {
     {
         debug!(error = %e, "could not send RPC reply");
     }
+}
+
+/// The `method` label of a served request: the method if the app registers it, else `-` (a
+/// caller must not be able to grow the label set with made-up names).
+fn served_method(app: &App, msg: &Message) -> String {
+    RequestMeta::from_headers(&msg.headers)
+        .ok()
+        .map(|m| m.method)
+        .filter(|m| read(&app.inner.handlers).contains_key(m))
+        .map_or_else(|| "-".to_owned(), |m| m.to_string())
 }
 
 async fn dispatch(app: &App, shared: &Arc<Shared>, msg: Message) -> Result<Bytes> {

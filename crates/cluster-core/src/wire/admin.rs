@@ -443,7 +443,8 @@ pub struct NodeStatus {
     pub labels: Labels,
     /// Whether every app instance on the node is healthy.
     pub healthy: bool,
-    /// Whether the node is shutting down.
+    /// Whether the node is shutting down or a placement drain of it is recorded (`drain.{node}`,
+    /// also after a drain that timed out, until one completes or the node is uncordoned).
     pub draining: bool,
     /// Seconds since the node joined (its own clock).
     pub uptime_secs: u64,

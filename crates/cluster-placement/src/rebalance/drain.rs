@@ -90,6 +90,7 @@ fn drain_set(
             let mut n = n.clone();
             if drained.contains(&n.id) {
                 n.healthy = false;
+                n.draining = true;
             }
             n
         })

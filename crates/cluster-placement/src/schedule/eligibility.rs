@@ -17,6 +17,9 @@ pub(crate) fn node_rejection(
     ledger: &Ledger,
     placed: &Placed,
 ) -> Option<String> {
+    if node.draining {
+        return Some("node draining".into());
+    }
     if !node.healthy {
         return Some("node unhealthy".into());
     }

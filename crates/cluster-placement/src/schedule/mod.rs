@@ -23,7 +23,7 @@ use crate::assignment::{AppPlacement, Assignment};
 use crate::migration::{Migration, diff};
 use crate::model::{AppSpec, NodeInfo};
 use crate::ring::assign_partitions;
-use crate::strategy::Candidate;
+use crate::strategy::{Candidate, StrategyKind};
 
 pub(crate) use cluster::{Cluster, Ledger, Placed};
 pub(crate) use eligibility::constraint_holds;
@@ -276,6 +276,13 @@ fn place_app(
             };
             let more = select::pick(spec, &cands, &chosen, n.saturating_sub(chosen.len()));
             chosen.extend(more);
+            // ZoneAware keeps the zone spread of sticky placements (each repair covers one
+            // more zone, so this ends; the result is a fixed point: scheduling stays idempotent).
+            if let StrategyKind::ZoneAware { key } = &spec.strategy {
+                while let Some((slot, target)) = select::zone_repair(&cands, &chosen, key) {
+                    chosen[slot] = target;
+                }
+            }
             if chosen.len() < n {
                 degraded = Some(format!(
                     "only {} of {n} replicas placed; {excluded}",

@@ -104,3 +104,38 @@ fn zone_order(cands: &[Candidate<'_>], taken: &mut [bool], k: usize, key: &str) 
     }
     out
 }
+
+/// ZoneAware repair of a sticky placement: if two `chosen` candidates share a zone while an
+/// unchosen candidate (eligible, with room) sits in a zone none of them covers, returns
+/// `(slot, candidate)`: replace `chosen[slot]` (the last-chosen instance of a shared zone) with
+/// that candidate (best by preference, instances, utilisation, id; never one the app prefers
+/// less than the replaced node). Each repair raises the number of covered zones by one, so
+/// repeating it until `None` ends.
+pub(crate) fn zone_repair(
+    cands: &[Candidate<'_>],
+    chosen: &[usize],
+    key: &str,
+) -> Option<(usize, usize)> {
+    let zone = |i: usize| cands[i].node.labels.get(key).unwrap_or("");
+    let mut in_zone: BTreeMap<&str, u32> = BTreeMap::new();
+    for &c in chosen {
+        *in_zone.entry(zone(c)).or_default() += 1;
+    }
+    let slot = (0..chosen.len())
+        .rev()
+        .find(|&s| in_zone.get(zone(chosen[s])).is_some_and(|&n| n > 1))?;
+    let replaced = &cands[chosen[slot]];
+    let utils: Vec<u64> = cands.iter().map(util).collect();
+    let target = (0..cands.len())
+        .filter(|i| !chosen.contains(i) && !in_zone.contains_key(zone(*i)))
+        .filter(|&i| cands[i].preference >= replaced.preference)
+        .min_by_key(|&i| {
+            (
+                Reverse(cands[i].preference),
+                cands[i].instances,
+                utils[i],
+                &cands[i].node.id,
+            )
+        })?;
+    Some((slot, target))
+}
