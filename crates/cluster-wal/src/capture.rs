@@ -15,8 +15,10 @@ use uuid::Uuid;
 use crate::error::{Result, WalError};
 use crate::pagesum::{PageSums, page_hash};
 use crate::record::TxnData;
-use crate::sqlite::{check_dbpage, now_us, persist_wal, read_pages, wal_path};
-use crate::wal::{WAL_HEADER_LEN, WalCursor, WalHeader, read_committed};
+use crate::sqlite::{check_dbpage, now_us, persist_wal, read_pages, shm_path, wal_path};
+use crate::wal::{
+    IndexBound, WAL_HEADER_LEN, WalCursor, WalHeader, index_bound, read_committed_upto,
+};
 
 /// Where a leader starts: the replicated state its database is known to hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,14 +152,21 @@ impl Capture {
             });
         }
         let wal = wal_path(db_path);
-        let cursor = match read_header(&wal)? {
-            Some(h) => {
+        let header = read_header(&wal)?;
+        let bound = match &header {
+            Some(h) => committed_frames(db_path, h)?,
+            None => None,
+        };
+        // No header, or an index already reset for a generation whose header is not written
+        // yet (nothing committed in it): start at the next generation's first frame.
+        let cursor = match (header, bound) {
+            (Some(h), Some(max)) => {
                 let mut f = File::open(&wal).map_err(|e| WalError::io(&wal, e))?;
-                let (_, end) = read_committed(&mut f, WalCursor::start(h))
+                let (_, end) = read_committed_upto(&mut f, WalCursor::start(h), max)
                     .map_err(|e| WalError::io(&wal, e))?;
                 Some(end)
             }
-            None => None,
+            _ => None,
         };
         Ok((
             pin,
@@ -203,6 +212,10 @@ impl Capture {
             }
             return Ok(Vec::new());
         };
+        // Never past SQLite's committed end: a commit frame beyond it is not a commit.
+        let Some(max_frames) = committed_frames(&self.db_path, &header)? else {
+            return Ok(Vec::new());
+        };
         if header.page_size != self.page_size && self.commit_pages > 0 {
             return Err(WalError::ContinuityBreak(format!(
                 "page size changed from {} to {}",
@@ -228,8 +241,8 @@ impl Capture {
         };
         self.page_size = header.page_size;
         let mut f = File::open(&self.wal_path).map_err(|e| WalError::io(&self.wal_path, e))?;
-        let (wal_txns, end) =
-            read_committed(&mut f, cursor).map_err(|e| WalError::io(&self.wal_path, e))?;
+        let (wal_txns, end) = read_committed_upto(&mut f, cursor, max_frames)
+            .map_err(|e| WalError::io(&self.wal_path, e))?;
         self.cursor = Some(end);
         if !wal_txns.is_empty() && same_generation {
             self.expect_reset = false;
@@ -367,6 +380,18 @@ impl Capture {
         let out = res?;
         rb?;
         Ok(out)
+    }
+}
+
+/// The frames of the WAL generation `header` that SQLite committed (the wal-index's `mxFrame`);
+/// `None` while the index is being updated or describes a generation whose header is not written
+/// yet; no bound without a `-shm` file.
+fn committed_frames(db: &Path, header: &WalHeader) -> Result<Option<u64>> {
+    let shm = shm_path(db);
+    match index_bound(&shm, header).map_err(|e| WalError::io(&shm, e))? {
+        IndexBound::Frames(n) => Ok(Some(n)),
+        IndexBound::Unsettled => Ok(None),
+        IndexBound::NoIndex => Ok(Some(u64::MAX)),
     }
 }
 
