@@ -124,6 +124,9 @@ pub fn register(app: &App, db: &WalDb) {
                     "txid": p.position.txid, "stream_seq": p.position.stream_seq,
                     "lineage": p.position.lineage.map(|l| l.to_string()),
                 })),
+                "promotion_blocked": s.promotion_blocked.map(|b| json!({
+                    "reason": b.reason, "epoch": b.epoch, "since_us": b.since_us,
+                })),
             }))
         }
     });

@@ -139,6 +139,16 @@ fn fence(
             seq += 1;
         }
         let pos = standby.position();
+        if let Some(seq) = own_epoch_start(&h, log.as_ref(), cfg, pos.epoch, last)? {
+            // A retry in the same term after this node's EpochStart was appended (and nothing
+            // after it): one EpochStart per term, not per attempt.
+            tracing::info!(
+                epoch = cfg.epoch,
+                seq,
+                "reusing this node's EpochStart of the term"
+            );
+            return Ok((standby, seq));
+        }
         if cfg.epoch <= pos.epoch {
             return Err(WalError::NotWritable(format!(
                 "epoch {} is not newer than the log's epoch {}",
@@ -168,6 +178,27 @@ fn fence(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// `Some(last)` when the log ends with this node's `EpochStart` for `cfg.epoch`, which the
+/// standby (at `applied_epoch`) has applied: an earlier attempt of the same promotion.
+fn own_epoch_start(
+    h: &tokio::runtime::Handle,
+    log: &dyn ReplicatedLog,
+    cfg: &PromoteConfig,
+    applied_epoch: u64,
+    last: u64,
+) -> Result<Option<u64>> {
+    if applied_epoch != cfg.epoch || last == 0 {
+        return Ok(None);
+    }
+    let Some(e) = h.block_on(log.get(last))? else {
+        return Ok(None);
+    };
+    Ok(match Record::decode(&e.payload) {
+        Ok(Record::EpochStart(s)) if s.epoch == cfg.epoch && s.node_id == cfg.node_id => Some(last),
+        _ => None,
+    })
 }
 
 /// Starts replicating a database under a brand-new lineage on an empty log: appends

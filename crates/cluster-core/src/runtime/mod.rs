@@ -6,6 +6,7 @@ mod admin_ext;
 mod admin_placement;
 mod app;
 mod audit;
+mod candidacy;
 mod events;
 mod hooks;
 mod instance;
