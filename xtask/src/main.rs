@@ -2,12 +2,14 @@
 //!
 //! * `test`: install what the tests need (nats-server >= 2.11 into `.tools`), check that
 //!   `cluster-core` depends on no adapter crate, `cargo fmt --check`, `cargo clippy -D warnings`,
-//!   all tests, and `cargo doc` without warnings.
+//!   all tests, `cargo doc` without warnings, and `sqlite-external`.
 //! * `deps-check`: only the `cluster-core` dependency check.
 //! * `tools`: only install the tools.
 //! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons).
 //! * `demo`: nats-server + 3 daemons, show the leader, SIGKILL it, show the failover, clean up.
 //! * `release`: optimised `cluster` binary and SHA-256 checksums in `dist/`, version from git.
+//! * `sqlite-external`: a crate outside the workspace uses `cluster`'s `sqlite` feature without
+//!   `LIBSQLITE3_FLAGS` (see `sqlite_external.rs`; also run by `test`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +17,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod e2e;
+mod sqlite_external;
 mod tools;
 
 /// Crates `cluster-core` must never depend on, even transitively.
@@ -46,11 +49,14 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root, &args[1..]),
         Some("demo") => e2e::demo(&root),
         Some("release") => e2e::release(&root),
+        Some("sqlite-external") => sqlite_external::run(&root),
         Some("tools") => tools::ensure_nats_server(&root).map(|p| {
             println!("nats-server: {}", p.display());
         }),
         _ => {
-            eprintln!("usage: cargo xtask <test|e2e|bench|demo|release|deps-check|tools>");
+            eprintln!(
+                "usage: cargo xtask <test|e2e|bench|demo|release|sqlite-external|deps-check|tools>"
+            );
             std::process::exit(2);
         }
     }
@@ -132,6 +138,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    sqlite_external::run(root)?;
     println!("==> all checks passed");
     Ok(())
 }

@@ -36,9 +36,9 @@ pub enum WalError {
     Log(#[from] cluster_core::Error),
     /// The bundled SQLite lacks the `sqlite_dbpage` virtual table.
     #[error(
-        "SQLite was built without SQLITE_ENABLE_DBPAGE_VTAB: set LIBSQLITE3_FLAGS=\
-         \"-DSQLITE_ENABLE_DBPAGE_VTAB\" (the workspace's .cargo/config.toml does) and rebuild \
-         libsqlite3-sys with the `bundled` feature"
+        "the linked SQLite lacks sqlite_dbpage (SQLITE_ENABLE_DBPAGE_VTAB): cluster-wal's build \
+         script compiles it into the bundled SQLite; this happens only when libsqlite3-sys is not \
+         `bundled` or another SQLite library is linked first"
     )]
     DbpageUnavailable,
     /// A WAL file is not what SQLite writes (bad magic, version, page size or header checksum).
