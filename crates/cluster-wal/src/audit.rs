@@ -16,6 +16,9 @@ pub const PROMOTION_BLOCKED: &str = "promotion-blocked";
 /// `wal.promotion-unblocked`: the cause changed (standby re-synced, operator action); this node
 /// stands for leadership again.
 pub const PROMOTION_UNBLOCKED: &str = "promotion-unblocked";
+/// `wal.resync`: an operator re-synced this standby (`cluster wal resync`): published its
+/// replica as the newest snapshot, or restored the newest snapshot.
+pub const RESYNC: &str = "resync";
 /// `wal.divergence`: the standby refused a record (checksum, lineage, corruption, gap) and
 /// resyncs from a snapshot.
 pub const DIVERGENCE: &str = "divergence";

@@ -66,6 +66,9 @@ pub struct FollowerConfig {
     pub restore_fence: Option<std::sync::Arc<dyn RestoreFence>>,
     /// Where divergences and standby restores are audited (see [`crate::audit`]).
     pub audit: Option<std::sync::Arc<dyn crate::audit::WalAudit>>,
+    /// Start by restoring the newest snapshot, whatever the local file holds (an operator's
+    /// re-sync, `WalDb::resync`).
+    pub resync: bool,
 }
 
 impl FollowerConfig {
@@ -79,6 +82,7 @@ impl FollowerConfig {
             retry_interval: Duration::from_secs(1),
             restore_fence: None,
             audit: None,
+            resync: false,
         }
     }
 }
@@ -300,7 +304,7 @@ impl Worker {
     }
 
     fn run(mut self, mut standby: Standby) -> Option<Standby> {
-        let mut force_restore = None;
+        let mut force_restore = self.cfg.resync.then_some("operator resync");
         // Since when a fresh standby waits for the lineage's first snapshot.
         let mut fresh_wait: Option<std::time::Instant> = None;
         while !self.stopped() {

@@ -158,6 +158,18 @@ fn fence(
         let lineage = pos
             .lineage
             .ok_or_else(|| WalError::NotWritable("standby has no lineage".into()))?;
+        // The file must hold what the standby applied before its checksum goes into the log as
+        // the new term's base: an EpochStart with a wrong base would make every standby that
+        // applies it diverge (e.g. after a write on the standby's file behind our back).
+        let actual = database_checksum(standby.path())?.total();
+        if standby.needs_recovery() || actual != pos.checksum || actual != standby.checksum() {
+            return Err(WalError::ChecksumMismatch {
+                txid: pos.txid,
+                what: "promotion",
+                expected: pos.checksum,
+                actual,
+            });
+        }
         let start = EpochStart {
             lineage,
             epoch: cfg.epoch,

@@ -337,7 +337,12 @@ impl Inner {
     }
 
     fn start_follower(&self) -> Result<Follower> {
+        self.start_follower_with(false)
+    }
+
+    fn start_follower_with(&self, resync: bool) -> Result<Follower> {
         let mut fc = FollowerConfig::new(&self.cfg.path);
+        fc.resync = resync;
         fc.options = self.cfg.standby;
         fc.metrics_name = self.metrics_name();
         fc.restore_fence = Some(self.pool.clone());
@@ -508,6 +513,47 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// Operator re-sync of a standby (works without a leader): with `publish`, this replica
+    /// becomes the newest snapshot (taken between transactions at its position) for the others
+    /// to restore; otherwise the standby restores the newest snapshot and replays. Either way the
+    /// promotion block is lifted.
+    async fn resync(&self, publish: bool) -> Result<serde_json::Value> {
+        let mut st = self.state.lock().await;
+        let State::Standby(follower) = &*st else {
+            return Err(WalError::NotWritable(
+                "this node leads the database: use `cluster snapshot restore` instead".into(),
+            ));
+        };
+        let published = if publish {
+            let snap = follower.snapshot().await?;
+            snapshot::publish_with_retention(
+                self.store.as_ref(),
+                self.log.as_ref(),
+                &snap,
+                self.cfg.retention,
+            )
+            .await?;
+            Some(snap.meta)
+        } else {
+            if let State::Standby(f) = std::mem::replace(&mut *st, State::Stopped) {
+                drop(f.stop().await?);
+            }
+            *st = State::Standby(self.start_follower_with(true)?);
+            None
+        };
+        drop(st);
+        let was_blocked = self.clear_promotion_block("operator resync");
+        let data = serde_json::json!({
+            "db": self.metrics_name(),
+            "published": published.as_ref().map(SnapshotMeta::id),
+            "txid": published.as_ref().map(|m| m.txid),
+            "restoring": !publish,
+            "was_blocked": was_blocked,
+        });
+        crate::audit::emit(self.cfg.audit.as_ref(), crate::audit::RESYNC, data.clone());
+        Ok(data)
     }
 
     /// Leader → standby (the caller holds the state lock).
@@ -707,6 +753,15 @@ impl WalDb {
                 self.inner.promotion_block()
             },
         }
+    }
+
+    /// Re-syncs this standby without needing a leader (see `docs/architecture/cluster-wal.md`,
+    /// "Recovery without a leader"): with `publish`, this replica is published as the newest
+    /// snapshot (the source of a re-sync); without, the standby restores the newest snapshot
+    /// and replays the log. Lifts the promotion block; audited as `wal.resync`. Refused on the
+    /// leader.
+    pub async fn resync(&self, publish: bool) -> Result<serde_json::Value> {
+        self.inner.resync(publish).await
     }
 
     /// Lifts a promotion block (operator action, audited): this node stands for leadership

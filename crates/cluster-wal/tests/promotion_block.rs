@@ -2,7 +2,8 @@
 //! the replicator's back, so it no longer matches its position) must not livelock the app: the
 //! node tries once per term (one `EpochStart`), then stops standing for leadership, reports why
 //! (status, audit, `standby_ready`), and stands again only after the cause changed or an
-//! operator cleared the block.
+//! operator cleared the block; then the recovery without a leader (`WalDb::resync`, behind
+//! `cluster wal resync`) brings it back as a correct leader.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -144,16 +145,18 @@ async fn a_promotion_that_fails_for_a_repeating_reason_is_tried_once_and_the_nod
     // No livelock: sampled every 5 ms for 4 s (many election cooldowns of the fast profile),
     // the node never leads, and it tried exactly once (one EpochStart for one term).
     never_leads(&db2, Duration::from_secs(4)).await;
+    // The file is checked before the term's EpochStart would carry its checksum: nothing was
+    // appended (a wrong base would make every standby that applies it diverge).
     assert_eq!(
         epoch_starts_by(&log, &second).await,
-        1,
-        "one EpochStart per term, one term"
+        0,
+        "no EpochStart from a replica that does not match its position"
     );
     assert_eq!(audit2.all("promotion-blocked").len(), 1);
     assert_eq!(cluster.leader("db"), None, "nobody claims to lead");
 
     // Operator action: the block is lifted, the node stands again, fails the same way once
-    // more (the file is still wrong) and blocks again — one more EpochStart, not a loop.
+    // more (the file is still wrong) and blocks again — one more attempt, not a loop.
     assert!(db2.clear_promotion_block());
     assert_eq!(audit2.all("promotion-unblocked").len(), 1);
     eventually(
@@ -163,6 +166,56 @@ async fn a_promotion_that_fails_for_a_repeating_reason_is_tried_once_and_the_nod
     )
     .await;
     never_leads(&db2, Duration::from_secs(2)).await;
-    assert_eq!(epoch_starts_by(&log, &second).await, 2);
-    assert_eq!(audit2.all("promotion-blocked").len(), 2);
+    assert_eq!(epoch_starts_by(&log, &second).await, 0);
+    assert_eq!(
+        audit2.all("promotion-blocked").len(),
+        2,
+        "{:?}",
+        audit2.actions()
+    );
+
+    // Recovery without a leader (`cluster wal resync db --from <first>`): the stopped node's
+    // replica (still following) becomes the newest snapshot, the blocked node restores it and
+    // replays, is unblocked, wins the lease and promotes — without the rogue row.
+    assert_eq!(cluster.leader("db"), None);
+    let published = db1.resync(true).await.unwrap();
+    assert!(published["published"].is_string(), "{published}");
+    let restoring = db2.resync(false).await.unwrap();
+    assert_eq!(restoring["was_blocked"], true, "{restoring}");
+    assert_eq!(audit2.all("resync").len(), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !matches!(db2.role(), WalRole::Leader(_)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the re-synced node does not lead: {:?}; audit {:?}",
+            db2.status(),
+            audit2
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(7)
+                .take(8)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(db2.status().promotion_blocked.is_none());
+    let rows: Vec<i64> = db2
+        .read(|c| {
+            let mut s = c.prepare("SELECT id FROM t ORDER BY id")?;
+            s.query_map([], |r| r.get(0))?.collect()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, (0..20).collect::<Vec<_>>(), "the rogue row is gone");
+    assert!(db1.resync(false).await.is_ok(), "a standby can re-sync");
+    let token = db2.epoch().unwrap();
+    assert!(
+        db2.resync(false).await.is_err(),
+        "the leader refuses a re-sync"
+    );
+    db2.write(token, |c| c.execute_batch("INSERT INTO t(id) VALUES (100)"))
+        .await
+        .unwrap();
 }
