@@ -5,6 +5,7 @@ mod channel;
 pub(crate) mod placement;
 pub(crate) mod snapshot;
 mod views;
+pub(crate) mod wal;
 
 use std::time::Duration;
 
