@@ -32,6 +32,7 @@ pub mod restore;
 pub mod snapshot;
 pub mod sqlite;
 pub mod wal;
+pub mod watch;
 
 pub use apply::{Applied, Standby, StandbyOptions};
 pub use audit::WalAudit;

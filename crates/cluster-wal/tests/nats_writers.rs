@@ -21,10 +21,11 @@ use common::nats::{NatsEnv, eventually};
 use common::{assert_integrity, assert_same_pages};
 use tokio::process::{Child, Command};
 
-const TESTS: [&str; 3] = [
+const TESTS: [&str; 4] = [
     "sqlite3_cli_writer_survives_handover_and_sigkill_failover",
     "python_stdlib_writer_survives_handover_and_sigkill_failover",
     "bundled_writer_survives_handover_and_sigkill_failover",
+    "loss_window_of_an_external_writer_poll_vs_inotify",
 ];
 
 /// The external writers of the matrix.
@@ -72,6 +73,11 @@ fn main() {
             println!("test {name} ... ok");
             passed += 1;
         }
+    }
+    if selected(TESTS[3]) {
+        rt.block_on(loss_window());
+        println!("test {} ... ok", TESTS[3]);
+        passed += 1;
     }
     println!("\ntest result: ok. {passed} passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }
@@ -290,5 +296,112 @@ async fn wait_captured(leader: &cluster_wal::Leader) -> u64 {
             return now;
         }
         last = now;
+    }
+}
+
+const PY_ACK_WRITER: &str = r#"
+import sqlite3, sys, time
+db, n, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = sqlite3.connect(db, timeout=10, isolation_level=None)
+c.execute("CREATE TABLE IF NOT EXISTS w(id INTEGER PRIMARY KEY, v BLOB)")
+print("READY", flush=True)
+time.sleep(0.5)
+for i in range(n):
+    c.execute(f"INSERT INTO w(id, v) VALUES ({start + i}, randomblob(100))")
+    print(f"ACK {i} {time.time_ns() // 1000}", flush=True)
+    time.sleep(0.002)
+"#;
+
+/// The loss window of an external writer's commits: for each commit of a Python writer (its
+/// wall clock right after `COMMIT` returned), the time until the log acknowledged it. A node
+/// crash at time T loses exactly the commits whose window had not closed by T. Measured with
+/// the 25 ms poll only and with the inotify watch (`LeaderConfig::watch_wal`), over real NATS;
+/// printed (docs/BENCHMARKS.md), not asserted (no wall-clock assertions); asserted: every
+/// commit is acknowledged.
+async fn loss_window() {
+    use cluster_wal::{Leader, LeaderConfig, LeaderStart};
+    use tokio::io::AsyncBufReadExt;
+    let env = NatsEnv::single().await;
+    let db = env.path("w.db");
+    let (log, store) = env.node_log().await;
+    let first = bootstrap(&db, "a", 1, log.clone(), store).await.unwrap();
+    let info = first.start_info().clone();
+    let mut p = first.shutdown().await;
+    for watch in [false, true] {
+        let mut cfg = LeaderConfig::new(
+            &db,
+            LeaderStart {
+                base_txid: p.acked_txid,
+                base_checksum: Some(p.acked_checksum),
+                ..info.clone()
+            },
+            p.acked_seq,
+        );
+        cfg.watch_wal = watch;
+        let leader = Leader::start(cfg, log.clone()).await.unwrap();
+        // (acked txid, µs) at every change.
+        let mut rx = leader.subscribe();
+        let acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
+        let rec = acks.clone();
+        let sampler = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let t = cluster_wal::sqlite::now_us();
+                let a = rx.borrow().acked_txid;
+                rec.lock().unwrap().push((a, t));
+            }
+        });
+        let n = 400;
+        let mut child = Command::new("python3")
+            .args(["-c", PY_ACK_WRITER])
+            .arg(&db)
+            .arg(n.to_string())
+            .arg(if watch { n } else { 0 }.to_string())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 is required");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("READY"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let base = leader.progress().captured_txid;
+        let mut commits = Vec::new();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let mut it = l.split_whitespace().skip(1);
+            let k: u64 = it.next().unwrap().parse().unwrap();
+            let t: u64 = it.next().unwrap().parse().unwrap();
+            commits.push((base + 1 + k, t));
+        }
+        assert!(child.wait().await.unwrap().success());
+        let last = wait_captured(&leader).await;
+        assert_eq!(last, base + n, "every commit captured, one txid each");
+        p = leader.shutdown().await;
+        sampler.abort();
+        let acks = acks.lock().unwrap().clone();
+        let mut windows: Vec<u64> = commits
+            .iter()
+            .map(|&(txid, t)| {
+                let at = acks
+                    .iter()
+                    .find(|(a, _)| *a >= txid)
+                    .map(|(_, at)| *at)
+                    .unwrap_or_else(|| panic!("txid {txid} never acknowledged"));
+                at.saturating_sub(t)
+            })
+            .collect();
+        windows.sort_unstable();
+        let q = |f: f64| windows[((windows.len() - 1) as f64 * f) as usize] as f64 / 1000.0;
+        println!(
+            "loss window ({}): {} commits, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            if watch {
+                "inotify + 25 ms poll"
+            } else {
+                "25 ms poll only"
+            },
+            windows.len(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0)
+        );
     }
 }
