@@ -79,6 +79,7 @@ impl std::fmt::Debug for Standby {
 }
 
 fn open_apply_conn(path: &Path, durable: bool) -> Result<Connection> {
+    crate::sqlite::check_database_file(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     check_dbpage(&conn)?;

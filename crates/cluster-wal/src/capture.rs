@@ -75,6 +75,7 @@ impl std::fmt::Debug for Capture {
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
+    crate::sqlite::check_database_file(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;

@@ -41,6 +41,15 @@ pub enum WalError {
          `bundled` or another SQLite library is linked first"
     )]
     DbpageUnavailable,
+    /// The database file is not an SQLite database (refused before SQLite opens it, so the
+    /// file is left untouched and nothing is shipped).
+    #[error("{path} is not an SQLite database: {reason}")]
+    NotADatabase {
+        /// The database file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A WAL file is not what SQLite writes (bad magic, version, page size or header checksum).
     #[error("invalid WAL file {path}: {reason}")]
     InvalidWal {

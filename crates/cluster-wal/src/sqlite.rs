@@ -25,12 +25,44 @@ pub fn shm_path(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Fails with [`WalError::DbpageUnavailable`] when the linked SQLite lacks `sqlite_dbpage`.
+/// Fails with [`WalError::DbpageUnavailable`] when the linked SQLite lacks `sqlite_dbpage`
+/// (other failures, e.g. a file that is not a database, are returned as they are).
 pub fn check_dbpage(conn: &Connection) -> Result<()> {
     match conn.prepare("SELECT 1 FROM sqlite_dbpage LIMIT 0") {
         Ok(_) => Ok(()),
-        Err(_) => Err(WalError::DbpageUnavailable),
+        Err(e) if e.to_string().contains("no such table") => Err(WalError::DbpageUnavailable),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Refuses a non-empty file that does not start with the SQLite header (`SQLite format 3\0`),
+/// before any SQLite connection could touch it. A missing or empty file is a new database.
+pub fn check_database_file(path: &Path) -> Result<()> {
+    use std::io::Read;
+    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(WalError::io(path, e)),
+    };
+    let mut head = Vec::with_capacity(100);
+    f.by_ref()
+        .take(100)
+        .read_to_end(&mut head)
+        .map_err(|e| WalError::io(path, e))?;
+    if head.is_empty() {
+        return Ok(());
+    }
+    if head.len() < 100 || &head[..16] != MAGIC {
+        return Err(WalError::NotADatabase {
+            path: path.display().to_string(),
+            reason: format!(
+                "it does not start with the 100-byte SQLite header ({} bytes read)",
+                head.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Sets `SQLITE_FCNTL_PERSIST_WAL` so that closing the last connection keeps the `-wal` file.
