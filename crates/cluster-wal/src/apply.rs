@@ -79,9 +79,9 @@ impl std::fmt::Debug for Standby {
 }
 
 fn open_apply_conn(path: &Path, durable: bool) -> Result<Connection> {
-    crate::sqlite::check_database_file(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    crate::sqlite::check_database(&conn, path)?;
     check_dbpage(&conn)?;
     conn.pragma_update(None, "writable_schema", "ON")?;
     conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;

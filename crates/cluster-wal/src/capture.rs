@@ -75,9 +75,9 @@ impl std::fmt::Debug for Capture {
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
-    crate::sqlite::check_database_file(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    crate::sqlite::check_database(&conn, path)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(WalError::NotWritable(format!(
@@ -226,12 +226,13 @@ impl Capture {
         let same_generation = self
             .cursor
             .is_some_and(|c| c.header.salt1 == header.salt1 && c.header.salt2 == header.salt2);
-        let cursor = if same_generation {
-            self.cursor.unwrap_or_else(|| WalCursor::start(header))
+        let (cursor, follows_reset) = if same_generation {
+            (
+                self.cursor.unwrap_or_else(|| WalCursor::start(header)),
+                false,
+            )
         } else if self.expect_reset {
-            tracing::debug!(salt1 = header.salt1, "following WAL reset");
-            self.expect_reset = false;
-            WalCursor::start(header)
+            (WalCursor::start(header), true)
         } else {
             return Err(WalError::ContinuityBreak(format!(
                 "WAL salts changed ({:?} -> {}/{}) without a replicator checkpoint",
@@ -240,10 +241,21 @@ impl Capture {
                 header.salt2
             )));
         };
-        self.page_size = header.page_size;
-        let mut f = File::open(&self.wal_path).map_err(|e| WalError::io(&self.wal_path, e))?;
+        // State changes only once the read succeeded: a `-wal` file replaced or removed between
+        // the header read and this open (a writer's connection coming and going) is retried at
+        // the next poll with the same state.
+        let mut f = match File::open(&self.wal_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(WalError::io(&self.wal_path, e)),
+        };
         let (wal_txns, end) = read_committed_upto(&mut f, cursor, max_frames)
             .map_err(|e| WalError::io(&self.wal_path, e))?;
+        self.page_size = header.page_size;
+        if follows_reset {
+            tracing::debug!(salt1 = header.salt1, "following WAL reset");
+            self.expect_reset = false;
+        }
         self.cursor = Some(end);
         if !wal_txns.is_empty() && same_generation {
             self.expect_reset = false;

@@ -228,8 +228,8 @@ pub async fn bootstrap(
     let lineage = Uuid::new_v4();
     let p = db_path.clone();
     let sums = tokio::task::spawn_blocking(move || {
-        crate::sqlite::check_database_file(&p)?;
         let c = Connection::open(&p)?;
+        crate::sqlite::check_database(&c, &p)?;
         let _: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         drop(c);
         database_checksum(&p)

@@ -35,34 +35,21 @@ pub fn check_dbpage(conn: &Connection) -> Result<()> {
     }
 }
 
-/// Refuses a non-empty file that does not start with the SQLite header (`SQLite format 3\0`),
-/// before any SQLite connection could touch it. A missing or empty file is a new database.
-pub fn check_database_file(path: &Path) -> Result<()> {
-    use std::io::Read;
-    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(WalError::io(path, e)),
-    };
-    let mut head = Vec::with_capacity(100);
-    f.by_ref()
-        .take(100)
-        .read_to_end(&mut head)
-        .map_err(|e| WalError::io(path, e))?;
-    if head.is_empty() {
-        return Ok(());
+/// Reads the schema version on `conn` (a connection to `path`) before anything writes: a file
+/// that is not an SQLite database is refused as [`WalError::NotADatabase`] naming it, untouched.
+/// (Done through SQLite, never by opening the file separately: closing another descriptor of
+/// the database file would drop this process's POSIX locks on it.)
+pub fn check_database(conn: &Connection, path: &Path) -> Result<()> {
+    match conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            Err(WalError::NotADatabase {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        }
+        Err(e) => Err(e.into()),
     }
-    if head.len() < 100 || &head[..16] != MAGIC {
-        return Err(WalError::NotADatabase {
-            path: path.display().to_string(),
-            reason: format!(
-                "it does not start with the 100-byte SQLite header ({} bytes read)",
-                head.len()
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// Sets `SQLITE_FCNTL_PERSIST_WAL` so that closing the last connection keeps the `-wal` file.
