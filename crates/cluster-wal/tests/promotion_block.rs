@@ -1,6 +1,7 @@
 //! A promotion that fails for a reason that repeats (here: the standby's file was written behind
 //! the replicator's back, so it no longer matches its position) must not livelock the app: the
-//! node tries once per term (one `EpochStart`), then stops standing for leadership, reports why
+//! node tries once (appending no `EpochStart`: the file is checked against its position
+//! first), then stops standing for leadership, reports why
 //! (status, audit, `standby_ready`), and stands again only after the cause changed or an
 //! operator cleared the block; then the recovery without a leader (`WalDb::resync`, behind
 //! `cluster wal resync`) brings it back as a correct leader.
