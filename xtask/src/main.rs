@@ -6,12 +6,16 @@
 //!   all tests, and `cargo doc` without warnings.
 //! * `deps-check`: only the `cluster-core` dependency check.
 //! * `tools`: only install what the tests need (system packages and nats-server).
-//! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons), then `e2e-image`.
+//! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons), then `e2e-image`
+//!   and `sqlite-external`.
 //! * `e2e-image`: the container image with 3 containers and a nats-server (podman; `image.rs`).
 //! * `image [--binary PATH] [--tag TAG]`: the container image with podman (`image.rs`).
 //! * `demo`: nats-server + 3 daemons, show the leader, SIGKILL it, show the failover, clean up.
 //! * `release`: the release archive in `dist/` (binary, systemd unit, example configuration,
 //!   completions, man pages, checksums; see `release.rs`), version from git.
+//! * `sqlite-external`: a crate outside the workspace uses `cluster`'s `sqlite` feature without
+//!   `LIBSQLITE3_FLAGS` (see `sqlite_external.rs`; a second dependency build of several minutes,
+//!   so it runs in `e2e`, not in `test`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +25,7 @@ use anyhow::{Context, Result, bail};
 mod e2e;
 mod image;
 mod release;
+mod sqlite_external;
 mod system;
 mod tools;
 
@@ -49,12 +54,15 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("deps-check") => deps_check(&root),
-        Some("e2e") => e2e::e2e(&root).and_then(|()| image::e2e(&root)),
+        Some("e2e") => e2e::e2e(&root)
+            .and_then(|()| image::e2e(&root))
+            .and_then(|()| sqlite_external::run(&root)),
         Some("e2e-image") => image::e2e(&root),
         Some("image") => image::image(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         Some("demo") => e2e::demo(&root),
         Some("release") => release::release(&root),
+        Some("sqlite-external") => sqlite_external::run(&root),
         Some("tools") => system::ensure_system().and_then(|()| {
             tools::ensure_nats_server(&root).map(|p| {
                 println!("nats-server: {}", p.display());
@@ -62,7 +70,7 @@ fn main() -> Result<()> {
         }),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|e2e|e2e-image|image|bench|demo|release|deps-check|tools>"
+                "usage: cargo xtask <test|e2e|e2e-image|image|bench|demo|release|sqlite-external|deps-check|tools>"
             );
             std::process::exit(2);
         }

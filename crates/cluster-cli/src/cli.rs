@@ -98,6 +98,9 @@ pub(crate) enum Command {
     /// Snapshots of app data.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Replicated SQLite databases of apps.
+    #[command(subcommand)]
+    Wal(WalCommand),
     /// Service discovery.
     #[command(subcommand)]
     Services(ServicesCommand),
@@ -339,6 +342,24 @@ pub(crate) enum SnapshotCommand {
         /// The app.
         #[arg(long)]
         app: String,
+    },
+}
+
+/// `wal` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum WalCommand {
+    /// Re-sync the app's standby replicas, also when no node leads: every node running the app
+    /// restores the newest snapshot and replays the log (lifting a promotion block); with
+    /// `--from`, that node first publishes its own replica as the newest snapshot.
+    Resync {
+        /// The app.
+        app: String,
+        /// The node whose replica becomes the source.
+        #[arg(long)]
+        from: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

@@ -157,6 +157,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Placement(args) => admin_cmd(&settings, Admin::Placement(args.from)).await,
         Command::Config(cmd) => admin_cmd(&settings, Admin::Config(cmd)).await,
         Command::Snapshot(cmd) => admin_cmd(&settings, Admin::Snapshot(cmd)).await,
+        Command::Wal(cmd) => admin_cmd(&settings, Admin::Wal(cmd)).await,
         Command::Services(_) => Err(Failure::not_available("services", "the service registry")),
         Command::Leaf(_) => Err(Failure::not_available(
             "leaf",
@@ -186,6 +187,7 @@ enum Admin {
     RebalanceApprove(String),
     Config(cli::ConfigCommand),
     Snapshot(cli::SnapshotCommand),
+    Wal(cli::WalCommand),
 }
 
 async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
@@ -206,6 +208,7 @@ async fn admin_cmd(settings: &Settings, cmd: Admin) -> CliResult {
                 admin::placement::show(settings, &channel, from.as_deref()).await
             }
             Admin::Snapshot(cmd) => admin::snapshot::run(settings, &channel, cmd).await,
+            Admin::Wal(cmd) => admin::wal::run(settings, &channel, cmd).await,
             Admin::Rebalance(app, dry_run) => {
                 admin::placement::rebalance(settings, &channel, app.as_deref(), *dry_run).await
             }

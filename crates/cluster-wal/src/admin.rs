@@ -22,6 +22,15 @@ pub const SNAPSHOT_DELETE: &str = "wal.snapshot.delete";
 pub const SNAPSHOT_RESTORE: &str = "wal.snapshot.restore";
 /// Role and replication progress of the local replica (any node).
 pub const STATUS: &str = "wal.status";
+/// Re-syncs the local standby without a leader (any standby; args `{"publish": bool}`): with
+/// `publish`, its replica becomes the newest snapshot; otherwise it restores the newest one.
+pub const RESYNC: &str = "wal.resync";
+
+#[derive(Deserialize)]
+struct ResyncArgs {
+    #[serde(default)]
+    publish: bool,
+}
 
 #[derive(Deserialize)]
 struct IdArgs {
@@ -105,6 +114,19 @@ pub fn register(app: &App, db: &WalDb) {
         }
     });
     let d = db.clone();
+    app.on_admin(RESYNC, move |args| {
+        let d = d.clone();
+        async move {
+            let a: ResyncArgs = if args.is_null() {
+                ResyncArgs { publish: false }
+            } else {
+                serde_json::from_value(args)
+                    .map_err(|e| Error::InvalidArgument(format!("wal.resync: {e}")))?
+            };
+            d.resync(a.publish).await.map_err(to_core)
+        }
+    });
+    let d = db.clone();
     app.on_admin(STATUS, move |_| {
         let d = d.clone();
         async move {
@@ -123,6 +145,9 @@ pub fn register(app: &App, db: &WalDb) {
                 "standby": s.standby.map(|p| json!({
                     "txid": p.position.txid, "stream_seq": p.position.stream_seq,
                     "lineage": p.position.lineage.map(|l| l.to_string()),
+                })),
+                "promotion_blocked": s.promotion_blocked.map(|b| json!({
+                    "reason": b.reason, "epoch": b.epoch, "since_us": b.since_us,
                 })),
             }))
         }

@@ -81,6 +81,7 @@ impl std::fmt::Debug for Standby {
 fn open_apply_conn(path: &Path, durable: bool) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    crate::sqlite::check_database(&conn, path)?;
     check_dbpage(&conn)?;
     conn.pragma_update(None, "writable_schema", "ON")?;
     conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
@@ -374,6 +375,7 @@ impl Standby {
             self.advance_seq(seq);
             return Ok(Applied::Skipped);
         }
+        let lineage_before = self.pos.lineage;
         self.check_lineage(e.lineage, e.base_txid)?;
         if self.pending.take().is_some() {
             tracing::warn!(
@@ -381,19 +383,25 @@ impl Standby {
                 "incomplete transaction of the previous epoch dropped"
             );
         }
-        if e.base_txid > self.pos.txid {
-            return Err(WalError::Gap {
+        let refused = if e.base_txid > self.pos.txid {
+            Some(WalError::Gap {
                 expected: self.pos.txid + 1,
                 got: e.base_txid,
-            });
-        }
-        if e.base_txid < self.pos.txid || e.base_checksum != self.sums.total() {
-            return Err(WalError::ChecksumMismatch {
+            })
+        } else if e.base_txid < self.pos.txid || e.base_checksum != self.sums.total() {
+            Some(WalError::ChecksumMismatch {
                 txid: e.base_txid,
                 what: "epoch base",
                 expected: e.base_checksum,
                 actual: self.sums.total(),
-            });
+            })
+        } else {
+            None
+        };
+        if let Some(err) = refused {
+            // A fresh standby adopts the lineage only with an EpochStart it can apply.
+            self.pos.lineage = lineage_before;
+            return Err(err);
         }
         self.pos.epoch = e.epoch;
         self.pos.stream_seq = seq;

@@ -10,6 +10,15 @@ use cluster_core::audit::category::WAL;
 pub const PROMOTED: &str = "promoted";
 /// `wal.promotion-failed`: promotion failed; the replica follows the log again.
 pub const PROMOTION_FAILED: &str = "promotion-failed";
+/// `wal.promotion-blocked`: the promotion failed for a reason that repeats; this node stops
+/// standing for leadership until the standby re-syncs or an operator clears it.
+pub const PROMOTION_BLOCKED: &str = "promotion-blocked";
+/// `wal.promotion-unblocked`: the cause changed (standby re-synced, operator action); this node
+/// stands for leadership again.
+pub const PROMOTION_UNBLOCKED: &str = "promotion-unblocked";
+/// `wal.resync`: an operator re-synced this standby (`cluster wal resync`): published its
+/// replica as the newest snapshot, or restored the newest snapshot.
+pub const RESYNC: &str = "resync";
 /// `wal.divergence`: the standby refused a record (checksum, lineage, corruption, gap) and
 /// resyncs from a snapshot.
 pub const DIVERGENCE: &str = "divergence";

@@ -15,8 +15,10 @@ use uuid::Uuid;
 use crate::error::{Result, WalError};
 use crate::pagesum::{PageSums, page_hash};
 use crate::record::TxnData;
-use crate::sqlite::{check_dbpage, now_us, persist_wal, read_pages, wal_path};
-use crate::wal::{WAL_HEADER_LEN, WalCursor, WalHeader, read_committed};
+use crate::sqlite::{check_dbpage, now_us, persist_wal, read_pages, shm_path, wal_path};
+use crate::wal::{
+    IndexBound, WAL_HEADER_LEN, WalCursor, WalHeader, index_bound, read_committed_upto,
+};
 
 /// Where a leader starts: the replicated state its database is known to hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,7 @@ impl std::fmt::Debug for Capture {
 fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    crate::sqlite::check_database(&conn, path)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(WalError::NotWritable(format!(
@@ -150,14 +153,21 @@ impl Capture {
             });
         }
         let wal = wal_path(db_path);
-        let cursor = match read_header(&wal)? {
-            Some(h) => {
+        let header = read_header(&wal)?;
+        let bound = match &header {
+            Some(h) => committed_frames(db_path, h)?,
+            None => None,
+        };
+        // No header, or an index already reset for a generation whose header is not written
+        // yet (nothing committed in it): start at the next generation's first frame.
+        let cursor = match (header, bound) {
+            (Some(h), Some(max)) => {
                 let mut f = File::open(&wal).map_err(|e| WalError::io(&wal, e))?;
-                let (_, end) = read_committed(&mut f, WalCursor::start(h))
+                let (_, end) = read_committed_upto(&mut f, WalCursor::start(h), max)
                     .map_err(|e| WalError::io(&wal, e))?;
                 Some(end)
             }
-            None => None,
+            _ => None,
         };
         Ok((
             pin,
@@ -203,6 +213,10 @@ impl Capture {
             }
             return Ok(Vec::new());
         };
+        // Never past SQLite's committed end: a commit frame beyond it is not a commit.
+        let Some(max_frames) = committed_frames(&self.db_path, &header)? else {
+            return Ok(Vec::new());
+        };
         if header.page_size != self.page_size && self.commit_pages > 0 {
             return Err(WalError::ContinuityBreak(format!(
                 "page size changed from {} to {}",
@@ -212,12 +226,13 @@ impl Capture {
         let same_generation = self
             .cursor
             .is_some_and(|c| c.header.salt1 == header.salt1 && c.header.salt2 == header.salt2);
-        let cursor = if same_generation {
-            self.cursor.unwrap_or_else(|| WalCursor::start(header))
+        let (cursor, follows_reset) = if same_generation {
+            (
+                self.cursor.unwrap_or_else(|| WalCursor::start(header)),
+                false,
+            )
         } else if self.expect_reset {
-            tracing::debug!(salt1 = header.salt1, "following WAL reset");
-            self.expect_reset = false;
-            WalCursor::start(header)
+            (WalCursor::start(header), true)
         } else {
             return Err(WalError::ContinuityBreak(format!(
                 "WAL salts changed ({:?} -> {}/{}) without a replicator checkpoint",
@@ -226,10 +241,21 @@ impl Capture {
                 header.salt2
             )));
         };
+        // State changes only once the read succeeded: a `-wal` file replaced or removed between
+        // the header read and this open (a writer's connection coming and going) is retried at
+        // the next poll with the same state.
+        let mut f = match File::open(&self.wal_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(WalError::io(&self.wal_path, e)),
+        };
+        let (wal_txns, end) = read_committed_upto(&mut f, cursor, max_frames)
+            .map_err(|e| WalError::io(&self.wal_path, e))?;
         self.page_size = header.page_size;
-        let mut f = File::open(&self.wal_path).map_err(|e| WalError::io(&self.wal_path, e))?;
-        let (wal_txns, end) =
-            read_committed(&mut f, cursor).map_err(|e| WalError::io(&self.wal_path, e))?;
+        if follows_reset {
+            tracing::debug!(salt1 = header.salt1, "following WAL reset");
+            self.expect_reset = false;
+        }
         self.cursor = Some(end);
         if !wal_txns.is_empty() && same_generation {
             self.expect_reset = false;
@@ -367,6 +393,18 @@ impl Capture {
         let out = res?;
         rb?;
         Ok(out)
+    }
+}
+
+/// The frames of the WAL generation `header` that SQLite committed (the wal-index's `mxFrame`);
+/// `None` while the index is being updated or describes a generation whose header is not written
+/// yet; no bound without a `-shm` file.
+fn committed_frames(db: &Path, header: &WalHeader) -> Result<Option<u64>> {
+    let shm = shm_path(db);
+    match index_bound(&shm, header).map_err(|e| WalError::io(&shm, e))? {
+        IndexBound::Frames(n) => Ok(Some(n)),
+        IndexBound::Unsettled => Ok(None),
+        IndexBound::NoIndex => Ok(Some(u64::MAX)),
     }
 }
 

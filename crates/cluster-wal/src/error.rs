@@ -36,11 +36,20 @@ pub enum WalError {
     Log(#[from] cluster_core::Error),
     /// The bundled SQLite lacks the `sqlite_dbpage` virtual table.
     #[error(
-        "SQLite was built without SQLITE_ENABLE_DBPAGE_VTAB: set LIBSQLITE3_FLAGS=\
-         \"-DSQLITE_ENABLE_DBPAGE_VTAB\" (the workspace's .cargo/config.toml does) and rebuild \
-         libsqlite3-sys with the `bundled` feature"
+        "the linked SQLite lacks sqlite_dbpage (SQLITE_ENABLE_DBPAGE_VTAB): cluster-wal's build \
+         script compiles it into the bundled SQLite; this happens only when libsqlite3-sys is not \
+         `bundled` or another SQLite library is linked first"
     )]
     DbpageUnavailable,
+    /// The database file is not an SQLite database (refused before SQLite opens it, so the
+    /// file is left untouched and nothing is shipped).
+    #[error("{path} is not an SQLite database: {reason}")]
+    NotADatabase {
+        /// The database file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A WAL file is not what SQLite writes (bad magic, version, page size or header checksum).
     #[error("invalid WAL file {path}: {reason}")]
     InvalidWal {

@@ -66,6 +66,9 @@ pub struct FollowerConfig {
     pub restore_fence: Option<std::sync::Arc<dyn RestoreFence>>,
     /// Where divergences and standby restores are audited (see [`crate::audit`]).
     pub audit: Option<std::sync::Arc<dyn crate::audit::WalAudit>>,
+    /// Start by restoring the newest snapshot, whatever the local file holds (an operator's
+    /// re-sync, `WalDb::resync`).
+    pub resync: bool,
 }
 
 impl FollowerConfig {
@@ -79,6 +82,7 @@ impl FollowerConfig {
             retry_interval: Duration::from_secs(1),
             restore_fence: None,
             audit: None,
+            resync: false,
         }
     }
 }
@@ -235,6 +239,30 @@ impl Drop for Follower {
     }
 }
 
+/// How long a fresh standby waits quietly for the first snapshot of a lineage whose bootstrap
+/// it already saw (the snapshot is published right after the `EpochStart`).
+const FRESH_GRACE: Duration = Duration::from_secs(10);
+
+/// A standby that never applied anything: no lineage, an empty file.
+fn is_fresh(standby: &Standby) -> bool {
+    standby.position().lineage.is_none() && standby.is_empty()
+}
+
+/// A resync that is not a divergence: a standby behind the log's trim, or a fresh standby that
+/// meets the bootstrap `EpochStart` of a non-empty database (base txid 0, whose image comes with
+/// the lineage's first snapshot).
+fn not_a_divergence(standby: &Standby, e: &WalError) -> bool {
+    match e {
+        WalError::BehindTrim { .. } => true,
+        WalError::ChecksumMismatch {
+            txid: 0,
+            what: "epoch base",
+            ..
+        } => is_fresh(standby),
+        _ => false,
+    }
+}
+
 struct Worker {
     cfg: FollowerConfig,
     log: Arc<dyn ReplicatedLog>,
@@ -276,23 +304,47 @@ impl Worker {
     }
 
     fn run(mut self, mut standby: Standby) -> Option<Standby> {
-        let mut force_restore = false;
+        let mut force_restore = self.cfg.resync.then_some("operator resync");
+        // Since when a fresh standby waits for the lineage's first snapshot.
+        let mut fresh_wait: Option<std::time::Instant> = None;
         while !self.stopped() {
-            match self.prepare(standby, std::mem::take(&mut force_restore)) {
+            match self.prepare(standby, force_restore.take()) {
                 Ok(s) => standby = s,
                 Err((e, s)) => {
-                    self.report_error(&e);
                     standby = s?;
+                    if is_fresh(&standby)
+                        && matches!(e, WalError::BehindTrim { .. })
+                        && fresh_wait.is_some_and(|t| t.elapsed() < FRESH_GRACE)
+                    {
+                        // A clean start: the bootstrap's snapshot follows its EpochStart.
+                        tracing::debug!(error = %e, "fresh standby waiting for the first snapshot");
+                    } else {
+                        self.report_error(&e);
+                    }
                     self.sleep_retry();
                     continue;
                 }
             }
             match self.follow(&mut standby) {
                 Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::Resync && not_a_divergence(&standby, &e) => {
+                    // Nothing to alarm about: a fresh standby meets the bootstrap of a
+                    // non-empty database (its snapshot carries the base) or the log was
+                    // trimmed behind it. Restore the newest snapshot.
+                    tracing::info!(error = %e, "standby needs a snapshot; restoring");
+                    force_restore = Some(if is_fresh(&standby) {
+                        fresh_wait.get_or_insert_with(std::time::Instant::now);
+                        "fresh standby"
+                    } else {
+                        "behind the log's trim"
+                    });
+                    self.sleep_retry();
+                }
                 Err(e) => {
                     self.report_error(&e);
-                    force_restore = e.kind() == ErrorKind::Resync;
-                    if force_restore {
+                    let resync = e.kind() == ErrorKind::Resync;
+                    if resync {
+                        force_restore = Some("divergence");
                         let pos = standby.position();
                         crate::audit::emit(
                             self.cfg.audit.as_ref(),
@@ -318,7 +370,7 @@ impl Worker {
     fn prepare(
         &mut self,
         mut standby: Standby,
-        force_restore: bool,
+        force_restore: Option<&'static str>,
     ) -> std::result::Result<Standby, (WalError, Option<Standby>)> {
         let h = self.handle.clone();
         let state = match h.block_on(self.log.state()) {
@@ -326,7 +378,7 @@ impl Worker {
             Err(e) => return Err((e.into(), Some(standby))),
         };
         let pos = standby.position();
-        if !force_restore && standby.needs_recovery() && pos.lineage.is_some() {
+        if force_restore.is_none() && standby.needs_recovery() && pos.lineage.is_some() {
             match self.search_position(&mut standby, state.first_seq, state.last_seq) {
                 Ok(true) => return Ok(standby),
                 Ok(false) => {}
@@ -339,7 +391,7 @@ impl Worker {
             Ok(s) => s,
             Err(e) => return Err((e, Some(standby))),
         };
-        let must = force_restore || behind || standby.needs_recovery();
+        let must = force_restore.is_some() || behind || standby.needs_recovery();
         let want = must || (fresh && latest.is_some());
         if !want {
             return Ok(standby);
@@ -376,8 +428,8 @@ impl Worker {
         match restored {
             Ok(s) => {
                 metrics::add(metrics::RESTORES, &self.cfg.metrics_name, 1);
-                let reason = if force_restore {
-                    "divergence"
+                let reason = if let Some(r) = force_restore {
+                    r
                 } else if behind {
                     "behind the log's trim"
                 } else if fresh {

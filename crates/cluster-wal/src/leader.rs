@@ -56,6 +56,9 @@ pub struct LeaderConfig {
     pub ack_timeout: Duration,
     /// The `db` label of this database's metrics (default: the file stem).
     pub metrics_name: String,
+    /// Ring the capture doorbell on inotify events of the `-wal` file (commits of other
+    /// processes are captured at once instead of at the next poll; see [`crate::watch`]).
+    pub watch_wal: bool,
 }
 
 impl LeaderConfig {
@@ -70,6 +73,7 @@ impl LeaderConfig {
             poll_interval: Duration::from_millis(25),
             checkpoint_frames: 1000,
             ack_timeout: Duration::from_secs(30),
+            watch_wal: true,
         }
     }
 }
@@ -174,9 +178,15 @@ impl Leader {
         let poll = cfg.poll_interval;
         let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let bell_alive = alive.clone();
+        let watch = cfg
+            .watch_wal
+            .then(|| crate::watch::WalWatch::start(&crate::sqlite::wal_path(&cfg.db_path)))
+            .flatten();
         std::thread::Builder::new()
             .name("wal-doorbell".into())
             .spawn(move || {
+                // Lives (and watches) as long as this thread.
+                let _watch = watch;
                 let mut seen = Doorbell::generation();
                 while bell_alive.load(std::sync::atomic::Ordering::SeqCst) {
                     seen = Doorbell::wait(seen, poll);

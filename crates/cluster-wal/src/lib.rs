@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod apply;
 pub mod audit;
+pub mod blocked;
 pub mod capture;
 pub mod crc;
 pub mod error;
@@ -31,9 +32,11 @@ pub mod restore;
 pub mod snapshot;
 pub mod sqlite;
 pub mod wal;
+pub mod watch;
 
 pub use apply::{Applied, Standby, StandbyOptions};
 pub use audit::WalAudit;
+pub use blocked::PromotionBlock;
 pub use capture::{Capture, CheckpointOutcome, LeaderStart};
 pub use error::{ErrorKind, Result, WalError};
 pub use follower::{Follower, FollowerConfig, FollowerProgress, RestoreFence};

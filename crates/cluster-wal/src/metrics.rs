@@ -34,6 +34,12 @@ pub const SNAPSHOTS: &str = "gc_wal_snapshots_total";
 /// Age of the newest published snapshot, seconds (gauge, set by the snapshot scheduler).
 pub const SNAPSHOT_AGE_SECONDS: &str = "gc_wal_snapshot_age_seconds";
 
+/// 1 while this node does not stand for leadership because its promotion failed for a reason
+/// that repeats, 0 otherwise (gauge).
+pub const PROMOTION_BLOCKED: &str = "gc_wal_promotion_blocked";
+/// Failed promotions (counter).
+pub const PROMOTION_FAILURES: &str = "gc_wal_promotion_failures_total";
+
 /// Registers the descriptions of every metric with the installed recorder.
 pub fn describe() {
     describe_gauge!(
@@ -80,6 +86,11 @@ pub fn describe() {
         SNAPSHOT_AGE_SECONDS,
         "age of the newest published snapshot, seconds"
     );
+    describe_gauge!(
+        PROMOTION_BLOCKED,
+        "1 while a failed promotion keeps this node from standing for leadership"
+    );
+    describe_counter!(PROMOTION_FAILURES, "failed promotions");
 }
 
 pub(crate) fn set(name: &'static str, db: &str, v: f64) {

@@ -1,11 +1,20 @@
 //! The rolling database checksum: XOR over all pages of CRC-64(pgno ‖ page), kept per page so
 //! that a transaction updates it in O(pages written).
 //!
-//! Page 1 is normalised before hashing (bytes 24..28, the file change counter, and 92..96, the
-//! version-valid-for number, are treated as zero) because a standby's pager rewrites them. The
-//! lock-byte page (the page holding byte offset 2^30) is never hashed.
+//! Page 1 is normalised before hashing: the header fields that SQLite's pager stamps on every
+//! commit that writes page 1 — bytes 24..28 (file change counter), 92..96 (version-valid-for
+//! number) and 96..100 (`SQLITE_VERSION_NUMBER` of the library that last wrote the file) — are
+//! treated as zero. They differ legitimately between the writer (any SQLite 3.x, any process)
+//! and a standby whose own pager rewrites them when it applies page 1; every other header byte
+//! is database content and is hashed (the rule and the field review are in
+//! docs/protocol/wal.md, "Page-1 normalisation"). The lock-byte page (the page holding byte
+//! offset 2^30) is never hashed.
 
 use crate::crc::Crc64;
+
+/// Byte ranges of page 1 that are zeroed before hashing and comparing: the file change counter,
+/// the version-valid-for number and the SQLite version number of the last writer.
+pub const PAGE1_VOLATILE: [std::ops::Range<usize>; 2] = [24..28, 92..100];
 
 /// Page number of the lock-byte page for a page size.
 pub fn lock_page(page_size: u32) -> u32 {
@@ -20,11 +29,7 @@ pub fn page_hash(pgno: u32, data: &[u8]) -> u64 {
     let mut h = Crc64::new();
     h.update(&pgno.to_be_bytes());
     if pgno == 1 && data.len() >= 100 {
-        h.update(&data[..24]);
-        h.update(&[0; 4]);
-        h.update(&data[28..92]);
-        h.update(&[0; 4]);
-        h.update(&data[96..]);
+        h.update(&normalise_page1(data));
     } else {
         h.update(data);
     }
@@ -35,8 +40,9 @@ pub fn page_hash(pgno: u32, data: &[u8]) -> u64 {
 pub fn normalise_page1(data: &[u8]) -> Vec<u8> {
     let mut d = data.to_vec();
     if d.len() >= 100 {
-        d[24..28].fill(0);
-        d[92..96].fill(0);
+        for r in PAGE1_VOLATILE {
+            d[r].fill(0);
+        }
     }
     d
 }
@@ -139,7 +145,18 @@ mod tests {
         let h = page_hash(1, &a);
         a[25] = 0;
         a[93] = 1;
+        // SQLITE_VERSION_NUMBER of the last writer: 3040001 (Debian 3.40.1) vs 3051003.
+        a[96..100].copy_from_slice(&3_040_001u32.to_be_bytes());
         assert_eq!(page_hash(1, &a), h);
+        a[96..100].copy_from_slice(&3_051_003u32.to_be_bytes());
+        assert_eq!(page_hash(1, &a), h);
+        // Every other header byte is content: the in-header database size, the schema cookie,
+        // the user version, the reserved bytes.
+        for i in [28, 40, 60, 72, 91, 100] {
+            let mut b = a.clone();
+            b[i] ^= 1;
+            assert_ne!(page_hash(1, &b), h, "byte {i} must be hashed");
+        }
         a[30] = 0;
         assert_ne!(page_hash(1, &a), h);
     }

@@ -139,6 +139,16 @@ fn fence(
             seq += 1;
         }
         let pos = standby.position();
+        if let Some(seq) = own_epoch_start(&h, log.as_ref(), cfg, pos.epoch, last)? {
+            // A retry in the same term after this node's EpochStart was appended (and nothing
+            // after it): one EpochStart per term, not per attempt.
+            tracing::info!(
+                epoch = cfg.epoch,
+                seq,
+                "reusing this node's EpochStart of the term"
+            );
+            return Ok((standby, seq));
+        }
         if cfg.epoch <= pos.epoch {
             return Err(WalError::NotWritable(format!(
                 "epoch {} is not newer than the log's epoch {}",
@@ -148,6 +158,18 @@ fn fence(
         let lineage = pos
             .lineage
             .ok_or_else(|| WalError::NotWritable("standby has no lineage".into()))?;
+        // The file must hold what the standby applied before its checksum goes into the log as
+        // the new term's base: an EpochStart with a wrong base would make every standby that
+        // applies it diverge (e.g. after a write on the standby's file behind our back).
+        let actual = database_checksum(standby.path())?.total();
+        if standby.needs_recovery() || actual != pos.checksum || actual != standby.checksum() {
+            return Err(WalError::ChecksumMismatch {
+                txid: pos.txid,
+                what: "promotion",
+                expected: pos.checksum,
+                actual,
+            });
+        }
         let start = EpochStart {
             lineage,
             epoch: cfg.epoch,
@@ -170,6 +192,27 @@ fn fence(
     }
 }
 
+/// `Some(last)` when the log ends with this node's `EpochStart` for `cfg.epoch`, which the
+/// standby (at `applied_epoch`) has applied: an earlier attempt of the same promotion.
+fn own_epoch_start(
+    h: &tokio::runtime::Handle,
+    log: &dyn ReplicatedLog,
+    cfg: &PromoteConfig,
+    applied_epoch: u64,
+    last: u64,
+) -> Result<Option<u64>> {
+    if applied_epoch != cfg.epoch || last == 0 {
+        return Ok(None);
+    }
+    let Some(e) = h.block_on(log.get(last))? else {
+        return Ok(None);
+    };
+    Ok(match Record::decode(&e.payload) {
+        Ok(Record::EpochStart(s)) if s.epoch == cfg.epoch && s.node_id == cfg.node_id => Some(last),
+        _ => None,
+    })
+}
+
 /// Starts replicating a database under a brand-new lineage on an empty log: appends
 /// `EpochStart{base_txid: 0, base_checksum}` and, when the database is not empty, publishes a
 /// snapshot at txid 0 so that standbys can start from it.
@@ -186,6 +229,7 @@ pub async fn bootstrap(
     let p = db_path.clone();
     let sums = tokio::task::spawn_blocking(move || {
         let c = Connection::open(&p)?;
+        crate::sqlite::check_database(&c, &p)?;
         let _: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         drop(c);
         database_checksum(&p)

@@ -40,6 +40,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::apply::StandbyOptions;
+use crate::blocked::{Blocker, PromotionBlock};
 use crate::error::{ErrorKind, Result, WalError};
 use crate::follower::{Follower, FollowerConfig, FollowerProgress};
 use crate::leader::{Durability, Leader, LeaderProgress};
@@ -189,6 +190,7 @@ impl WithSqlite {
             views: RwLock::new(Views::default()),
             role: role_tx,
             last_snapshot_us: AtomicU64::new(0),
+            blocker: Blocker::default(),
         });
         let follower = inner.start_follower()?;
         *inner.state.lock().await = State::Standby(follower);
@@ -221,6 +223,8 @@ pub struct WalStatus {
     pub standby: Option<FollowerProgress>,
     /// Shipping progress while leading.
     pub leader: Option<LeaderProgress>,
+    /// Set while a failed promotion keeps this node from standing for leadership.
+    pub promotion_blocked: Option<PromotionBlock>,
 }
 
 pub(crate) type EpochCheck = Arc<dyn Fn(Epoch) -> cluster_core::Result<()> + Send + Sync>;
@@ -253,6 +257,8 @@ pub(crate) struct Inner {
     last_snapshot_us: AtomicU64,
     /// The app's sqlx pools ([`WalDb::pool`]).
     pool: Arc<crate::pool::Shared>,
+    /// Set by a promotion that failed for a reason that repeats.
+    blocker: Blocker,
 }
 
 impl Inner {
@@ -271,8 +277,72 @@ impl Inner {
             .unwrap_or_else(|| metrics::name_of(&self.cfg.path))
     }
 
+    /// The promotion block, lifted (audited, gauge 0) when the standby restored a snapshot
+    /// since it was set.
+    pub(crate) fn promotion_block(&self) -> Option<PromotionBlock> {
+        let restores = self.views().follower.as_ref().map(|p| p.borrow().restores);
+        let (current, lifted) = self.blocker.current(restores);
+        if let Some(b) = lifted {
+            self.unblocked(&b, "the standby re-synced from a snapshot");
+        }
+        current
+    }
+
+    /// Lifts the promotion block (operator action); `true` when there was one.
+    pub(crate) fn clear_promotion_block(&self, why: &str) -> bool {
+        match self.blocker.clear() {
+            Some(b) => {
+                self.unblocked(&b, why);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn unblocked(&self, b: &PromotionBlock, why: &str) {
+        tracing::info!(reason = %b.reason, why, "promotion unblocked");
+        metrics::set(metrics::PROMOTION_BLOCKED, &self.metrics_name(), 0.0);
+        crate::audit::emit(
+            self.cfg.audit.as_ref(),
+            crate::audit::PROMOTION_UNBLOCKED,
+            serde_json::json!({
+                "db": self.metrics_name(),
+                "blocked_by": b.reason,
+                "epoch": b.epoch,
+                "why": why,
+            }),
+        );
+    }
+
+    fn block(&self, e: &WalError, epoch: Epoch) {
+        let reason = e.to_string();
+        tracing::error!(%epoch, %reason, "promotion failed for a reason that repeats; this node stops standing for leadership until the standby re-syncs or an operator clears it");
+        metrics::set(metrics::PROMOTION_BLOCKED, &self.metrics_name(), 1.0);
+        crate::audit::emit(
+            self.cfg.audit.as_ref(),
+            crate::audit::PROMOTION_BLOCKED,
+            serde_json::json!({
+                "db": self.metrics_name(),
+                "epoch": epoch.get(),
+                "error": reason,
+            }),
+        );
+        self.blocker.set(PromotionBlock {
+            reason,
+            epoch: epoch.get(),
+            since_us: crate::sqlite::now_us(),
+            // Called right after a new follower started: its restores since start.
+            restores: 0,
+        });
+    }
+
     fn start_follower(&self) -> Result<Follower> {
+        self.start_follower_with(false)
+    }
+
+    fn start_follower_with(&self, resync: bool) -> Result<Follower> {
         let mut fc = FollowerConfig::new(&self.cfg.path);
+        fc.resync = resync;
         fc.options = self.cfg.standby;
         fc.metrics_name = self.metrics_name();
         fc.restore_fence = Some(self.pool.clone());
@@ -387,6 +457,13 @@ impl Inner {
             }
             self.demote(&mut st).await?;
         }
+        if let Some(b) = self.promotion_block() {
+            // Refused without touching the log: no EpochStart, no catch-up.
+            return Err(WalError::NotWritable(format!(
+                "promotion blocked since epoch {}: {}",
+                b.epoch, b.reason
+            )));
+        }
         let follower = match std::mem::replace(&mut *st, State::Stopped) {
             State::Standby(f) => f,
             _ => self.start_follower()?,
@@ -428,10 +505,55 @@ impl Inner {
                         "error": e.to_string(),
                     }),
                 );
+                metrics::add(metrics::PROMOTION_FAILURES, &self.metrics_name(), 1);
                 *st = State::Standby(self.start_follower()?);
+                if crate::blocked::repeats(&e) {
+                    self.block(&e, epoch);
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Operator re-sync of a standby (works without a leader): with `publish`, this replica
+    /// becomes the newest snapshot (taken between transactions at its position) for the others
+    /// to restore; otherwise the standby restores the newest snapshot and replays. Either way the
+    /// promotion block is lifted.
+    async fn resync(&self, publish: bool) -> Result<serde_json::Value> {
+        let mut st = self.state.lock().await;
+        let State::Standby(follower) = &*st else {
+            return Err(WalError::NotWritable(
+                "this node leads the database: use `cluster snapshot restore` instead".into(),
+            ));
+        };
+        let published = if publish {
+            let snap = follower.snapshot().await?;
+            snapshot::publish_with_retention(
+                self.store.as_ref(),
+                self.log.as_ref(),
+                &snap,
+                self.cfg.retention,
+            )
+            .await?;
+            Some(snap.meta)
+        } else {
+            if let State::Standby(f) = std::mem::replace(&mut *st, State::Stopped) {
+                drop(f.stop().await?);
+            }
+            *st = State::Standby(self.start_follower_with(true)?);
+            None
+        };
+        drop(st);
+        let was_blocked = self.clear_promotion_block("operator resync");
+        let data = serde_json::json!({
+            "db": self.metrics_name(),
+            "published": published.as_ref().map(SnapshotMeta::id),
+            "txid": published.as_ref().map(|m| m.txid),
+            "restoring": !publish,
+            "was_blocked": was_blocked,
+        });
+        crate::audit::emit(self.cfg.audit.as_ref(), crate::audit::RESYNC, data.clone());
+        Ok(data)
     }
 
     /// Leader → standby (the caller holds the state lock).
@@ -542,6 +664,9 @@ impl ActiveResource for WalResource {
     /// tail (sampled every second) without an unresolved apply error; a leader is ready; a
     /// stopped replica (restore, shutdown) is not.
     fn standby_ready(&self) -> bool {
+        if self.inner.promotion_block().is_some() {
+            return false;
+        }
         let views = self.inner.views();
         match &views.follower {
             Some(progress) => {
@@ -552,6 +677,11 @@ impl ActiveResource for WalResource {
             }
             None => views.active.is_some(),
         }
+    }
+
+    /// The reason of the promotion block (see [`crate::blocked`]).
+    fn leadership_blocked(&self) -> Option<String> {
+        self.inner.promotion_block().map(|b| b.reason)
     }
 
     async fn activate(&self, epoch: Epoch) -> cluster_core::Result<()> {
@@ -618,7 +748,27 @@ impl WalDb {
             role: *self.inner.role.borrow(),
             standby: v.follower.as_ref().map(|r| r.borrow().clone()),
             leader: v.active.as_ref().map(|(_, l)| l.progress()),
+            promotion_blocked: {
+                drop(v);
+                self.inner.promotion_block()
+            },
         }
+    }
+
+    /// Re-syncs this standby without needing a leader (see `docs/architecture/cluster-wal.md`,
+    /// "Recovery without a leader"): with `publish`, this replica is published as the newest
+    /// snapshot (the source of a re-sync); without, the standby restores the newest snapshot
+    /// and replays the log. Lifts the promotion block; audited as `wal.resync`. Refused on the
+    /// leader.
+    pub async fn resync(&self, publish: bool) -> Result<serde_json::Value> {
+        self.inner.resync(publish).await
+    }
+
+    /// Lifts a promotion block (operator action, audited): this node stands for leadership
+    /// again. Returns whether there was one. Use it once the cause is fixed (the standby's file
+    /// replaced or re-synced); a promotion that fails the same way blocks again.
+    pub fn clear_promotion_block(&self) -> bool {
+        self.inner.clear_promotion_block("operator action")
     }
 
     /// The app-facing sqlx pool on this database (see [`crate::pool`]): token-checked write

@@ -25,11 +25,30 @@ pub fn shm_path(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Fails with [`WalError::DbpageUnavailable`] when the linked SQLite lacks `sqlite_dbpage`.
+/// Fails with [`WalError::DbpageUnavailable`] when the linked SQLite lacks `sqlite_dbpage`
+/// (other failures, e.g. a file that is not a database, are returned as they are).
 pub fn check_dbpage(conn: &Connection) -> Result<()> {
     match conn.prepare("SELECT 1 FROM sqlite_dbpage LIMIT 0") {
         Ok(_) => Ok(()),
-        Err(_) => Err(WalError::DbpageUnavailable),
+        Err(e) if e.to_string().contains("no such table") => Err(WalError::DbpageUnavailable),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads the schema version on `conn` (a connection to `path`) before anything writes: a file
+/// that is not an SQLite database is refused as [`WalError::NotADatabase`] naming it, untouched.
+/// (Done through SQLite, never by opening the file separately: closing another descriptor of
+/// the database file would drop this process's POSIX locks on it.)
+pub fn check_database(conn: &Connection, path: &Path) -> Result<()> {
+    match conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            Err(WalError::NotADatabase {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

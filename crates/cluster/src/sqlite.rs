@@ -37,8 +37,8 @@ use cluster_nats::{
 };
 
 pub use cluster_wal::{
-    Durability, FencedTx, Result, SnapshotMeta, WalDb, WalError, WalPool, WalResource, WalRole,
-    WalStatus, WithSqlite, sqlx,
+    Durability, FencedTx, PromotionBlock, Result, SnapshotMeta, WalDb, WalError, WalPool,
+    WalResource, WalRole, WalStatus, WithSqlite, sqlx,
 };
 
 /// How long the app's resource chain gives the database to activate: promotion may first wait

@@ -7,6 +7,7 @@ mod node_remove;
 pub(crate) mod placement;
 pub(crate) mod snapshot;
 mod views;
+pub(crate) mod wal;
 
 use std::time::Duration;
 

@@ -7,7 +7,8 @@
 //!   roles, and during shutdown. JSON per app.
 //! * `/health`: 200 only when every check passes (`/health/checks` lists them): the platform
 //!   runs, this node is in its own membership view, NATS is connected, every app instance
-//!   reports itself healthy. 503 otherwise.
+//!   reports itself healthy, no replicated database of an app has its promotion blocked
+//!   (`wal:<app>`, with the reason). 503 otherwise.
 //!
 //! Checks are cheap reads of in-memory state computed per request: nothing runs twice, nothing
 //! is cached stale.
@@ -190,6 +191,17 @@ fn checks(state: &State) -> Vec<Check> {
         if let Some(election) = app.election_state() {
             out.push(leader_check(app.name().as_str(), &election));
         }
+        if let Some(block) = wal_block(app) {
+            out.push(check(
+                format!("wal:{}", app.name()),
+                false,
+                format!(
+                    "promotion blocked since epoch {}: {} (this node does not stand for leadership \
+                     until its replica re-syncs from a snapshot or the node restarts)",
+                    block.epoch, block.reason
+                ),
+            ));
+        }
     }
     out
 }
@@ -206,4 +218,10 @@ fn leader_check(app: &str, election: &ElectionState) -> Check {
         ),
         (None, None) => check(name, false, "no leader"),
     }
+}
+
+/// The promotion block of the app's replicated database, if it has one and it is blocked.
+fn wal_block(app: &App) -> Option<cluster::sqlite::PromotionBlock> {
+    use cluster::sqlite::AppDbExt;
+    app.wal_db().and_then(|db| db.status().promotion_blocked)
 }

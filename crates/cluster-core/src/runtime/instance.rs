@@ -55,7 +55,8 @@ async fn start_inner(app: &App, shared: &Arc<Shared>) -> Result<()> {
         app.follow_deadline_all();
         let observer = leadership::spawn_leader_observer(app, &e).abort_handle();
         let machine = leadership::spawn(app, e.clone()).abort_handle();
-        locked(&app.inner.instance_tasks).extend([observer, machine]);
+        let candidacy = super::candidacy::spawn(app, e.clone()).abort_handle();
+        locked(&app.inner.instance_tasks).extend([observer, machine, candidacy]);
         e.set_candidate(true).await?;
     } else {
         resource::activate_all(app, &app.resources(), Epoch::ZERO).await?;

@@ -8,6 +8,7 @@ mod admin_placement;
 mod app;
 mod audit;
 mod bounded;
+mod candidacy;
 mod deadline;
 mod election;
 mod events;

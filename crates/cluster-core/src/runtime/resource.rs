@@ -61,6 +61,24 @@ pub trait ActiveResource: Send + Sync + 'static {
     fn follow_deadline(&self, deadline: DeadlineWatch) {
         let _ = deadline;
     }
+
+    /// `Some(reason)` while this node must not stand for the app's leadership: its last
+    /// activation failed for a reason that would repeat (e.g. a database replica that does not
+    /// match its log) and the cause has not changed since. The runtime withdraws the node's
+    /// candidacy while any resource reports a reason and campaigns again once none does
+    /// (checked about every half second). Must be cheap and never block. Default: `None`.
+    fn leadership_blocked(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The first reason a resource of `resources` gives for not standing for leadership.
+pub(crate) fn leadership_blocked(resources: &[Registered]) -> Option<String> {
+    resources.iter().find_map(|r| {
+        r.resource
+            .leadership_blocked()
+            .map(|why| format!("{}: {why}", r.resource.name()))
+    })
 }
 
 /// Retries of a failing activation.

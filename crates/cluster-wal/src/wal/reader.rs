@@ -61,6 +61,17 @@ pub fn read_committed<R: Read + Seek>(
     file: &mut R,
     cursor: WalCursor,
 ) -> io::Result<(Vec<WalTxn>, WalCursor)> {
+    read_committed_upto(file, cursor, u64::MAX)
+}
+
+/// [`read_committed`] that never reads past frame `max_frames` of the generation (the
+/// wal-index's `mxFrame`, see [`super::index`]): a commit frame beyond it was written by a
+/// writer that did not finish its commit and is not part of the database.
+pub fn read_committed_upto<R: Read + Seek>(
+    file: &mut R,
+    cursor: WalCursor,
+    max_frames: u64,
+) -> io::Result<(Vec<WalTxn>, WalCursor)> {
     let page_size = cursor.header.page_size as usize;
     let big_endian = cursor.header.big_endian;
     file.seek(SeekFrom::Start(cursor.offset))?;
@@ -71,7 +82,11 @@ pub fn read_committed<R: Read + Seek>(
     let mut sum = cursor.checksum;
     let mut pending: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
     let mut txns = Vec::new();
+    let frame_len = cursor.frame_len();
     loop {
+        if (offset - WAL_HEADER_LEN as u64) / frame_len >= max_frames {
+            break;
+        }
         if !read_full(&mut reader, &mut frame)? {
             break;
         }
