@@ -16,6 +16,7 @@ mod instance;
 mod isolate;
 mod kv;
 mod leadership;
+mod lease_view;
 mod load;
 mod locks;
 mod member_claim;
