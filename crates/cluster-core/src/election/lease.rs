@@ -9,7 +9,8 @@
 //!   `start of that renewal + T·(1−ε)`;
 //! * **demote**: when the deadline passes without a successful renewal, a renewal finds a newer
 //!   revision, the key is deleted under us, or *any* revision of the key that we did not write
-//!   appears (a foreign write ends the term at once);
+//!   appears (a foreign write ends the term at once, also while a renewal is in flight: the
+//!   watch is read during the renewal write);
 //! * **release**: `delete(key, expected = our revision)`; watchers see the delete and campaign
 //!   at once;
 //! * **crash detection**: the store expires the key `T` after the last renewal and watchers see
@@ -300,7 +301,7 @@ impl Actor {
         let mut watch = self.open_watch().await;
         loop {
             if std::mem::take(&mut self.reopen_watch) {
-                info!(key = %self.key, "store revisions went backwards; reopening the lease watch");
+                info!(key = %self.key, "reopening the lease watch (store reset or watch ended)");
                 watch = self.open_watch().await;
             }
             // Also after (re)opening the watch, which reads the lease.
@@ -336,7 +337,7 @@ impl Actor {
                 }
                 Wake::Timer => {}
             }
-            self.step().await;
+            self.step(&mut watch).await;
             self.publish();
         }
     }
@@ -646,7 +647,7 @@ impl Actor {
     }
 
     /// Does whatever is due now.
-    async fn step(&mut self) {
+    async fn step(&mut self, watch: &mut KvWatch) {
         let now = self.clock.now();
         if let Some(term) = self.term {
             if now >= term.deadline {
@@ -654,7 +655,7 @@ impl Actor {
                 self.term = None;
                 self.publish();
             } else if now >= term.next_renew {
-                self.renew(term).await;
+                self.renew(term, watch).await;
             }
             return;
         }
@@ -793,17 +794,41 @@ impl Actor {
         self.publish();
     }
 
-    async fn renew(&mut self, term: Term) {
+    /// Renews the term. The watch is read while the write is in flight: a revision of the key
+    /// we did not write ends the term as soon as its event arrives (the renewal is abandoned; it
+    /// can only have landed before that revision).
+    async fn renew(&mut self, term: Term, watch: &mut KvWatch) {
         let Ok(value) = self.my_record(term.epoch.0) else {
             return;
         };
         let started = self.clock.now();
-        let write =
-            self.bucket
-                .update(&self.key, value, term.revision, Some(self.timing.lease_ttl));
-        let result = tokio::select! {
-            r = write => Some(r),
-            _ = sleep_until(term.deadline) => None,
+        let bucket = self.bucket.clone();
+        let key = self.key.clone();
+        let write = bucket.update(
+            &key,
+            value.clone(),
+            term.revision,
+            Some(self.timing.lease_ttl),
+        );
+        tokio::pin!(write);
+        let mut watching = true;
+        let result = loop {
+            tokio::select! {
+                biased;
+                ev = watch.next(), if watching => match ev {
+                    Some(ev) if ev.key != key || ev.revision <= self.highest_revision => {}
+                    // Our renewal, seen before its reply.
+                    Some(ev) if matches!(ev.op, WatchOp::Put) && ev.value == value => {}
+                    Some(ev) => return self.on_event(ev).await,
+                    None => {
+                        warn!(key = %self.key, "lease watch ended during a renewal; reopening");
+                        watching = false;
+                        self.reopen_watch = true;
+                    }
+                },
+                r = &mut write => break Some(r),
+                _ = sleep_until(term.deadline) => break None,
+            }
         };
         match result {
             Some(Ok(rev)) => {

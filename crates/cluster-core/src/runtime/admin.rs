@@ -12,8 +12,8 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
 use super::app::{App, HealthStatus, read};
+use super::lease_view::trusted_leader;
 use super::platform::Shared;
-use crate::election::{FLOOR_KEY, FloorRecord, LeaseRecord};
 use crate::epoch::Epoch;
 use crate::error::{Error, Result};
 use crate::id::{AppName, NodeId};
@@ -316,18 +316,8 @@ async fn leader_of(shared: &Shared, app: &AppName) -> (Option<NodeId>, Option<Ep
     let Some(started) = shared.started.borrow().clone() else {
         return (None, None, None);
     };
-    let Ok(Some(entry)) = started.election.get(&shared.names.lease_key(app)).await else {
-        return (None, None, None);
-    };
-    let floor = match started.election.get(FLOOR_KEY).await {
-        Ok(Some(f)) => FloorRecord::decode(&f.value).map_or(0, |r| r.floor),
-        _ => 0,
-    };
-    match LeaseRecord::decode(&entry.value) {
-        Ok(rec) if rec.handoff_to.is_none() => match rec.epoch_at(entry.revision, floor) {
-            Some(epoch) => (Some(rec.node), Some(epoch), None),
-            None => (None, None, None),
-        },
+    match trusted_leader(started.election.as_ref(), &shared.names.lease_key(app)).await {
+        Ok(Some((node, epoch))) => (Some(node), Some(epoch), None),
         _ => (None, None, None),
     }
 }

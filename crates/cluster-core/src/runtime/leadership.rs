@@ -139,9 +139,11 @@ pub(crate) fn spawn_leader_observer(
         loop {
             let leader = {
                 let state = status.borrow_and_update();
-                if let Some(l) = &state.leader {
-                    crate::metrics::election_epoch(&name, l.epoch.0);
-                }
+                // 0 while no valid lease exists (docs/architecture/observability.md).
+                crate::metrics::election_epoch(
+                    &name,
+                    state.leader.as_ref().map_or(0, |l| l.epoch.0),
+                );
                 seen = state.lease_seen_at.or(seen);
                 state.leader.as_ref().map(|l| l.node.clone())
             };

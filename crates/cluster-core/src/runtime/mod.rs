@@ -17,6 +17,7 @@ mod instance;
 mod isolate;
 mod kv;
 mod leadership;
+mod lease_view;
 mod load;
 mod locks;
 mod member_claim;

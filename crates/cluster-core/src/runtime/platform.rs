@@ -11,11 +11,12 @@ use tracing::{info, warn};
 
 use super::app::{App, locked, read};
 use super::events::Events;
+use super::lease_view::trusted_leader;
 use super::locks::DistLock;
 use super::membership::{MemberMap, Presence, start_view};
 use super::notify::{Notification, spawn_dispatcher};
 use super::options::PlatformOptions;
-use super::rpc::{RpcClient, leader_from_record};
+use super::rpc::RpcClient;
 use crate::clock::{Clock, TokioClock};
 use crate::error::{Error, Result};
 use crate::id::{AppName, LockName, NodeId, PlatformName};
@@ -268,8 +269,8 @@ impl Shared {
         }
         let started = self.started().await?;
         loop {
-            let entry = started.election.get(&self.names.lease_key(app)).await?;
-            if let Some(node) = entry.and_then(|e| leader_from_record(&e.value)) {
+            let key = self.names.lease_key(app);
+            if let Some((node, _)) = trusted_leader(started.election.as_ref(), &key).await? {
                 return Ok(node);
             }
             if tokio::time::Instant::now() + LEADER_POLL >= deadline {

@@ -16,7 +16,6 @@ use super::app::{App, read};
 use super::hooks::{BoxError, handler_error};
 use super::isolate;
 use super::platform::Shared;
-use crate::election::LeaseRecord;
 use crate::error::{Error, Result};
 use crate::id::{AppName, MethodName, NodeId};
 use crate::mode::Mode;
@@ -550,12 +549,4 @@ fn check_size(shared: &Shared, headers: &Headers, payload: &Bytes) -> Result<()>
         return Err(Error::PayloadTooLarge { size, max });
     }
     Ok(())
-}
-
-/// Reads the leader of `app` from its lease record (for apps not registered on this node).
-pub(crate) fn leader_from_record(bytes: &[u8]) -> Option<NodeId> {
-    LeaseRecord::decode(bytes)
-        .ok()
-        .filter(|r| r.handoff_to.is_none())
-        .map(|r| r.node)
 }
