@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::task::{JoinError, JoinHandle};
-use tracing::error;
+use tracing::{Instrument, error};
 
 use super::platform::Shared;
 use crate::audit::category::NODE;
@@ -36,13 +36,16 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Runs `fut` in its own task and waits for it; a panic is returned as [`Panicked`].
 ///
-/// Dropping the returned future aborts the task.
+/// The task runs inside the caller's current tracing span, so spans opened by the isolated
+/// code (an RPC handler's KV write, a hook's work) stay children of the caller's (the RPC
+/// server span and the remote trace it continues). Dropping the returned future aborts the
+/// task.
 pub(crate) async fn run<T, F>(fut: F) -> Result<T, Panicked>
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
 {
-    let mut guard = AbortOnDrop(tokio::spawn(fut));
+    let mut guard = AbortOnDrop(tokio::spawn(fut.instrument(tracing::Span::current())));
     let joined = (&mut guard.0).await;
     joined.map_err(panic_of)
 }
