@@ -12,11 +12,16 @@ use crate::exit::{CliResult, Code, Failure};
 use crate::settings::Settings;
 
 /// The lock file of `node`: `{state_dir}/cluster-{platform}-{node}-{hash of the NATS
-/// servers}.lock`; `state_dir` defaults to `$XDG_RUNTIME_DIR`, else the temp dir.
+/// servers}.lock`; `state_dir` defaults to systemd's `$STATE_DIRECTORY` (the unit's
+/// `StateDirectory=`, writable under `ProtectSystem=strict`), else `$XDG_RUNTIME_DIR`, else the
+/// temp dir.
 pub(crate) fn path(settings: &Settings, node: &NodeId) -> PathBuf {
     let dir = settings.config.state_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
+        let systemd = std::env::var_os("STATE_DIRECTORY")
+            .and_then(|dirs| std::env::split_paths(&dirs).next())
+            .filter(|d| !d.as_os_str().is_empty());
+        systemd
+            .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
             .unwrap_or_else(std::env::temp_dir)
     });
     let servers = settings.nats.servers.join(",");
