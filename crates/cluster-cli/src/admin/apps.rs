@@ -260,6 +260,7 @@ mod tests {
             mode: Mode::Singleton,
             leader: Some(n("n2")),
             epoch: Some(Epoch(4)),
+            no_leader_ms: None,
             nodes: vec![n("n1"), n("n2"), n("n3")],
             instances: vec![
                 inst("n1", Role::Stopped),
@@ -279,6 +280,7 @@ mod tests {
             mode: Mode::Singleton,
             leader: None,
             epoch: None,
+            no_leader_ms: Some(4200),
             nodes: vec![n("n1")],
             instances: vec![inst("n1", Role::Stopped)],
         };

@@ -21,9 +21,7 @@ use tokio::time::Instant;
 
 pub(crate) use apps::{app_list, app_status};
 pub(crate) use channel::{BridgeRequest, BridgeResponse, Channel, dev_control};
-use views::{
-    InstanceSummary, PlatformStatus, leader_text, merge_views, mode_word, platform_status,
-};
+use views::{InstanceSummary, PlatformStatus, merge_views, mode_word, platform_status};
 
 use crate::exit::{CliResult, Code, Failure};
 use crate::output::{JSON_VERSION, Table, dash, print_json};

@@ -1,6 +1,6 @@
 //! The membership view: every live member as seen by this node.
 //!
-//! * A watch of the members bucket plus a re-listing every `member_ttl` (a safety net for
+//! * A watch of the members bucket plus a re-listing every 30 s (at least `member_ttl`; a safety net for
 //!   lost events).
 //! * **Liveness is judged on this node's monotonic clock, never by the record**: a record
 //!   (any bytes) that was not seen changing for `member_ttl + member_refresh` (one heartbeat
@@ -101,7 +101,7 @@ pub(crate) async fn start_view(
     let platform = shared.names.platform().to_string();
     crate::metrics::members(&platform, view.members.len());
     let weak = Arc::downgrade(shared);
-    let every = shared.options.member_ttl;
+    let every = shared.options.member_ttl.max(RECONCILE_EVERY);
     let mut next_reconcile = shared.clock.now() + every;
     let task = tokio::spawn(async move {
         loop {
@@ -346,6 +346,11 @@ impl View {
         Ok(())
     }
 }
+
+/// How often the view re-lists the bucket as a safety net for lost watch events (at least
+/// `member_ttl`): departures do not wait for it (a record not seen changing is stale on the
+/// local clock), so it only catches a missed join or update, at O(members) reads per interval.
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a record may stay unchanged: `member_ttl`, plus one heartbeat of grace so that
 /// the store's own expiry of a crashed node's record (reported as `expired`) comes first.
