@@ -29,18 +29,31 @@ pub struct NatsCluster {
     dir: ScratchDir,
 }
 
+/// How many times [`NatsCluster::start`] tries, each on newly chosen ports.
+const START_ATTEMPTS: usize = 3;
+
 impl NatsCluster {
     /// Starts `n` servers and waits until every one reports healthy.
     ///
     /// # Panics
     ///
     /// When the binary is missing or too old (with an install hint) or the cluster does not
-    /// become healthy (with the logs' tails).
+    /// become healthy in three attempts on fresh ports (with the logs' tails).
     pub fn start(n: usize) -> Self {
-        match Self::try_start(n) {
-            Ok(cluster) => cluster,
-            Err(message) => panic!("cannot start nats cluster: {message}"),
+        // Free ports are found by binding and releasing them, so a concurrent test can take
+        // one before a server binds it (seen once in CI: a route port refused, the cluster never
+        // formed). A failed start is dropped (its servers killed) and tried again on new ports.
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match Self::try_start(n) {
+                Ok(cluster) => return cluster,
+                Err(message) => failures.push(message),
+            }
         }
+        panic!(
+            "cannot start nats cluster ({START_ATTEMPTS} attempts): {}",
+            failures.join("\n---\n")
+        )
     }
 
     /// Like [`NatsCluster::start`], returning an error when the cluster does not come up.
