@@ -28,23 +28,7 @@ pub(crate) fn image(root: &Path, args: &[String]) -> Result<()> {
     };
     let bin = match flag("--binary") {
         Some(p) => PathBuf::from(p),
-        None => {
-            run(
-                root,
-                "nice",
-                &[
-                    "-n",
-                    "5",
-                    "cargo",
-                    "build",
-                    "--release",
-                    "-p",
-                    "cluster-cli",
-                ],
-                &[],
-            )?;
-            target_dir(root).join("release").join("cluster")
-        }
+        None => crate::release::build_binary(root, &[])?,
     };
     let tag = flag("--tag").unwrap_or_else(|| TAG.to_owned());
     build(root, &bin, &tag)

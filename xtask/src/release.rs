@@ -38,7 +38,16 @@ pub(crate) fn release(root: &Path) -> Result<()> {
     if version.is_empty() {
         bail!("git describe gave no version");
     }
-    run(
+    let bin = build_binary(root, &[("CLUSTER_BUILD_VERSION", &version)])?;
+    let archive = package(root, &bin, &version, &root.join("dist"))?;
+    println!("==> {}", archive.display());
+    Ok(())
+}
+
+/// Builds the optimised `cluster` binary (niced: it is long on a small machine) and returns its
+/// path; `envs` reach the build (e.g. the version it reports).
+pub(crate) fn build_binary(root: &Path, envs: &[(&str, &str)]) -> Result<PathBuf> {
+    crate::run(
         root,
         "nice",
         &[
@@ -50,12 +59,9 @@ pub(crate) fn release(root: &Path) -> Result<()> {
             "-p",
             "cluster-cli",
         ],
-        &[("CLUSTER_BUILD_VERSION", &version)],
+        envs,
     )?;
-    let bin = crate::e2e::target_dir(root).join("release").join("cluster");
-    let archive = package(root, &bin, &version, &root.join("dist"))?;
-    println!("==> {}", archive.display());
-    Ok(())
+    Ok(crate::e2e::target_dir(root).join("release").join("cluster"))
 }
 
 /// Lays out the archive of `bin` under `dist` and packs it; returns the archive's path.
