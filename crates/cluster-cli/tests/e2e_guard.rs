@@ -16,17 +16,9 @@ use common::{Daemon, Scratch, cli, wait_for};
 
 /// The fast profile: TTL 3 s, so a standby takes over within a few seconds of a stop.
 fn config(platform: &str, nats_url: &str, marker: u64) -> String {
-    format!(
-        r#"platform = "{platform}"
-shutdown_timeout = "5s"
-[nats]
-servers = ["{nats_url}"]
-[election]
-profile = "fast"
-[membership]
-ttl = "3s"
-refresh = "500ms"
-[[apps]]
+    common::platform_config(platform, nats_url, "5s")
+        + &format!(
+            r#"[[apps]]
 name = "db"
 mode = "singleton"
 [apps.backend]
@@ -35,7 +27,7 @@ command = "sleep"
 args = ["{marker}"]
 graceful_timeout = "1s"
 "#
-    )
+        )
 }
 
 /// One sample: when, and the parent pids (daemons) of the live backends.

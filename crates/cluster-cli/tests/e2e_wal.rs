@@ -37,17 +37,9 @@ fn config(platform: &str, url: &str, db: &Path) -> String {
                   while kill -0 $PPID 2>/dev/null; do \
                   sqlite3 -cmd '.timeout 5000' \"$DB\" 'INSERT INTO t VALUES (1)' || exit 1; \
                   sleep 0.05; done";
-    format!(
-        r#"platform = "{platform}"
-shutdown_timeout = "10s"
-[nats]
-servers = ["{url}"]
-[election]
-profile = "fast"
-[membership]
-ttl = "3s"
-refresh = "500ms"
-[[apps]]
+    common::platform_config(platform, url, "10s")
+        + &format!(
+            r#"[[apps]]
 name = "db"
 mode = "singleton"
 [apps.sqlite]
@@ -63,9 +55,9 @@ graceful_timeout = "2s"
 name = "web"
 mode = "spread"
 "#,
-        db = db.display(),
-        script = script.replace('\\', "\\\\").replace('"', "\\\""),
-    )
+            db = db.display(),
+            script = script.replace('\\', "\\\\").replace('"', "\\\""),
+        )
 }
 
 fn leader(cfg: &str) -> String {

@@ -37,12 +37,12 @@ impl Drop for Scratch {
     }
 }
 
-/// A test configuration for platform `platform` on `nats_url`: fast election and membership,
-/// a Singleton app `db` and a Spread app `web`.
-pub fn config(platform: &str, nats_url: &str) -> String {
+/// The platform part of a test configuration: platform `platform` on `nats_url`, fast election
+/// and membership, graceful shutdown within `shutdown_timeout`; apps are appended after it.
+pub fn platform_config(platform: &str, nats_url: &str, shutdown_timeout: &str) -> String {
     format!(
         r#"platform = "{platform}"
-shutdown_timeout = "10s"
+shutdown_timeout = "{shutdown_timeout}"
 [nats]
 servers = ["{nats_url}"]
 [election]
@@ -50,14 +50,21 @@ profile = "fast"
 [membership]
 ttl = "3s"
 refresh = "500ms"
-[[apps]]
+"#
+    )
+}
+
+/// A test configuration for platform `platform` on `nats_url`: fast election and membership,
+/// a Singleton app `db` and a Spread app `web`.
+pub fn config(platform: &str, nats_url: &str) -> String {
+    platform_config(platform, nats_url, "10s")
+        + r#"[[apps]]
 name = "db"
 mode = "singleton"
 [[apps]]
 name = "web"
 mode = "spread"
 "#
-    )
 }
 
 /// The result of one CLI invocation.
