@@ -46,21 +46,7 @@ async fn start(url: &str, node: &str) -> NatsNode {
         App::singleton("db").unwrap(),
         App::new("web", Mode::Spread).unwrap(),
     ];
-    for a in &apps {
-        p.register(a).unwrap();
-    }
-    let runner = p.clone();
-    let run = tokio::spawn(async move { runner.run().await });
-    p.wait_started().await.unwrap();
-    NatsNode {
-        platform: p,
-        conn,
-        apps: apps
-            .into_iter()
-            .map(|a| (a.name().to_string(), a))
-            .collect(),
-        run: Some(run),
-    }
+    common::run_node(conn, p, apps).await.unwrap()
 }
 
 /// `(api.total, api.errors)` of the server.

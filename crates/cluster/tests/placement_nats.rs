@@ -194,21 +194,7 @@ async fn start_with(url: &str, node: &str, apps: Vec<App>) -> NatsNode {
         .planner(planner())
         .build()
         .unwrap();
-    for a in &apps {
-        p.register(a).unwrap();
-    }
-    let runner = p.clone();
-    let run = tokio::spawn(async move { runner.run().await });
-    p.wait_started().await.unwrap();
-    NatsNode {
-        platform: p,
-        conn,
-        apps: apps
-            .into_iter()
-            .map(|a| (a.name().to_string(), a))
-            .collect(),
-        run: Some(run),
-    }
+    common::run_node(conn, p, apps).await.unwrap()
 }
 
 fn lock_apps() -> Vec<App> {

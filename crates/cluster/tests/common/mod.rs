@@ -60,6 +60,12 @@ pub async fn start_node(
     let p = cluster::nats::platform(&conn, platform, node, options.replicas)?
         .options(options)
         .build()?;
+    run_node(conn, p, apps).await
+}
+
+/// Registers `apps` on the built platform `p` (connected through `conn`), runs it and waits
+/// until it started.
+pub async fn run_node(conn: NatsConnection, p: Platform, apps: Vec<App>) -> Result<NatsNode> {
     for a in &apps {
         p.register(a)?;
     }
