@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::sqlite::WithSqlite;
-use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
+use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::{Durability, Follower, FollowerConfig, bootstrap};
 
 #[tokio::main]

@@ -2,7 +2,7 @@
 //! (placement, elections, membership, operator actions).
 //!
 //! The runtime emits [`AuditRecord`]s to the platform's [`AuditSink`] (a JetStream stream in
-//! `cluster-nats`, an in-memory log in `cluster-testkit`) through one writer task, so emission
+//! `cluster-nats`, an in-memory log in `cluster-memory`) through one writer task, so emission
 //! never blocks the runtime and records of one node keep their order. Readers use
 //! [`Platform::audit`](crate::Platform::audit) or `cluster audit`. Wire format:
 //! `docs/protocol/audit.md`.

@@ -3,7 +3,7 @@
 //!
 //! This crate depends on no NATS, SQLite, HTTP or network crate (checked by `cargo xtask test`).
 //! Implementations live in other crates: `cluster-nats` (NATS/JetStream) and
-//! `cluster-testkit` (in-memory, for tests and dev mode).
+//! `cluster-memory` (in-memory, for dev mode and tests).
 
 pub mod audit;
 pub mod backend;

@@ -1,11 +1,14 @@
-//! Test support for the cluster platform.
+//! Test support for the cluster platform (a dev-dependency only: nothing here ships in the
+//! daemon).
 //!
-//! * [`memory`]: in-memory implementations of the core traits ([`cluster_core::Transport`],
-//!   [`cluster_core::KvStore`]) over one in-process network shared by many simulated nodes, with
-//!   fault injection (partitions, delays, drop rates, forced expiry) and traffic counters.
-//!   Everything times itself with `tokio::time`, so multi-node scenarios run under paused time.
+//! The in-memory implementations of the core traits live in `cluster-memory`; this crate adds
+//! what only tests need:
+//!
 //! * [`conformance`]: suites that check an implementation against the contracts of the core
-//!   traits; the same suites run against the in-memory implementations and against NATS.
+//!   traits; the same suites run against the in-memory implementations (`cluster-memory`'s
+//!   `MemoryNetwork` is a factory of every suite it implements) and against NATS.
+//! * [`scenario`]: the `SimCluster` harness, whole platforms on one in-memory network under
+//!   paused time.
 //! * [`metrics`]: a recording `metrics` recorder to assert that series moved.
 //! * [`nats_server`]: launchers for real `nats-server` processes (a single server, a
 //!   three-server JetStream cluster) with crash, restart and pause controls, and a TCP fault
@@ -13,14 +16,8 @@
 //! * `systemd_user` (feature `systemd`): a real systemd user manager in private namespaces.
 
 pub mod conformance;
-pub mod memory;
 pub mod metrics;
 pub mod nats_server;
 pub mod scenario;
 #[cfg(feature = "systemd")]
 pub mod systemd_user;
-
-pub use memory::{
-    MemoryAuditLog, MemoryBucket, MemoryKvStore, MemoryNetwork, MemoryTransport, NetworkConfig,
-    NodeStats,
-};

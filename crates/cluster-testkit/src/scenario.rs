@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use cluster_core::runtime::PlatformOptions;
 use cluster_core::{App, Labels, Platform, Result};
+use cluster_memory::MemoryNetwork;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-use crate::MemoryNetwork;
 
 /// One simulated node.
 pub struct SimNode {

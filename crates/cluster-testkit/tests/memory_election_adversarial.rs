@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cluster_core::election::{ElectionTiming, LeaseElection, RejectedRecord};
 use cluster_core::{BucketConfig, Election, Epoch, KvBucket, KvStore, NodeId, TokioClock};
-use cluster_testkit::MemoryNetwork;
+use cluster_memory::MemoryNetwork;
 use tokio::time::Instant;
 
 const KEY: &str = "lease.db";

@@ -1,7 +1,7 @@
 //! The election and lock conformance suites over the in-memory KV store, on paused time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_testkit::MemoryNetwork;
+use cluster_memory::MemoryNetwork;
 use cluster_testkit::conformance::election::{self, LeaseElectionFactory, suite_timing};
 use cluster_testkit::conformance::lock::{self, KvLockFactory};
 

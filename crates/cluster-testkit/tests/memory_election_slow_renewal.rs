@@ -12,7 +12,7 @@ use bytes::Bytes;
 use cluster_core::election::{ElectionTiming, LeaseElection};
 use cluster_core::kv::{KvEntry, KvWatch, Revision};
 use cluster_core::{BucketConfig, Election, Epoch, KvBucket, KvStore, NodeId, Result, TokioClock};
-use cluster_testkit::MemoryNetwork;
+use cluster_memory::MemoryNetwork;
 use tokio::time::Instant;
 
 const KEY: &str = "lease.db";

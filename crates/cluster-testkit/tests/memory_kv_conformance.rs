@@ -1,7 +1,7 @@
 //! The KV conformance suite against the in-memory store, on real and on paused time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_testkit::MemoryNetwork;
+use cluster_memory::MemoryNetwork;
 use cluster_testkit::conformance::kv;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_core::stream::{ObjectStore, ReplicatedLog};
+use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_nats::{
     ConnectOptions, LogConfig, NatsConnection, NatsObjectStore, NatsReplicatedLog,
     ObjectStoreConfig,
 };
 use cluster_testkit::nats_server::NatsServer;
-use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::{
     Durability, Follower, FollowerConfig, Leader, PromoteConfig, bootstrap, promote, snapshot,
 };

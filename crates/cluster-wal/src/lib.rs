@@ -8,8 +8,10 @@
 //! * blocking, one thread per database: [`capture`] (leader), [`apply`] (standby), [`snapshot`];
 //! * async runtimes: [`leader`], [`follower`], [`mod@promote`];
 //! * app-facing: [`resource`] ([`WalDb`]: rusqlite closures) and [`mod@pool`] ([`WalPool`]: the
-//!   sqlx pool, `WalDb::pool()`);
-//! * [`memory`]: in-memory log and object store for tests, benchmarks and dev mode.
+//!   sqlx pool, `WalDb::pool()`).
+//!
+//! The in-memory log and object store for tests, benchmarks and dev mode are in `cluster-memory`
+//! (`MemoryLog`, `MemoryObjectStore`).
 
 pub mod admin;
 pub mod apply;
@@ -20,7 +22,6 @@ pub mod crc;
 pub mod error;
 pub mod follower;
 pub mod leader;
-pub mod memory;
 pub mod metrics;
 pub mod pagesum;
 pub mod pool;

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cluster_core::Result;
 use cluster_core::stream::{ObjectStore, ReplicatedLog};
+use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_testkit::conformance::stream::{self, LogFactory, ObjectStoreFactory};
-use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
 
 #[derive(Default)]
 struct Memory {

@@ -203,7 +203,7 @@ async fn a_stale_position_sidecar_is_recovered_by_checksum_search() {
 /// A log whose appends wait while it is closed: holds the leader's first append in flight so
 /// that everything committed meanwhile is group-committed into the next record(s).
 struct GatedLog {
-    inner: cluster_wal::memory::MemoryLog,
+    inner: cluster_memory::MemoryLog,
     open: tokio::sync::watch::Receiver<bool>,
 }
 

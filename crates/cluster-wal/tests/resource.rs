@@ -13,8 +13,8 @@ use std::time::Duration;
 use cluster_core::runtime::{PlatformOptions, RetryPolicy};
 use cluster_core::stream::ReplicatedLog;
 use cluster_core::{App, Epoch};
+use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_testkit::scenario::SimCluster;
-use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::{
     Durability, ErrorKind, Retention, WalDb, WalResource, WalRole, WithSqlite, bootstrap, snapshot,
 };

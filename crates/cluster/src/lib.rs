@@ -45,12 +45,12 @@ pub mod sqlite;
 /// The core crate, for the traits and wire formats.
 pub use cluster_core as core;
 
-/// Dev mode: platforms on the in-memory network of `cluster-testkit`.
+/// Dev mode: platforms on the in-memory network of `cluster-memory`.
 pub mod dev {
     use cluster_core::runtime::PlatformBuilder;
     use cluster_core::{Platform, Result};
 
-    pub use cluster_testkit::MemoryNetwork as Network;
+    pub use cluster_memory::MemoryNetwork as Network;
 
     /// A builder for node `node` of platform `name`, wired to `network`.
     pub fn platform(network: &Network, name: &str, node: &str) -> Result<PlatformBuilder> {

@@ -16,7 +16,7 @@ use cluster_core::wire::rebalance::{
     AutoRebalanceConfig, MigrationPolicy, RateLimit, RebalancePhase, RebalanceStatus,
     ResourceLimits, ResourceThresholds,
 };
-use cluster_testkit::MemoryNetwork;
+use cluster_memory::MemoryNetwork;
 use cluster_testkit::scenario::wait_until;
 use tokio::time::Instant;
 

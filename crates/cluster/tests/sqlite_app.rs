@@ -10,8 +10,8 @@ use std::time::Duration;
 use cluster::core::runtime::PlatformOptions;
 use cluster::sqlite::{AppDbExt, Durability, WalRole, WithSqlite, attach, sqlx};
 use cluster::{App, Epoch};
+use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_testkit::scenario::SimCluster;
-use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
 
 async fn count(app: &App) -> i64 {
     let db = app.db().expect("a database is attached");

@@ -21,6 +21,7 @@
 pub mod election;
 pub mod kv;
 pub mod lock;
+mod memory_factory;
 pub mod stream;
 pub mod transport;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
+use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::pagesum::normalise_page1;
 use cluster_wal::{Durability, Follower, FollowerConfig, Leader, StandbyOptions};
 use rusqlite::Connection;

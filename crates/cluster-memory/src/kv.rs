@@ -8,12 +8,12 @@ use bytes::Bytes;
 use cluster_core::kv::{validate_bucket_name, validate_key, validate_prefix};
 use cluster_core::{BucketConfig, Error, KvBucket, KvEntry, KvStore, KvWatch, Result, Revision};
 
-use super::bucket::{BucketShared, Expect};
-use super::delivery::{self, Gate};
-use super::faults::lock;
-use super::network::Shared;
+use crate::bucket::{BucketShared, Expect};
+use crate::delivery::{self, Gate};
+use crate::lock::lock;
+use crate::network::Shared;
 
-/// One node's connection to the KV store of a [`MemoryNetwork`](super::MemoryNetwork).
+/// One node's connection to the KV store of a [`MemoryNetwork`](crate::MemoryNetwork).
 pub struct MemoryKvStore {
     shared: Arc<Shared>,
     node: String,

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use cluster_core::Result;
 use cluster_core::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditSink};
 
+use crate::lock::lock;
+
 /// How long a record id suppresses duplicates (JetStream's default duplicate window).
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
@@ -57,7 +59,7 @@ impl MemoryAuditLog {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 }
 

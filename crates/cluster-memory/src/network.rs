@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::bucket::BucketShared;
-use super::bus::Bus;
-use super::faults::{Faults, NodeStats, lock};
-use super::kv::MemoryKvStore;
-use super::transport::MemoryTransport;
+use crate::bucket::BucketShared;
+use crate::bus::Bus;
+use crate::faults::{Faults, NodeStats};
+use crate::kv::MemoryKvStore;
+use crate::lock::lock;
+use crate::transport::MemoryTransport;
 
 /// Settings of a [`MemoryNetwork`].
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +42,7 @@ pub(crate) struct Shared {
     pub(crate) buckets: Mutex<HashMap<String, Arc<BucketShared>>>,
     next_inbox: AtomicU64,
     next_client: AtomicU64,
-    audit: Arc<super::MemoryAuditLog>,
+    audit: Arc<crate::MemoryAuditLog>,
 }
 
 impl Shared {
@@ -49,12 +50,6 @@ impl Shared {
     pub(crate) fn new_inbox(&self) -> String {
         let n = self.next_inbox.fetch_add(1, Ordering::Relaxed);
         format!("_INBOX.mem.{n}")
-    }
-
-    /// A fresh node name for an anonymous client (conformance factories).
-    pub(crate) fn new_client_name(&self) -> String {
-        let n = self.next_client.fetch_add(1, Ordering::Relaxed);
-        format!("client-{n}")
     }
 }
 
@@ -114,13 +109,16 @@ impl MemoryNetwork {
                 buckets: Mutex::new(HashMap::new()),
                 next_inbox: AtomicU64::new(1),
                 next_client: AtomicU64::new(1),
-                audit: Arc::new(super::MemoryAuditLog::new()),
+                audit: Arc::new(crate::MemoryAuditLog::new()),
             }),
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// A fresh node name (`client-<n>`, unique per network) for a connection that stands for
+    /// an anonymous client, e.g. one per `connect()` of a conformance factory.
+    pub fn new_client_name(&self) -> String {
+        let n = self.shared.next_client.fetch_add(1, Ordering::Relaxed);
+        format!("client-{n}")
     }
 
     /// The network's settings.
@@ -134,7 +132,7 @@ impl MemoryNetwork {
     }
 
     /// The network's audit log, shared by every node.
-    pub fn audit(&self) -> Arc<super::MemoryAuditLog> {
+    pub fn audit(&self) -> Arc<crate::MemoryAuditLog> {
         self.shared.audit.clone()
     }
 

@@ -9,11 +9,11 @@ use cluster_core::transport::{validate_publish_subject, validate_subscribe_subje
 use cluster_core::{Error, Headers, Message, Result, Subscription, Transport};
 use futures::StreamExt;
 
-use super::delivery::{self, Gate};
-use super::faults::lock;
-use super::network::Shared;
+use crate::delivery::{self, Gate};
+use crate::lock::lock;
+use crate::network::Shared;
 
-/// One node's connection to a [`MemoryNetwork`](super::MemoryNetwork), with NATS core
+/// One node's connection to a [`MemoryNetwork`](crate::MemoryNetwork), with NATS core
 /// semantics (see [`Transport`]).
 pub struct MemoryTransport {
     shared: Arc<Shared>,

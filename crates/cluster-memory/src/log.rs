@@ -1,17 +1,19 @@
-//! In-memory [`ReplicatedLog`] and [`ObjectStore`] with JetStream semantics (compare-and-append,
-//! msg-id dedup, live reads, purge), for tests, benchmarks and dev mode.
+//! An in-memory [`ReplicatedLog`] with JetStream stream semantics (compare-and-append, msg-id
+//! dedup, live reads, purge), for dev mode, tests and benchmarks.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_core::stream::{
-    AppendAck, LogEntry, LogState, LogStream, MSG_ID_HEADER, ObjectInfo, ObjectStore, ReplicatedLog,
+    AppendAck, LogEntry, LogState, LogStream, MSG_ID_HEADER, ReplicatedLog,
 };
 use cluster_core::{Error, Headers, Result, Revision};
 use tokio::sync::watch;
+
+use crate::lock::lock;
 
 #[derive(Debug)]
 struct LogInner {
@@ -58,7 +60,7 @@ impl MemoryLog {
     }
 
     fn lock(&self) -> MutexGuard<'_, LogInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     /// Fault injection: makes every call fail with `Unavailable` while `false`.
@@ -206,57 +208,6 @@ impl ReplicatedLog for MemoryLog {
 
     fn max_payload(&self) -> usize {
         self.max_payload
-    }
-}
-
-/// An in-memory object store. Clones share the store.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryObjectStore {
-    objects: Arc<Mutex<BTreeMap<String, (ObjectInfo, Bytes)>>>,
-}
-
-impl MemoryObjectStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, (ObjectInfo, Bytes)>> {
-        self.objects.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-#[async_trait]
-impl ObjectStore for MemoryObjectStore {
-    async fn put(
-        &self,
-        name: &str,
-        data: Bytes,
-        metadata: BTreeMap<String, String>,
-    ) -> Result<ObjectInfo> {
-        if name.is_empty() {
-            return Err(Error::InvalidArgument("empty object name".into()));
-        }
-        let info = ObjectInfo {
-            name: name.to_owned(),
-            size: data.len() as u64,
-            metadata,
-        };
-        self.lock().insert(name.to_owned(), (info.clone(), data));
-        Ok(info)
-    }
-
-    async fn get(&self, name: &str) -> Result<Option<(ObjectInfo, Bytes)>> {
-        Ok(self.lock().get(name).cloned())
-    }
-
-    async fn list(&self) -> Result<Vec<ObjectInfo>> {
-        Ok(self.lock().values().map(|(i, _)| i.clone()).collect())
-    }
-
-    async fn delete(&self, name: &str) -> Result<()> {
-        self.lock().remove(name);
-        Ok(())
     }
 }
 

@@ -1,11 +1,13 @@
 //! Per-node fault state of the in-memory network: partitions, delays, drop rates, counters.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use cluster_core::{Error, Result};
 use tokio::sync::watch;
+
+use crate::lock::lock;
 
 /// Traffic counters of one node, for assertions in tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -184,12 +186,6 @@ impl Faults {
             ))),
         }
     }
-}
-
-/// Locks a mutex, recovering from poisoning: every critical section in this crate leaves its
-/// data consistent before anything that could panic, so a poisoned lock holds valid data.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use cluster_core::Message;
 use cluster_core::transport::subject_matches;
 
-use super::delivery::{Sender, Stamped};
-use super::faults::Faults;
+use crate::delivery::{Sender, Stamped};
+use crate::faults::Faults;
 
 struct SubEntry {
     node: String,

@@ -9,7 +9,7 @@ use futures::stream::{self, BoxStream};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 
-use super::faults::Faults;
+use crate::faults::Faults;
 
 /// An item in flight with the instant it may be delivered (`None`: at once).
 pub(crate) struct Stamped<T> {

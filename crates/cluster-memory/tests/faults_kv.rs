@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_core::{BucketConfig, Error, KvBucket, KvStore, KvWatch, WatchEvent, WatchOp};
-use cluster_testkit::{MemoryNetwork, NetworkConfig};
+use cluster_memory::{MemoryNetwork, NetworkConfig};
 use futures::StreamExt;
 use tokio::time::{Instant, sleep, timeout};
 

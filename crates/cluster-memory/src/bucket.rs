@@ -8,8 +8,9 @@ use bytes::Bytes;
 use cluster_core::{BucketConfig, Error, KvEntry, Result, Revision, WatchEvent, WatchOp};
 use tokio::task::AbortHandle;
 
-use super::delivery::{Sender, Stamped};
-use super::faults::{Faults, lock};
+use crate::delivery::{Sender, Stamped};
+use crate::faults::Faults;
+use crate::lock::lock;
 
 /// The precondition of a write.
 #[derive(Debug, Clone, Copy)]
