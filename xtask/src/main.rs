@@ -1,10 +1,12 @@
 //! Project automation. `cargo xtask <command>`:
 //!
 //! * `test`: install what the tests need (missing Debian packages with apt-get when root, podman's
-//!   test settings, nats-server >= 2.11 into `.tools`; see `system.rs`), check that
-//!   `cluster-core` depends on no adapter crate, `cargo fmt --check`, `cargo clippy -D warnings`,
-//!   all tests, and `cargo doc` without warnings.
-//! * `deps-check`: only the `cluster-core` dependency check.
+//!   test settings, nats-server >= 2.11 into `.tools`; see `system.rs`), the dependency checks
+//!   (`deps-check`), `cargo fmt --check`, `cargo clippy -D warnings`, all tests, and `cargo doc`
+//!   without warnings.
+//! * `deps-check`: only the dependency checks: `cluster-core` depends on no adapter crate, and no
+//!   test code in production builds (`cluster-testkit` is a dev-dependency only, the `cluster`
+//!   binary's normal tree has no tokio `test-util`; see `graph_rules.rs`).
 //! * `tools`: only install what the tests need (system packages and nats-server).
 //! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons), then `e2e-image`
 //!   and `sqlite-external`.
@@ -23,6 +25,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod e2e;
+mod graph_rules;
 mod image;
 mod release;
 mod sqlite_external;
@@ -158,7 +161,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Fails if `cluster-core`'s normal dependency graph contains an adapter or network crate.
+/// Fails if `cluster-core`'s normal dependency graph contains an adapter or network crate, or if
+/// test code reaches a production build ([`graph_rules`]).
 fn deps_check(root: &Path) -> Result<()> {
     println!("==> cluster-core dependency check");
     let out = Command::new("cargo")
@@ -191,7 +195,7 @@ fn deps_check(root: &Path) -> Result<()> {
         );
     }
     println!("    ok: no adapter or network crate in cluster-core's graph");
-    Ok(())
+    graph_rules::check(root)
 }
 
 /// The forbidden crate names in `cargo tree --prefix none --format {p}` output.
