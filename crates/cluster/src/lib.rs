@@ -42,6 +42,11 @@ pub mod placement;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+/// The README's examples, compiled as doctests (they need the `sqlite` feature).
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The core crate, for the traits and wire formats.
 pub use cluster_core as core;
 
