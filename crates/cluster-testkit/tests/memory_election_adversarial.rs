@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_core::election::{ElectionTiming, LeaseElection, RejectedRecord};
+use cluster_core::election::{ElectionTiming, RejectedRecord};
 use cluster_core::{BucketConfig, Election, Epoch, KvBucket, KvStore, NodeId, TokioClock};
 use cluster_memory::MemoryNetwork;
+use cluster_runtime::LeaseElection;
 use tokio::time::Instant;
 
 const KEY: &str = "lease.db";
