@@ -5,9 +5,9 @@
 //!   (`deps-check`), `cargo fmt --check`, `cargo clippy -D warnings`, all tests, and `cargo doc`
 //!   without warnings.
 //! * `deps-check`: only the dependency checks: `cluster-core` and `cluster-runtime` depend on no
-//!   adapter crate, and no test code in production builds (`cluster-testkit` is a
-//!   dev-dependency only, the `cluster` binary's normal tree has no tokio `test-util`; see
-//!   `graph_rules.rs`).
+//!   adapter crate, the layering of `cluster-runtime`'s modules (`modgraph.rs`), and no test
+//!   code in production builds (`cluster-testkit` is a dev-dependency only, the `cluster`
+//!   binary's normal tree has no tokio `test-util`; see `graph_rules.rs`).
 //! * `tools`: only install what the tests need (system packages and nats-server).
 //! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons), then `e2e-image`
 //!   and `sqlite-external`.
@@ -28,6 +28,7 @@ use anyhow::{Context, Result, bail};
 mod e2e;
 mod graph_rules;
 mod image;
+mod modgraph;
 mod release;
 mod sqlite_external;
 mod system;
@@ -168,8 +169,9 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 /// Fails if the normal dependency graph of `cluster-core` or `cluster-runtime` contains an
-/// adapter or network crate, or `cluster-core`'s contains a scheduling crate, or if test code
-/// reaches a production build ([`graph_rules`]).
+/// adapter or network crate, or `cluster-core`'s contains a scheduling crate, if the runtime's
+/// module layering is broken ([`modgraph`]), or if test code reaches a production build
+/// ([`graph_rules`]).
 fn deps_check(root: &Path) -> Result<()> {
     for (krate, extra) in [
         ("cluster-core", FORBIDDEN_IN_CORE_ONLY),
@@ -199,6 +201,7 @@ fn deps_check(root: &Path) -> Result<()> {
         }
         println!("    ok: no forbidden crate in {krate}'s graph");
     }
+    modgraph::check(root)?;
     graph_rules::check(root)
 }
 
