@@ -7,6 +7,9 @@
 //! - [`rebalance`]: [`plan_rebalance`] with hysteresis, [`plan_drain`] and [`plan_evacuate`].
 //! - [`verify()`]: checks any assignment against the hard constraints, so every node can verify
 //!   what the controller published.
+//! - [`planner`]: the platform's [`PlacementPlanner`] (the core `Planner` trait) and the
+//!   controller's policy around the scheduler: apps' rules documents ([`PlacementSpec`]),
+//!   registration constraints, operators' moves, drains, make-before-break, rebalance plans.
 //!
 //! Nothing here performs IO, spawns tasks or reads clocks; the same inputs always give the same
 //! outputs (only ordered collections are iterated).
@@ -14,6 +17,7 @@
 pub mod assignment;
 pub mod migration;
 pub mod model;
+pub mod planner;
 pub mod rebalance;
 pub mod resources;
 pub mod ring;
@@ -24,6 +28,7 @@ pub mod verify;
 pub use assignment::{ASSIGNMENT_FORMAT, AppPlacement, Assignment, AssignmentError};
 pub use migration::{Migration, MigrationKind, diff};
 pub use model::{AppSpec, Constraint, NodeInfo, Preference};
+pub use planner::{NamedStrategy, PlacementPlanner, PlacementSpec, planner};
 pub use rebalance::{
     DrainPlan, Plan, RebalancePolicy, RebalanceState, RebalanceStrategy, imbalance, node_loads,
     plan_drain, plan_drain_nodes, plan_evacuate, plan_rebalance,
