@@ -14,7 +14,6 @@
 //! Nothing here performs IO, spawns tasks or reads clocks; the same inputs always give the same
 //! outputs (only ordered collections are iterated).
 
-pub mod assignment;
 pub mod migration;
 pub mod model;
 pub mod planner;
@@ -25,7 +24,9 @@ pub mod schedule;
 pub mod strategy;
 pub mod verify;
 
-pub use assignment::{ASSIGNMENT_FORMAT, AppPlacement, Assignment, AssignmentError};
+pub use cluster_core::wire::assignment::{
+    ASSIGNMENT_FORMAT, AppPlacement, Assignment, AssignmentError,
+};
 pub use migration::{Migration, MigrationKind, diff};
 pub use model::{AppSpec, Constraint, NodeInfo, Preference};
 pub use planner::{NamedStrategy, PlacementPlanner, PlacementSpec, planner};

@@ -6,33 +6,15 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cluster_core::runtime::{PlanMove, PlanRequest, Planner, RebalanceOptions};
+use cluster_core::runtime::{PlanMove, Planner, RebalanceOptions};
 use cluster_core::wire::rebalance::{ResourceLimits, ResourceThresholds};
 use cluster_core::{Labels, Mode, NodeLoad};
 use cluster_placement::planner::{
-    apply_moves, follow_leaders, make_before_break, node_infos, only_where_registered, over_limit,
-    resource_step, schedule_with_drains, throttle_drains,
+    app_spec, apply_moves, follow_leaders, make_before_break, node_infos, only_where_registered,
+    over_limit, resource_step, schedule_with_drains, throttle_drains,
 };
-use cluster_placement::{
-    AppPlacement, Assignment, Constraint, PlacementPlanner, PlacementSpec, RebalancePolicy,
-    Resources,
-};
+use cluster_placement::{Constraint, PlacementPlanner, PlacementSpec, RebalancePolicy, Resources};
 use common::{a, ids, n, place, plan_node, request, running};
-
-fn assignment_of(request: &PlanRequest) -> Assignment {
-    let mut out = Assignment::new();
-    out.version = request.current.version;
-    for (app, p) in &request.current.apps {
-        out.apps.insert(
-            app.clone(),
-            AppPlacement {
-                nodes: p.nodes.clone(),
-                partitions: p.partitions.clone(),
-            },
-        );
-    }
-    out
-}
 
 fn nodes_of(plan: &cluster_core::runtime::PlanOutcome, app: &str) -> Vec<String> {
     plan.assignment.apps[&a(app)]
@@ -97,7 +79,7 @@ fn the_preferred_leader_follows_the_actual_leader_unless_a_move_is_requested() {
         from: n("n2"),
         to: Some(n("n1")),
     });
-    let mut current = assignment_of(&r);
+    let mut current = r.current.clone();
     follow_leaders(&mut current, &r);
     assert_eq!(ids(&current.apps[&a("db")].nodes), ["n2", "n1"]);
     assert_eq!(ids(&current.apps[&a("q")].nodes), ["n1", "n2"]);
@@ -127,7 +109,7 @@ fn moves_steer_singletons_to_the_target_and_replicas_off_the_source() {
         common::app("db", Mode::Singleton),
         common::app("web", Mode::Replicas { n: 2 }),
     ];
-    let mut current = assignment_of(&r);
+    let mut current = r.current.clone();
     apply_moves(&mut specs, &mut current, &r);
     assert_eq!(ids(&current.apps[&a("db")].nodes), ["n3", "n1", "n2"]);
     assert_eq!(ids(&current.apps[&a("web")].nodes), ["n2"]);
@@ -184,17 +166,12 @@ fn a_gentle_drain_blocks_what_cannot_move_and_a_forced_drain_stops_it() {
     // The same through the function: the blocked app keeps its node.
     r.nodes[0].drain_force = false;
     let specs = vec![
-        rules.app_spec(a("pinned"), Mode::Replicas { n: 1 }, None),
+        app_spec(rules, a("pinned"), Mode::Replicas { n: 1 }, None),
         common::app("web", Mode::Replicas { n: 1 }),
     ];
     let mut pending = BTreeMap::new();
-    let (next, blocked) = schedule_with_drains(
-        &node_infos(&r),
-        &specs,
-        &assignment_of(&r),
-        &r,
-        &mut pending,
-    );
+    let (next, blocked) =
+        schedule_with_drains(&node_infos(&r), &specs, &r.current, &r, &mut pending);
     assert_eq!(ids(&next.apps[&a("pinned")].nodes), ["n1"]);
     assert_eq!(blocked.keys().collect::<Vec<_>>(), [&a("pinned")]);
 }
@@ -219,7 +196,7 @@ fn a_throttled_drain_keeps_unreleased_apps_on_the_node() {
     assert_eq!(plan.assignment.version, 5);
 
     // Releasing nothing keeps everything: the version stays.
-    let current = assignment_of(&r);
+    let current = r.current.clone();
     let mut next = current.clone();
     next.apps.get_mut(&a("a")).unwrap().nodes = vec![n("n2")];
     next.version = 5;
@@ -242,7 +219,7 @@ fn make_before_break_keeps_the_old_node_until_the_new_one_runs() {
     place(&mut r, "db", &["n1"]);
     running(&mut r, "web", &["n1"]);
     running(&mut r, "db", &["n1"]);
-    let current = assignment_of(&r);
+    let current = r.current.clone();
     let mut next = current.clone();
     next.apps.get_mut(&a("web")).unwrap().nodes = vec![n("n2")];
     next.apps.get_mut(&a("db")).unwrap().nodes = vec![n("n2")];
@@ -323,7 +300,7 @@ fn resource_step_moves_the_heaviest_app_from_the_hottest_to_the_coolest_node() {
         ..RebalanceOptions::default()
     };
     let policy = RebalancePolicy::default();
-    let current = assignment_of(&r);
+    let current = r.current.clone();
     let step = resource_step(&r, &nodes, &specs, &current, &policy, &options).unwrap();
     assert_eq!(step.app, a("heavy"));
     assert_eq!(step.from, Some(n("n1")));

@@ -106,7 +106,7 @@ fn build(
         if !nodes.is_empty() {
             r.current.apps.insert(
                 app.clone(),
-                cluster_core::runtime::PlacementView {
+                cluster_placement::AppPlacement {
                     nodes,
                     partitions: None,
                 },

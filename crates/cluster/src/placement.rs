@@ -13,21 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use cluster_core::runtime::{AssignmentView, PlacementView};
 use cluster_core::{App, AppName, Error, Labels, NodeId, Result};
 
 pub use cluster_placement::{
-    AppSpec, Assignment, Constraint, NamedStrategy, NodeInfo, PlacementPlanner, PlacementSpec,
-    Preference, Resources, Strategy, StrategyKind, planner,
+    AppPlacement, AppSpec, Assignment, Constraint, NamedStrategy, NodeInfo, PlacementPlanner,
+    PlacementSpec, Preference, Resources, Strategy, StrategyKind, planner,
 };
-
-/// The rules currently set on `app`.
-fn rules_of(app: &App) -> Result<PlacementSpec> {
-    match app.placement() {
-        Some(v) => PlacementSpec::from_json(&v),
-        None => Ok(PlacementSpec::current()),
-    }
-}
 
 /// Typed placement rules on an [`App`] (the spec's `OnNodes`, `OnLabel`, ...). Rules added while
 /// the platform runs are re-evaluated by the controller at once.
@@ -120,10 +111,10 @@ pub trait AppPlacementExt {
 
 impl AppPlacementExt for App {
     fn edit_placement(&self, edit: impl FnOnce(&mut PlacementSpec)) -> Result<&Self> {
-        let mut spec = rules_of(self)?;
+        let mut spec = self.placement().unwrap_or_else(PlacementSpec::current);
         spec.v = cluster_placement::planner::SPEC_VERSION;
         edit(&mut spec);
-        self.set_placement(spec.to_json()?);
+        self.set_placement(spec);
         Ok(self)
     }
 }
@@ -138,7 +129,7 @@ pub fn dev_platform(
 }
 
 /// A view of `assignment` for display: app → nodes.
-pub fn placements(assignment: &AssignmentView) -> BTreeMap<AppName, PlacementView> {
+pub fn placements(assignment: &Assignment) -> BTreeMap<AppName, AppPlacement> {
     assignment.apps.clone()
 }
 

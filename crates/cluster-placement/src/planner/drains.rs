@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cluster_core::runtime::PlanRequest;
 use cluster_core::{AppName, NodeId};
 
-use crate::assignment::Assignment;
+use crate::Assignment;
 use crate::model::{AppSpec, NodeInfo};
 use crate::rebalance::plan_drain_nodes;
 use crate::schedule::schedule;

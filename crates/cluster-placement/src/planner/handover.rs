@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cluster_core::runtime::PlanRequest;
 use cluster_core::{AppName, Mode, NodeId};
 
-use crate::assignment::Assignment;
+use crate::Assignment;
 
 /// Keeps an instance that is being replaced on its old, still usable (healthy, not draining)
 /// node while it runs there, until every node added to the app reports the instance running

@@ -6,7 +6,7 @@ use cluster_core::wire::placement_admin::PlannedMigration;
 use cluster_core::wire::rebalance::ResourceLimits;
 use cluster_core::{Mode, NodeId, NodeLoad};
 
-use crate::assignment::Assignment;
+use crate::Assignment;
 use crate::model::{AppSpec, NodeInfo};
 use crate::rebalance::RebalancePolicy;
 use crate::verify::verify;

@@ -14,11 +14,10 @@ mod steer;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cluster_core::runtime::{AssignmentView, PlanOutcome, PlanRequest, Planner, RebalanceOptions};
+use cluster_core::runtime::{PlanOutcome, PlanRequest, Planner, RebalanceOptions};
 use cluster_core::wire::placement_admin::RebalancePlan;
-use cluster_core::{AppName, Error, Mode, Result};
+use cluster_core::{AppName, Mode, Result};
 
-use crate::assignment::Assignment;
 use crate::model::AppSpec;
 use crate::strategy::Strategy;
 
@@ -26,7 +25,7 @@ pub use drains::{schedule_with_drains, throttle_drains};
 pub use handover::make_before_break;
 pub use load::{over_limit, resource_step};
 pub use rebalance::{planned, policy, rebalance};
-pub use rules::{NamedStrategy, PlacementSpec, SPEC_VERSION};
+pub use rules::{NamedStrategy, PlacementSpec, SPEC_VERSION, app_spec};
 pub use steer::{apply_moves, follow_leaders, node_infos, only_where_registered};
 
 /// The planner of the platform: [`schedule`](crate::schedule()) behind the core [`Planner`]
@@ -67,20 +66,13 @@ impl PlacementPlanner {
             Some(v) => PlacementSpec::from_json(v)?,
             None => PlacementSpec::default(),
         };
-        Ok(rules.app_spec(name.clone(), mode, self.custom.get(name).cloned()))
+        Ok(app_spec(
+            rules,
+            name.clone(),
+            mode,
+            self.custom.get(name).cloned(),
+        ))
     }
-}
-
-fn to_assignment(view: &AssignmentView) -> Result<Assignment> {
-    serde_json::to_value(view)
-        .and_then(serde_json::from_value)
-        .map_err(|e| Error::Internal(format!("assignment conversion: {e}")))
-}
-
-fn to_view(assignment: &Assignment) -> Result<AssignmentView> {
-    serde_json::to_value(assignment)
-        .and_then(serde_json::from_value)
-        .map_err(|e| Error::Internal(format!("assignment conversion: {e}")))
 }
 
 impl Planner for PlacementPlanner {
@@ -110,13 +102,12 @@ impl Planner for PlacementPlanner {
             .filter_map(|a| self.app_spec(&a.name, a.mode, a.placement.as_ref()).ok())
             .collect();
         only_where_registered(&mut specs, request);
-        let current = to_assignment(&request.current)?;
-        rebalance(request, &nodes, &specs, &current, options)
+        rebalance(request, &nodes, &specs, &request.current, options)
     }
 
     fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome> {
         let nodes = node_infos(request);
-        let original = to_assignment(&request.current)?;
+        let original = &request.current;
         let mut current = original.clone();
         let mut pending = BTreeMap::new();
         let mut specs = Vec::new();
@@ -143,13 +134,13 @@ impl Planner for PlacementPlanner {
         make_before_break(&mut assignment, &current, request);
         // The version counts changes against the published assignment (the steering edits of
         // `current` above are not published).
-        assignment.version = if assignment.same_placement(&original) {
+        assignment.version = if assignment.same_placement(original) {
             original.version
         } else {
             original.version + 1
         };
         Ok(PlanOutcome {
-            assignment: to_view(&assignment)?,
+            assignment,
             pending,
             blocked,
         })

@@ -8,7 +8,7 @@ use cluster_core::wire::placement_admin::{PlannedMigration, RebalancePlan};
 use cluster_core::wire::rebalance::{StrategyName, parse_strategy};
 
 use super::load::{over_limit, resource_step};
-use crate::assignment::Assignment;
+use crate::Assignment;
 use crate::migration::{Migration, MigrationKind};
 use crate::model::{AppSpec, NodeInfo};
 use crate::rebalance::{RebalancePolicy, RebalanceStrategy, plan_rebalance};

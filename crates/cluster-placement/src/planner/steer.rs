@@ -5,7 +5,7 @@
 use cluster_core::runtime::PlanRequest;
 use cluster_core::{Mode, NodeId};
 
-use crate::assignment::Assignment;
+use crate::Assignment;
 use crate::model::{AppSpec, Constraint, NodeInfo};
 use crate::resources::Resources;
 

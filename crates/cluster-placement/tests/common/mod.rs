@@ -69,7 +69,7 @@ pub(crate) fn request(
 pub(crate) fn place(request: &mut cluster_core::runtime::PlanRequest, app: &str, nodes: &[&str]) {
     request.current.apps.insert(
         a(app),
-        cluster_core::runtime::PlacementView {
+        cluster_placement::AppPlacement {
             nodes: nodes.iter().map(|s| n(s)).collect(),
             partitions: None,
         },
