@@ -10,10 +10,13 @@
 //! - [`planner`]: the platform's [`PlacementPlanner`] (the core `Planner` trait) and the
 //!   controller's policy around the scheduler: apps' rules documents ([`PlacementSpec`]),
 //!   registration constraints, operators' moves, drains, make-before-break, rebalance plans.
+//! - [`auto`]: the decisions of auto-rebalance (triggers, pauses, cooldowns, step admission,
+//!   validity, completion, timeouts); the runtime's loop keeps the mechanism.
 //!
 //! Nothing here performs IO, spawns tasks or reads clocks; the same inputs always give the same
 //! outputs (only ordered collections are iterated).
 
+pub mod auto;
 pub mod migration;
 pub mod model;
 pub mod planner;
