@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cluster_core::runtime::{PlanMove, Planner, RebalanceOptions};
+use cluster_core::planner::{PlanMove, Planner, RebalanceOptions};
 use cluster_core::wire::rebalance::{ResourceLimits, ResourceThresholds};
 use cluster_core::{Labels, Mode, NodeLoad};
 use cluster_placement::planner::{
@@ -16,7 +16,7 @@ use cluster_placement::planner::{
 use cluster_placement::{Constraint, PlacementPlanner, PlacementSpec, RebalancePolicy, Resources};
 use common::{a, ids, n, place, plan_node, request, running};
 
-fn nodes_of(plan: &cluster_core::runtime::PlanOutcome, app: &str) -> Vec<String> {
+fn nodes_of(plan: &cluster_core::planner::PlanOutcome, app: &str) -> Vec<String> {
     plan.assignment.apps[&a(app)]
         .nodes
         .iter()
@@ -253,7 +253,7 @@ fn invalid_rules_make_the_app_pending_with_the_reason() {
     assert!(why.contains("version 9"), "{why}");
 }
 
-fn loaded(id: &str, cpu: f64) -> cluster_core::runtime::PlanNode {
+fn loaded(id: &str, cpu: f64) -> cluster_core::planner::PlanNode {
     let mut node = plan_node(id);
     node.load = Some(NodeLoad::from_fractions(cpu, 0.1, 0.1));
     node

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use cluster_core::runtime::{PlanMove, PlanOutcome, PlanRequest, Planner};
+use cluster_core::planner::{PlanMove, PlanOutcome, PlanRequest, Planner};
 use cluster_core::{AppName, Mode, NodeId};
 use cluster_placement::PlacementPlanner;
 use common::{a, n, plan_node, request};

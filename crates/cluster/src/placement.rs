@@ -13,7 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use cluster_core::{App, AppName, Error, Labels, NodeId, Result};
+use cluster_core::{AppName, Error, Labels, NodeId, Result};
+use cluster_runtime::App;
 
 pub use cluster_placement::{
     AppPlacement, AppSpec, Assignment, Constraint, NamedStrategy, NodeInfo, PlacementPlanner,
@@ -124,7 +125,7 @@ pub fn dev_platform(
     network: &crate::dev::Network,
     name: &str,
     node: &str,
-) -> Result<cluster_core::runtime::PlatformBuilder> {
+) -> Result<cluster_runtime::PlatformBuilder> {
     Ok(crate::dev::platform(network, name, node)?.planner(planner()))
 }
 

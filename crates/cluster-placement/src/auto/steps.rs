@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cluster_core::runtime::RebalanceOptions;
+use cluster_core::planner::RebalanceOptions;
 use cluster_core::wire::placement_admin::PlannedMigration;
 use cluster_core::wire::rebalance::{AutoRebalanceConfig, MigrationPolicy};
 use cluster_core::{AppName, NodeId, Role};

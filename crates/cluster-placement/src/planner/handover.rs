@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cluster_core::runtime::PlanRequest;
+use cluster_core::planner::PlanRequest;
 use cluster_core::{AppName, Mode, NodeId};
 
 use crate::Assignment;

@@ -1,7 +1,7 @@
 //! Measured node load in rebalance plans: the `max_node_load` limit on targets, and the
 //! resource-aware step when app counts are balanced but the measured load is not.
 
-use cluster_core::runtime::{PlanRequest, RebalanceOptions};
+use cluster_core::planner::{PlanRequest, RebalanceOptions};
 use cluster_core::wire::placement_admin::PlannedMigration;
 use cluster_core::wire::rebalance::ResourceLimits;
 use cluster_core::{Mode, NodeId, NodeLoad};

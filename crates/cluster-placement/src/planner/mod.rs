@@ -14,7 +14,7 @@ mod steer;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cluster_core::runtime::{PlanOutcome, PlanRequest, Planner, RebalanceOptions};
+use cluster_core::planner::{PlanOutcome, PlanRequest, Planner, RebalanceOptions};
 use cluster_core::wire::placement_admin::RebalancePlan;
 use cluster_core::{AppName, Mode, Result};
 

@@ -3,7 +3,7 @@
 //! app counts are balanced.
 
 use cluster_core::Result;
-use cluster_core::runtime::{PlanRequest, RebalanceOptions};
+use cluster_core::planner::{PlanRequest, RebalanceOptions};
 use cluster_core::wire::placement_admin::{PlannedMigration, RebalancePlan};
 use cluster_core::wire::rebalance::{StrategyName, parse_strategy};
 

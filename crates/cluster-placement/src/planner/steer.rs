@@ -2,7 +2,7 @@
 //! implicit registration constraint, and the edits of the current placement that steer the
 //! sticky scheduler (actual Singleton leaders, operators' moves).
 
-use cluster_core::runtime::PlanRequest;
+use cluster_core::planner::PlanRequest;
 use cluster_core::{Mode, NodeId};
 
 use crate::Assignment;

@@ -25,8 +25,8 @@ pub(crate) fn ids(v: &[NodeId]) -> Vec<&str> {
 }
 
 /// A healthy planning node that hosts every app of the request (see [`request`]).
-pub(crate) fn plan_node(id: &str) -> cluster_core::runtime::PlanNode {
-    cluster_core::runtime::PlanNode {
+pub(crate) fn plan_node(id: &str) -> cluster_core::planner::PlanNode {
+    cluster_core::planner::PlanNode {
         id: n(id),
         labels: Labels::new(),
         healthy: true,
@@ -44,17 +44,17 @@ pub(crate) fn plan_node(id: &str) -> cluster_core::runtime::PlanNode {
 /// A planning request over `nodes` and `apps` (no rules), with every app registered on every
 /// node and an empty current assignment.
 pub(crate) fn request(
-    mut nodes: Vec<cluster_core::runtime::PlanNode>,
+    mut nodes: Vec<cluster_core::planner::PlanNode>,
     apps: &[(&str, Mode)],
-) -> cluster_core::runtime::PlanRequest {
+) -> cluster_core::planner::PlanRequest {
     for node in &mut nodes {
         node.hosts = apps.iter().map(|(name, _)| a(name)).collect();
     }
-    cluster_core::runtime::PlanRequest {
+    cluster_core::planner::PlanRequest {
         nodes,
         apps: apps
             .iter()
-            .map(|(name, mode)| cluster_core::runtime::PlanApp {
+            .map(|(name, mode)| cluster_core::planner::PlanApp {
                 name: a(name),
                 mode: *mode,
                 placement: None,
@@ -66,7 +66,7 @@ pub(crate) fn request(
 }
 
 /// Places `app` on `nodes` in the request's current assignment.
-pub(crate) fn place(request: &mut cluster_core::runtime::PlanRequest, app: &str, nodes: &[&str]) {
+pub(crate) fn place(request: &mut cluster_core::planner::PlanRequest, app: &str, nodes: &[&str]) {
     request.current.apps.insert(
         a(app),
         cluster_placement::AppPlacement {
@@ -77,7 +77,7 @@ pub(crate) fn place(request: &mut cluster_core::runtime::PlanRequest, app: &str,
 }
 
 /// Marks `app` as running on `nodes` (they report it).
-pub(crate) fn running(request: &mut cluster_core::runtime::PlanRequest, app: &str, nodes: &[&str]) {
+pub(crate) fn running(request: &mut cluster_core::planner::PlanRequest, app: &str, nodes: &[&str]) {
     for node in request
         .nodes
         .iter_mut()
