@@ -23,8 +23,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::app::locked;
 use super::platform::Shared;
+use crate::sync::locked;
 use cluster_core::error::{Error, Result};
 use cluster_core::kv::{KvBucket, Revision};
 use cluster_core::wire::member::MemberRecord;
