@@ -8,6 +8,9 @@
 //! migrations at a time as `move.{app}` records, each within the per-app cooldown, the rate
 //! limit and (with `require_approval`) only once `approve.{app}` exists.
 //!
+//! This file is the mechanism (watching, timers, locks, approvals, records); every decision is
+//! a pure function of `cluster_placement::auto`.
+//!
 //! Hysteresis: a run is planned with the planner's rebalance (start above `threshold`, plan down
 //! to `threshold / 2`) and then executes exactly that plan; the next run needs the imbalance to
 //! exceed `threshold` again, so a balanced cluster never oscillates.
