@@ -609,8 +609,10 @@ impl App {
     /// A lock private to this app. Invalid names are rejected.
     pub fn lock(&self, name: impl AsRef<str>) -> Result<DistLock> {
         let name = LockName::new(name.as_ref())?;
+        let home: std::sync::Weak<dyn crate::locks::LockHome> =
+            self.inner.platform.get().cloned().unwrap_or_default();
         Ok(DistLock::new(
-            self.inner.platform.get().cloned().unwrap_or_default(),
+            home,
             LockScope::App(self.inner.name.clone()),
             name,
         ))
