@@ -6,10 +6,10 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use cluster::core::wire::admin::{AdminMethod, AdminRequest, AppExtensionParams};
 use cluster::{AppName, Error, NodeId};
 use serde_json::{Value, json};
 
+use super::snapshot::ext_request;
 use super::{Channel, app_status_doc, one, parse_app};
 use crate::cli::WalCommand;
 use crate::exit::{CliResult, Code, Failure};
@@ -114,7 +114,7 @@ fn names(nodes: &[NodeId]) -> String {
 }
 
 /// Asks on the terminal; refuses without one (use `--yes` in scripts).
-fn confirm(plan: &str) -> CliResult<bool> {
+pub(super) fn confirm(plan: &str) -> CliResult<bool> {
     eprintln!("{plan}");
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
@@ -133,17 +133,11 @@ fn confirm(plan: &str) -> CliResult<bool> {
 
 /// `wal.resync` on `node` for `app`.
 async fn call(channel: &Channel, app: &AppName, node: &NodeId, publish: bool) -> CliResult<Value> {
-    let request = AdminRequest::with_params(
-        AdminMethod::AppExtension,
-        &AppExtensionParams {
-            name: cluster_wal::admin::RESYNC.to_owned(),
-            args: json!({ "publish": publish }),
-        },
+    let request = ext_request(
+        app,
+        cluster_wal::admin::RESYNC,
+        json!({ "publish": publish }),
     )?;
-    let request = AdminRequest {
-        app: Some(app.clone()),
-        ..request
-    };
     match one(channel, node, request)
         .await
         .and_then(|r| r.into_result::<Value>())
