@@ -154,7 +154,11 @@ async fn a_wal_file_from_another_database_next_to_the_leader_is_refused_and_noth
     let shipped = env.log.state().await.unwrap().last_seq;
     let (_other, other_wal) = other_database(&env, "other.db", 4096);
     let wal = PathBuf::from(format!("{}-wal", db.display()));
-    std::fs::copy(&other_wal, &wal).unwrap();
+    // Moved into place in one step (a copy in place would be seen half-written by the
+    // leader's 25 ms poll: a truncated WAL, refused as a continuity break instead).
+    let tmp = env.path("incoming-wal");
+    std::fs::copy(&other_wal, &tmp).unwrap();
+    std::fs::rename(&tmp, &wal).unwrap();
 
     let err = leader
         .write(Durability::Async, |c| {

@@ -10,9 +10,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_core::runtime::{PlatformOptions, RetryPolicy};
 use cluster_core::stream::{ObjectStore, ReplicatedLog};
-use cluster_core::{App, Error, NodeId};
+use cluster_core::{Error, NodeId, RetryPolicy};
+use cluster_runtime::{App, PlatformOptions};
 use cluster_testkit::scenario::SimCluster;
 use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::record::{EpochStart, Record};
