@@ -25,6 +25,7 @@ mod instance;
 mod isolate;
 mod kv;
 mod kv_lock;
+mod leader_watch;
 mod leadership;
 mod lease;
 mod lease_view;
