@@ -19,6 +19,7 @@ mod audit_query;
 mod bounded;
 mod candidacy;
 mod election;
+mod event_registry;
 mod events;
 mod hooks;
 mod instance;
