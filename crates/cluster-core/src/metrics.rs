@@ -66,6 +66,10 @@ pub const HOOK_PANICS: &str = "gc_hook_panics_total";
 /// Records dropped because a bounded queue was full. Labels: `queue` (`audit`, `notify`).
 pub const DROPPED_RECORDS: &str = "gc_dropped_records_total";
 
+/// Publishes and subscriptions the NATS server refused for lack of permission (reported
+/// asynchronously on the connection). Labels: `op` (`publish`, `subscribe`, `other`).
+pub const PERMISSION_VIOLATIONS: &str = "gc_nats_permission_violations_total";
+
 /// Registers the help text of every runtime metric with the installed recorder.
 pub fn describe() {
     describe_gauge!(
@@ -94,6 +98,10 @@ pub fn describe() {
     describe_histogram!(RPC_LATENCY, "time to serve an RPC request on this node");
     describe_counter!(KV_OPERATIONS, "operations on app KV stores");
     describe_counter!(MALFORMED, "malformed or wrong-version messages rejected");
+    describe_counter!(
+        PERMISSION_VIOLATIONS,
+        "publishes and subscriptions the NATS server refused for lack of permission"
+    );
     describe_counter!(MIGRATIONS, "migrations by reason and status");
     describe_histogram!(MIGRATION_DURATION, "migration duration");
     describe_gauge!(MIGRATION_IN_PROGRESS, "migrations in progress");
@@ -171,6 +179,12 @@ pub(crate) fn kv(app: &str, op: &'static str, status: &'static str) {
 
 pub(crate) fn malformed(kind: &'static str) {
     counter!(MALFORMED, "kind" => kind).increment(1);
+}
+
+/// Counts one permission violation reported by the NATS server (`op`: `publish`, `subscribe`,
+/// `other`).
+pub fn permission_violation(op: &'static str) {
+    counter!(PERMISSION_VIOLATIONS, "op" => op).increment(1);
 }
 
 pub(crate) fn migration(app: &str, reason: &str, status: &'static str) {

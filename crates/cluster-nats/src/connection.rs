@@ -1,6 +1,7 @@
 //! One NATS connection shared by the transport and the KV store.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::connection::State;
 use async_nats::{ConnectErrorKind, ServerAddr};
@@ -27,6 +28,7 @@ struct Inner {
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     options: ConnectOptions,
+    violations: Arc<AtomicU64>,
 }
 
 impl NatsConnection {
@@ -45,11 +47,14 @@ impl NatsConnection {
                     .map_err(|e| Error::InvalidArgument(format!("bad NATS URL {s:?}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let violations = Arc::new(AtomicU64::new(0));
+        let count = violations.clone();
         let client = options
             .to_async_nats()
             .await?
-            .event_callback(|event| async move {
-                tracing::info!(%event, "nats connection event");
+            .event_callback(move |event| {
+                crate::violations::on_event(&event, &count);
+                async {}
             })
             .connect(addrs)
             .await
@@ -89,6 +94,7 @@ impl NatsConnection {
                 client,
                 jetstream,
                 options,
+                violations,
             }),
         })
     }
@@ -106,6 +112,12 @@ impl NatsConnection {
     /// The options this connection was made with.
     pub fn options(&self) -> &ConnectOptions {
         &self.inner.options
+    }
+
+    /// Permission violations the server reported on this connection so far (also counted in
+    /// `gc_nats_permission_violations_total` and logged).
+    pub fn permission_violations(&self) -> u64 {
+        self.inner.violations.load(Ordering::Relaxed)
     }
 
     /// The version of the server currently connected to.

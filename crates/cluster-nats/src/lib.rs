@@ -11,6 +11,9 @@
 //!   JetStream stream (compare-and-append with `Nats-Expected-Last-Sequence`, `Nats-Msg-Id`
 //!   dedup, ordered-consumer reads) and `ObjectStore` on a JetStream object store.
 //!
+//! * [`security`]: the role table (per-identity publish/subscribe permissions) and
+//!   `cluster auth gen-config`'s nats-server accounts block with nkey users.
+//!
 //! The wire mapping (buckets, subjects, headers, markers) is in `docs/protocol/nats-mapping.md`.
 
 mod audit;
@@ -18,9 +21,11 @@ mod connection;
 mod error;
 mod kv;
 mod options;
+pub mod security;
 mod stream;
 mod transport;
 mod version;
+mod violations;
 
 pub use audit::{AuditStreamOptions, NatsAuditLog, audit_stream_name, audit_subject};
 pub use connection::NatsConnection;
