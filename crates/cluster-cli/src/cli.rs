@@ -24,6 +24,16 @@ pub(crate) struct Global {
     /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222].
     #[arg(long, global = true, env = "CLUSTER_NATS", value_name = "URLS")]
     pub(crate) nats: Option<String>,
+    /// NATS credentials: a `.creds` file (JWT + nkey seed).
+    #[arg(long, global = true, env = "CLUSTER_NATS_CREDS", value_name = "FILE")]
+    pub(crate) nats_creds: Option<PathBuf>,
+    /// NATS credentials: an nkey user seed file, as written by `cluster auth gen-config`.
+    #[arg(long, global = true, env = "CLUSTER_NATS_NKEY", value_name = "FILE")]
+    pub(crate) nats_nkey: Option<PathBuf>,
+    /// The NATS identity admin commands use (selects its private inbox): admin or viewer
+    /// [default: admin]. The daemon always connects as its node.
+    #[arg(long, global = true, env = "CLUSTER_NATS_ROLE", value_name = "ROLE")]
+    pub(crate) nats_role: Option<OperatorRole>,
     /// Node id [default: the hostname].
     #[arg(
         short = 'n',
@@ -57,6 +67,15 @@ pub(crate) struct Global {
     /// How long admin commands wait for daemons (e.g. 5s) [default: 5s].
     #[arg(long, global = true, env = "CLUSTER_TIMEOUT", value_name = "DURATION")]
     pub(crate) timeout: Option<String>,
+}
+
+/// Which operator identity admin commands connect as (docs/SECURITY.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OperatorRole {
+    /// Read and write admin requests.
+    Admin,
+    /// Read admin requests only.
+    Viewer,
 }
 
 /// The commands.
@@ -109,6 +128,9 @@ pub(crate) enum Command {
     Leaf(LeafCommand),
     /// Query the audit log.
     Audit(AuditArgs),
+    /// NATS security: accounts, users and credentials (docs/SECURITY.md).
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Validate a configuration file and exit.
     Check,
     /// Print the version.
@@ -117,6 +139,26 @@ pub(crate) enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `auth` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthCommand {
+    /// Write a nats-server `accounts {}` block (one account for the platform, one nkey user per
+    /// identity with its permissions) and one seed file per identity (mode 0600). Existing
+    /// seed files in the directory are kept.
+    GenConfig {
+        /// The platform's nodes, comma-separated (e.g. n1,n2,n3).
+        #[arg(long, value_name = "IDS", required = true)]
+        nodes: String,
+        /// The platform's apps, comma-separated (their nodes may use their KV buckets; each
+        /// gets an `app:{A}` identity).
+        #[arg(long, value_name = "NAMES", default_value = "")]
+        apps: String,
+        /// Output directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 

@@ -7,6 +7,7 @@
 
 mod admin;
 mod audit;
+mod auth;
 mod cli;
 mod config;
 mod daemon;
@@ -164,6 +165,9 @@ async fn dispatch(cli: Cli) -> CliResult {
             "leaf-platform (multi-zone) support",
         )),
         Command::Audit(args) => audit::run(&settings, &args).await,
+        Command::Auth(cli::AuthCommand::GenConfig { nodes, apps, out }) => {
+            auth::gen_config(&settings, &nodes, &apps, &out)
+        }
         Command::Kill { node } => dev_control(&settings, "kill", &node).await,
         Command::Restart { node } => dev_control(&settings, "restart", &node).await,
         Command::Version | Command::Completions { .. } => Ok(()),

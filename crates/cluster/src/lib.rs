@@ -78,6 +78,7 @@ pub mod nats {
 
     pub use cluster_nats::{
         AuditStreamOptions, Auth, ConnectOptions, NatsAuditLog, NatsConnection, TlsOptions,
+        security,
     };
 
     /// Opens the existing audit stream of `platform` read-only (for tools such as the CLI).

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use cluster_core::wire::admin::AdminClass;
 use cluster_core::wire::names::{Names, SUBJECT_ROOT};
 use cluster_core::{AppName, NodeId, PlatformName};
 
@@ -187,10 +188,10 @@ impl Layout {
             // Admin requests: v1 and both v2 classes, own and broadcast.
             n.admin_node(node),
             n.admin_all(),
-            format!("{root}.admin.read.{node}"),
-            format!("{root}.admin.write.{node}"),
-            format!("{root}.admin.read._all"),
-            format!("{root}.admin.write._all"),
+            n.admin_class_node(AdminClass::Read, node),
+            n.admin_class_node(AdminClass::Write, node),
+            n.admin_class_all(AdminClass::Read),
+            n.admin_class_all(AdminClass::Write),
         ];
         Permissions {
             publish_allow,

@@ -1,0 +1,69 @@
+//! `cluster auth gen-config`: the platform's NATS account, users and seed files
+//! (docs/SECURITY.md).
+
+use std::path::Path;
+
+use cluster::nats::security::{Layout, generate};
+use cluster::{AppName, NodeId};
+
+use crate::exit::{CliResult, Code, Failure};
+use crate::output::print_json;
+use crate::settings::Settings;
+
+/// Writes `accounts.conf` and the seed files into `out`; prints what it wrote.
+pub(crate) fn gen_config(settings: &Settings, nodes: &str, apps: &str, out: &Path) -> CliResult {
+    let nodes: Vec<NodeId> = list(nodes, "--nodes")?;
+    if nodes.is_empty() {
+        return Err(Failure::new(
+            Code::Invalid,
+            "--nodes: give at least one node id",
+        ));
+    }
+    let apps: Vec<AppName> = list(apps, "--apps")?;
+    let layout = Layout::new(settings.platform.clone(), nodes, apps);
+    let generated =
+        generate(&layout, out).map_err(|e| Failure::new(Code::Invalid, e.to_string()))?;
+    if settings.global.json {
+        let seeds: Vec<serde_json::Value> = generated
+            .seeds
+            .iter()
+            .map(|(role, path, created)| {
+                serde_json::json!({"identity": role.to_string(), "file": path,
+                    "inbox_prefix": role.inbox_prefix(layout.platform()), "created": created})
+            })
+            .collect();
+        return print_json(&serde_json::json!({
+            "v": 1, "platform": layout.platform().as_str(),
+            "accounts_file": generated.accounts_file, "identities": seeds,
+        }));
+    }
+    println!(
+        "wrote {} (account {}); include it from the nats-server configuration",
+        generated.accounts_file.display(),
+        layout.platform()
+    );
+    for (role, path, created) in &generated.seeds {
+        let what = if *created { "new" } else { "kept" };
+        println!("  {role:<20} {} ({what})", path.display());
+    }
+    println!(
+        "daemons: cluster run --nats-nkey {}/node-<id>.nk; operators: --nats-nkey admin.nk \
+         (dashboards: --nats-nkey viewer.nk --nats-role viewer)",
+        out.display()
+    );
+    Ok(())
+}
+
+fn list<T: std::str::FromStr>(text: &str, flag: &str) -> CliResult<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|e| Failure::new(Code::Invalid, format!("{flag} {s:?}: {e}")))
+        })
+        .collect()
+}

@@ -1,0 +1,209 @@
+//! A platform secured by the NATS server (docs/SECURITY.md): `cluster auth gen-config`
+//! output loaded into a real nats-server, three daemons (a Singleton and a Spread app) each
+//! connected as its own `node:{N}` identity, the CLI as `admin` and `viewer`. Proves the
+//! allow-lists are complete (leadership, membership, admin status, step-down and drain work and
+//! no daemon reports a permission violation) and that a bad seed file stops at start.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use cluster_testkit::nats_server::{NatsServer, NatsServerOptions};
+use common::{Daemon, Scratch, cli, config, wait_for};
+use serde_json::Value;
+
+const VIOLATION: &str = "NATS permission violation";
+
+/// `cluster --nats-nkey <dir>/<who>.nk [--nats-role viewer] args…`.
+fn as_identity(dir: &Path, who: &str, cfg: &str, args: &[&str]) -> common::Run {
+    let key = dir.join(format!("{who}.nk"));
+    let mut all = vec!["--config", cfg, "--nats-nkey", key.to_str().unwrap()];
+    if who == "viewer" {
+        all.extend(["--nats-role", "viewer"]);
+    }
+    all.extend(args);
+    cli(&all)
+}
+
+/// The db leader once `who` sees three members and a leader of db.
+fn leader(keys: &Path, who: &str, cfg: &str) -> Option<String> {
+    let r = as_identity(keys, who, cfg, &["--json", "status"]);
+    if r.code != 0 {
+        return None;
+    }
+    let v: Value = r.json();
+    let db = v["apps"].as_array()?.iter().find(|a| a["name"] == "db")?;
+    (v["members"].as_array()?.len() == 3)
+        .then(|| db["leader"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+#[test]
+fn a_platform_runs_with_generated_permissions() {
+    let dir = Scratch::new("secure");
+    let keys = dir.0.join("auth");
+    let keys_s = keys.to_str().unwrap();
+    let r = cli(&[
+        "--platform",
+        "sec",
+        "--json",
+        "auth",
+        "gen-config",
+        "--nodes",
+        "n1,n2,n3",
+        "--apps",
+        "db,web",
+        "--out",
+        keys_s,
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let identities = r.json()["identities"].as_array().unwrap().len();
+    assert_eq!(identities, 7, "3 nodes, admin, viewer, 2 apps");
+    let mode = std::fs::metadata(keys.join("node-n1.nk"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let accounts = std::fs::read_to_string(keys.join("accounts.conf")).unwrap();
+    let server = NatsServer::start_with(NatsServerOptions {
+        extra_config: vec![accounts],
+        ..NatsServerOptions::default()
+    });
+    let cfg = dir.file("cluster.toml", &config("sec", &server.url()));
+    let cfg_s = cfg.to_str().unwrap();
+
+    // Without credentials nothing connects (the server now requires a user).
+    let r = cli(&["--config", cfg_s, "--timeout", "2s", "status"]);
+    assert_ne!(r.code, 0, "{r:?}");
+
+    let daemons: Vec<Daemon> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| {
+            let key = keys.join(format!("node-{n}.nk"));
+            Daemon::start_with(&cfg, n, &dir.0, &["--nats-nkey", key.to_str().unwrap()])
+        })
+        .collect();
+    let logs = || {
+        daemons
+            .iter()
+            .map(|d| format!("--- {}\n{}", d.node, d.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // Membership and leadership work; admin and viewer both read the status.
+    let first = wait_for("3 members and a db leader", Duration::from_secs(30), || {
+        leader(&keys, "admin", cfg_s)
+    });
+    assert!(leader(&keys, "viewer", cfg_s).is_some(), "viewer status");
+
+    // The viewer cannot step down (the server refuses the write subject): no change.
+    let r = as_identity(
+        &keys,
+        "viewer",
+        cfg_s,
+        &["--timeout", "2s", "stepdown", "--app", "db"],
+    );
+    assert_ne!(r.code, 0, "viewer stepdown must fail: {r:?}");
+    assert_eq!(
+        leader(&keys, "admin", cfg_s).as_deref(),
+        Some(first.as_str())
+    );
+
+    // The admin can: another node leads.
+    let r = as_identity(&keys, "admin", cfg_s, &["stepdown", "--app", "db"]);
+    assert_eq!(r.code, 0, "admin stepdown: {r:?}\n{}", logs());
+    let second = wait_for("a new db leader", Duration::from_secs(30), || {
+        leader(&keys, "admin", cfg_s).filter(|l| *l != first)
+    });
+
+    // Drain the leader's node: db moves, the drain completes.
+    let r = as_identity(
+        &keys,
+        "admin",
+        cfg_s,
+        &["node", "drain", &second, "--timeout", "30s"],
+    );
+    assert_eq!(r.code, 0, "drain: {r:?}\n{}", logs());
+    assert!(r.stdout.contains("drained"), "{r:?}");
+    let third = wait_for(
+        "db led off the drained node",
+        Duration::from_secs(30),
+        || leader(&keys, "admin", cfg_s).filter(|l| *l != second),
+    );
+    assert_ne!(third, second);
+
+    // The audit log names the writer of each record, vouched for by the subject.
+    let r = as_identity(
+        &keys,
+        "viewer",
+        cfg_s,
+        &["--json", "audit", "--limit", "1000"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let audit = r.json();
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    for e in entries {
+        assert_eq!(e["writer"], e["node"], "{e}");
+    }
+
+    // Nothing the platform did was refused: the allow-lists are complete.
+    for d in &daemons {
+        let log = d.log_text();
+        assert!(log.contains("connected to NATS"), "{}:\n{log}", d.node);
+        assert!(
+            !log.contains(VIOLATION),
+            "{} hit a violation:\n{log}",
+            d.node
+        );
+    }
+    eprintln!(
+        "db leaders: {first}, after stepdown {second}, after draining it {third}; {} audit \
+         records, all with writer = node",
+        entries.len()
+    );
+}
+
+#[test]
+fn a_missing_or_bad_seed_file_stops_at_start() {
+    let dir = Scratch::new("secure-bad");
+    let cfg = dir.file("cluster.toml", &config("sec", "nats://127.0.0.1:1"));
+    let cfg_s = cfg.to_str().unwrap();
+    let missing = dir.0.join("node-n1.nk");
+    let missing_s = missing.to_str().unwrap();
+    let r = cli(&[
+        "--config",
+        cfg_s,
+        "--node",
+        "n1",
+        "--nats-nkey",
+        missing_s,
+        "run",
+    ]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains(missing_s) && r.stderr.contains("cannot read"),
+        "{r:?}"
+    );
+    let junk = dir.file("junk.nk", "not a seed\n");
+    let r = cli(&[
+        "--config",
+        cfg_s,
+        "--nats-nkey",
+        junk.to_str().unwrap(),
+        "status",
+    ]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("not an nkey user seed"), "{r:?}");
+    let r = cli(&["--config", cfg_s, "--nats-creds", missing_s, "status"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("creds file") && r.stderr.contains(missing_s),
+        "{r:?}"
+    );
+}
