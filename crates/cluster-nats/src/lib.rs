@@ -36,3 +36,4 @@ pub use stream::{
 };
 pub use transport::NatsTransport;
 pub use version::{MIN_SERVER_VERSION, check_server_version, parse_version};
+pub use violations::{PERMISSION_VIOLATIONS, describe_metrics};

@@ -6,6 +6,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::{Event, ServerError};
+use metrics::{counter, describe_counter};
+
+/// Publishes and subscriptions the NATS server refused for lack of permission (reported
+/// asynchronously on the connection). Labels: `op` (`publish`, `subscribe`, `other`).
+pub const PERMISSION_VIOLATIONS: &str = "gc_nats_permission_violations_total";
+
+/// Registers the help text of [`PERMISSION_VIOLATIONS`] with the installed recorder.
+pub fn describe_metrics() {
+    describe_counter!(
+        PERMISSION_VIOLATIONS,
+        "publishes and subscriptions the NATS server refused for lack of permission"
+    );
+}
 
 /// The operation a server error refused, if it is a permission violation.
 pub(crate) fn violation_op(event: &Event) -> Option<&'static str> {
@@ -30,7 +43,7 @@ pub(crate) fn on_event(event: &Event, count: &Arc<AtomicU64>) {
     match violation_op(event) {
         Some(op) => {
             count.fetch_add(1, Ordering::Relaxed);
-            cluster_core::metrics::permission_violation(op);
+            counter!(PERMISSION_VIOLATIONS, "op" => op).increment(1);
             tracing::warn!(op, %event, "NATS permission violation: the server refused this");
         }
         None => tracing::info!(%event, "nats connection event"),

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use cluster::core::Transport;
-use cluster::core::runtime::{AdminClient, AdminTarget};
 use cluster::core::wire::admin::{AdminClass, AdminMethod, AdminReply, AdminRequest};
+use cluster::runtime::{AdminClient, AdminTarget};
 use cluster::{App, Error, PlatformOptions, dev};
 
 async fn node(

@@ -26,7 +26,8 @@ pub(crate) fn install() -> CliResult<PrometheusHandle> {
                 format!("cannot install the metrics recorder: {e}"),
             )
         })?;
-    cluster::core::metrics::describe();
+    cluster::runtime::metrics::describe();
+    cluster::nats::describe_metrics();
     Ok(handle)
 }
 
