@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
@@ -101,6 +102,18 @@ fn a_platform_runs_with_generated_permissions() {
     });
     assert!(leader(&keys, "viewer", cfg_s).is_some(), "viewer status");
 
+    // RPC: an `app:db` client reaches the daemons' `rpc._any` queue group (they answer
+    // `unknown_method`: the config apps register no handler) and gets the replies on its
+    // private inbox; web's RPC is refused to it.
+    let repliers = rpc_as_app_db(&server.url(), &keys);
+    assert!(
+        !repliers.is_empty()
+            && repliers
+                .iter()
+                .all(|n| ["n1", "n2", "n3"].contains(&n.as_str())),
+        "{repliers:?}"
+    );
+
     // The viewer cannot step down (the server refuses the write subject): no change.
     let r = as_identity(
         &keys,
@@ -164,9 +177,64 @@ fn a_platform_runs_with_generated_permissions() {
     }
     eprintln!(
         "db leaders: {first}, after stepdown {second}, after draining it {third}; {} audit \
-         records, all with writer = node",
+         records, all with writer = node; db RPC answered by {repliers:?}",
         entries.len()
     );
+}
+
+/// Calls db's RPC 12 times as `app:db`; returns the nodes that answered. Panics unless every
+/// call is answered with `unknown_method` and a call to web's RPC fails.
+fn rpc_as_app_db(url: &str, keys: &Path) -> BTreeSet<String> {
+    use cluster::core::wire::rpc::{RequestMeta, Routing, parse_reply};
+    use cluster::core::{Error, Transport};
+    use cluster::nats::security::Role;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db: cluster::AppName = "db".parse().unwrap();
+        let role = Role::App(db.clone());
+        let options = cluster::nats::ConnectOptions::new([url])
+            .nkey_file(keys.join("app-db.nk"))
+            .inbox_prefix(role.inbox_prefix(&"sec".parse().unwrap()));
+        let conn = cluster::nats::connect(options).await.unwrap();
+        let transport = conn.transport();
+        let meta = |app: &cluster::AppName| {
+            RequestMeta::new(
+                "ping".parse().unwrap(),
+                "client".parse().unwrap(),
+                Some(app.clone()),
+                Some(&Routing::ToAny),
+                Duration::from_secs(2),
+            )
+            .to_headers()
+        };
+        let mut repliers = BTreeSet::new();
+        for _ in 0..12 {
+            let reply = transport
+                .request(
+                    "cluster.sec.app.db.rpc._any",
+                    meta(&db),
+                    bytes::Bytes::new(),
+                    Duration::from_secs(2),
+                )
+                .await
+                .unwrap();
+            let err = parse_reply(&reply.headers).unwrap_err();
+            assert!(matches!(err, Error::UnknownMethod { .. }), "{err}");
+            repliers.insert(reply.headers.get("Cluster-Reply-Node").unwrap().to_owned());
+        }
+        let web = transport
+            .request(
+                "cluster.sec.app.web.rpc._any",
+                meta(&"web".parse().unwrap()),
+                bytes::Bytes::new(),
+                Duration::from_secs(1),
+            )
+            .await;
+        assert!(web.is_err(), "app:db reached web's RPC: {web:?}");
+        assert!(conn.permission_violations() >= 1);
+        repliers
+    })
 }
 
 #[test]
