@@ -128,6 +128,14 @@ pub(crate) enum Command {
     Leaf(LeafCommand),
     /// Query the audit log.
     Audit(AuditArgs),
+    /// Check what this client can reach and say what to fix: server version floor for secure
+    /// mode, JetStream fsync policy, bucket replicas vs cluster size, clock (docs/SECURITY.md).
+    Doctor {
+        /// The server's monitoring URL (http://host:8222), for the fsync, cluster-size and
+        /// clock checks.
+        #[arg(long, value_name = "URL")]
+        monitor: Option<String>,
+    },
     /// NATS security: accounts, users and credentials (docs/SECURITY.md).
     #[command(subcommand)]
     Auth(AuthCommand),

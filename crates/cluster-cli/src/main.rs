@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod config;
 mod daemon;
+mod doctor;
 mod exit;
 mod observe;
 mod output;
@@ -165,6 +166,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             "leaf-platform (multi-zone) support",
         )),
         Command::Audit(args) => audit::run(&settings, &args).await,
+        Command::Doctor { monitor } => doctor::run(&settings, monitor.as_deref()).await,
         Command::Auth(cli::AuthCommand::GenConfig { nodes, apps, out }) => {
             auth::gen_config(&settings, &nodes, &apps, &out)
         }

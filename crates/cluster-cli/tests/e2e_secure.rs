@@ -165,6 +165,39 @@ fn a_platform_runs_with_generated_permissions() {
         assert_eq!(e["writer"], e["node"], "{e}");
     }
 
+    // The doctor, as the viewer: version above the secure floor, the default lazy fsync
+    // flagged, the platform's streams at 1 replica on 1 server, the clock offset shown.
+    let monitor = format!("http://{}", server.monitor_addr());
+    let r = as_identity(
+        &keys,
+        "viewer",
+        cfg_s,
+        &["--json", "doctor", "--monitor", &monitor],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let checks: Vec<(String, String)> = r.json()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let status_of = |name: &str| -> Vec<&str> {
+        checks
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| s.as_str())
+            .collect()
+    };
+    assert_eq!(status_of("server-version"), ["ok"], "{checks:?}");
+    assert_eq!(status_of("sync-interval"), ["warn"], "{checks:?}");
+    assert_eq!(status_of("replicas"), ["ok"; 5], "{checks:?}");
+    assert_eq!(status_of("clock"), ["ok"], "{checks:?}");
+
     // Nothing the platform did was refused: the allow-lists are complete.
     for d in &daemons {
         let log = d.log_text();

@@ -11,6 +11,8 @@
 //!   JetStream stream (compare-and-append with `Nats-Expected-Last-Sequence`, `Nats-Msg-Id`
 //!   dedup, ordered-consumer reads) and `ObjectStore` on a JetStream object store.
 //!
+//! * [`doctor`]: `cluster doctor`'s checks (secure-mode version floor, fsync policy, bucket
+//!   replicas vs cluster size, clock offset).
 //! * [`security`]: the role table (per-identity publish/subscribe permissions) and
 //!   `cluster auth gen-config`'s nats-server accounts block with nkey users.
 //!
@@ -18,6 +20,7 @@
 
 mod audit;
 mod connection;
+pub mod doctor;
 mod error;
 mod kv;
 mod options;

@@ -213,6 +213,8 @@ impl Layout {
         if write {
             publish_allow.push("$JS.API.INFO".to_owned());
         }
+        // Stream metadata (config and state, no data) for `cluster doctor`.
+        publish_allow.push("$JS.API.STREAM.INFO.*".to_owned());
         publish_allow.extend(self.stream_reader(&format!("{}_audit", self.platform())));
         Permissions {
             publish_allow,
