@@ -3,15 +3,22 @@
 
 use std::path::Path;
 
-use cluster::nats::security::{Layout, generate};
+use cluster::nats::security::{Credentials, Layout, generate};
 use cluster::{AppName, NodeId};
 
 use crate::exit::{CliResult, Code, Failure};
 use crate::output::print_json;
 use crate::settings::Settings;
 
-/// Writes `accounts.conf` and the seed files into `out`; prints what it wrote.
-pub(crate) fn gen_config(settings: &Settings, nodes: &str, apps: &str, out: &Path) -> CliResult {
+/// Writes `accounts.conf` and (unless `tls`: users mapped from certificate subjects) the seed
+/// files into `out`; prints what it wrote.
+pub(crate) fn gen_config(
+    settings: &Settings,
+    nodes: &str,
+    apps: &str,
+    out: &Path,
+    tls: bool,
+) -> CliResult {
     let nodes: Vec<NodeId> = list(nodes, "--nodes")?;
     if nodes.is_empty() {
         return Err(Failure::new(
@@ -21,8 +28,16 @@ pub(crate) fn gen_config(settings: &Settings, nodes: &str, apps: &str, out: &Pat
     }
     let apps: Vec<AppName> = list(apps, "--apps")?;
     let layout = Layout::new(settings.platform.clone(), nodes, apps);
-    let generated =
-        generate(&layout, out).map_err(|e| Failure::new(Code::Invalid, e.to_string()))?;
+    let credentials = if tls {
+        Credentials::CertSubjects
+    } else {
+        Credentials::Nkeys
+    };
+    let generated = generate(&layout, out, credentials)
+        .map_err(|e| Failure::new(Code::Invalid, e.to_string()))?;
+    if tls {
+        return print_cert_subjects(settings, &layout, &generated.accounts_file);
+    }
     if settings.global.json {
         let seeds: Vec<serde_json::Value> = generated
             .seeds
@@ -51,6 +66,34 @@ pub(crate) fn gen_config(settings: &Settings, nodes: &str, apps: &str, out: &Pat
          (dashboards: --nats-nkey viewer.nk --nats-role viewer)",
         out.display()
     );
+    Ok(())
+}
+
+fn print_cert_subjects(settings: &Settings, layout: &Layout, accounts: &Path) -> CliResult {
+    let roles = layout.roles();
+    if settings.global.json {
+        let ids: Vec<serde_json::Value> = roles
+            .iter()
+            .map(|r| {
+                serde_json::json!({"identity": r.to_string(), "cert_subject": r.cert_subject(),
+                    "inbox_prefix": r.inbox_prefix(layout.platform())})
+            })
+            .collect();
+        return print_json(&serde_json::json!({
+            "v": 1, "platform": layout.platform().as_str(),
+            "accounts_file": accounts, "identities": ids,
+        }));
+    }
+    println!(
+        "wrote {} (account {}); include it from the nats-server configuration with \
+         tls {{ verify: true, verify_and_map: true }}; issue each identity a client certificate \
+         with this subject:",
+        accounts.display(),
+        layout.platform()
+    );
+    for role in &roles {
+        println!("  {role:<20} {}", role.cert_subject());
+    }
     Ok(())
 }
 

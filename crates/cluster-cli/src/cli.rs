@@ -167,6 +167,11 @@ pub(crate) enum AuthCommand {
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Identify users by their TLS client certificate's subject (`CN=node-n1`, `CN=admin`,
+        /// `CN=viewer`, `CN=app-db`) instead of nkeys; the server needs
+        /// `tls { verify: true, verify_and_map: true }`. No seed files are written.
+        #[arg(long)]
+        tls: bool,
     },
 }
 

@@ -167,9 +167,12 @@ async fn dispatch(cli: Cli) -> CliResult {
         )),
         Command::Audit(args) => audit::run(&settings, &args).await,
         Command::Doctor { monitor } => doctor::run(&settings, monitor.as_deref()).await,
-        Command::Auth(cli::AuthCommand::GenConfig { nodes, apps, out }) => {
-            auth::gen_config(&settings, &nodes, &apps, &out)
-        }
+        Command::Auth(cli::AuthCommand::GenConfig {
+            nodes,
+            apps,
+            out,
+            tls,
+        }) => auth::gen_config(&settings, &nodes, &apps, &out, tls),
         Command::Kill { node } => dev_control(&settings, "kill", &node).await,
         Command::Restart { node } => dev_control(&settings, "restart", &node).await,
         Command::Version | Command::Completions { .. } => Ok(()),

@@ -169,8 +169,8 @@ impl Settings {
 }
 
 /// Applies `--nats-creds`/`--nats-nkey`/`--nats-role` over the file's settings (a flag's
-/// credentials replace the file's) and checks that the credentials file can be read, so a bad
-/// path stops every command before anything starts.
+/// credentials replace the file's) and checks that the credentials and TLS files can be read,
+/// so a bad path stops every command before anything starts.
 fn credentials(global: &Global, nats: &mut NatsConfig, problems: &mut Vec<Problem>) {
     let flag = |key: &str, why: String| Problem {
         file: "<flags/env>".to_owned(),
@@ -209,6 +209,23 @@ fn credentials(global: &Global, nats: &mut NatsConfig, problems: &mut Vec<Proble
         && let Err(e) = security::read_seed(path)
     {
         problems.push(flag("nats nkey", e.to_string()));
+    }
+    let tls_files = nats.tls.iter().flat_map(|t| {
+        [("ca", &t.ca), ("cert", &t.cert), ("key", &t.key)]
+            .into_iter()
+            .filter_map(|(key, path)| path.as_ref().map(|p| (key, p)))
+    });
+    for (key, path) in tls_files {
+        if let Err(e) = std::fs::read(path) {
+            problems.push(flag(
+                &format!("nats.tls.{key}"),
+                format!(
+                    "cannot read the TLS file {}: {e}; check the path and that this user may \
+                     read it",
+                    path.display()
+                ),
+            ));
+        }
     }
 }
 

@@ -308,3 +308,106 @@ fn a_missing_or_bad_seed_file_stops_at_start() {
         "{r:?}"
     );
 }
+
+/// The platform part of a configuration connecting over mutual TLS with `cert`/`key`.
+fn tls_config(url: &str, certs: &Path, who: &str) -> String {
+    let p = |f: &str| certs.join(f).display().to_string();
+    common::platform_config("sec", url, "10s")
+        + &format!(
+            "[nats.tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n[[apps]]\nname = \"db\"\nmode = \"singleton\"\n",
+            p("ca.pem"),
+            p(&format!("{who}.pem")),
+            p(&format!("{who}.key"))
+        )
+}
+
+#[test]
+fn daemons_connect_with_client_certificates_mapped_to_identities() {
+    let dir = Scratch::new("secure-tls");
+    let (certs, other) = (dir.0.join("certs"), dir.0.join("other-ca"));
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    cluster_testkit::nats_server::make_certs(&certs, &["node-n1", "admin"]);
+    cluster_testkit::nats_server::make_certs(&other, &["node-n1"]);
+    let keys = dir.0.join("auth");
+    let r = cli(&[
+        "--platform",
+        "sec",
+        "auth",
+        "gen-config",
+        "--tls",
+        "--nodes",
+        "n1",
+        "--apps",
+        "db",
+        "--out",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("CN=node-n1"), "{r:?}");
+    let p = |f: &str| certs.join(f).display().to_string();
+    let server = NatsServer::start_with(NatsServerOptions {
+        extra_config: vec![
+            std::fs::read_to_string(keys.join("accounts.conf")).unwrap(),
+            format!(
+                "tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify_and_map: true, timeout: 2 }}",
+                p("server.pem"),
+                p("server.key"),
+                p("ca.pem")
+            ),
+        ],
+        ..NatsServerOptions::default()
+    });
+    let node_cfg = dir.file("n1.toml", &tls_config(&server.url(), &certs, "node-n1"));
+    let admin_cfg = dir.file("admin.toml", &tls_config(&server.url(), &certs, "admin"));
+    let admin_s = admin_cfg.to_str().unwrap();
+    let daemon = Daemon::start(&node_cfg, "n1", &dir.0);
+    wait_for("n1 leads db over mTLS", Duration::from_secs(30), || {
+        let r = cli(&["--config", admin_s, "--json", "status"]);
+        let v = (r.code == 0).then(|| r.json())?;
+        let db = v["apps"].as_array()?.iter().find(|a| a["name"] == "db")?;
+        (db["leader"] == "n1").then_some(())
+    });
+    let log = daemon.log_text();
+    assert!(!log.contains(VIOLATION), "{log}");
+
+    // A certificate from another CA is refused at the handshake: exit 4 naming TLS (another
+    // node id: n1's host lock is held by the running daemon).
+    let wrong_cfg = dir.file("wrong.toml", &tls_config(&server.url(), &other, "node-n1"));
+    let mut wrong = Daemon::start(&wrong_cfg, "n2", &dir.0.join("other-ca"));
+    let status = wrong.wait_exit(Duration::from_secs(20));
+    let text = wrong.log_text();
+    assert_eq!(status.code(), Some(4), "{text}");
+    assert!(text.to_lowercase().contains("tls"), "{text}");
+
+    // A client certificate the server's CA did not sign (the server's own is trusted): refused
+    // by the server, exit 4 naming TLS.
+    let foreign = tls_config(&server.url(), &other, "node-n1").replace(
+        &other.join("ca.pem").display().to_string(),
+        &certs.join("ca.pem").display().to_string(),
+    );
+    let foreign_cfg = dir.file("foreign.toml", &foreign);
+    let r = cli(&[
+        "--config",
+        foreign_cfg.to_str().unwrap(),
+        "--node",
+        "n3",
+        "run",
+    ]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.to_lowercase().contains("tls"), "{r:?}");
+    eprintln!("refused client certificate: {}", r.stderr.trim());
+
+    // A missing certificate file: exit 4 naming it, before connecting.
+    let missing = tls_config(&server.url(), &dir.0.join("nowhere"), "node-n1");
+    let missing_cfg = dir.file("missing.toml", &missing);
+    let r = cli(&[
+        "--config",
+        missing_cfg.to_str().unwrap(),
+        "--node",
+        "n1",
+        "run",
+    ]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("nowhere/node-n1.pem"), "{r:?}");
+}

@@ -31,6 +31,14 @@ struct Inner {
     violations: Arc<AtomicU64>,
 }
 
+/// Whether a connect error's text is a TLS certificate or handshake refusal.
+fn is_tls_refusal(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    ["certificate", "fatal alert", "handshake"]
+        .iter()
+        .any(|m| t.contains(m))
+}
+
 impl NatsConnection {
     /// Connects and checks the server version.
     ///
@@ -65,6 +73,14 @@ impl NatsConnection {
                     describe(&e)
                 );
                 match e.kind() {
+                    // rustls reports certificate and handshake refusals as IO errors: a TLS
+                    // mismatch is a configuration error, not an outage to retry.
+                    ConnectErrorKind::Io if is_tls_refusal(&text) => {
+                        Error::InvalidArgument(format!(
+                            "{text} (TLS mismatch: the server's certificate must be signed by the \
+                         configured CA file, and the client certificate by the server's CA)"
+                        ))
+                    }
                     ConnectErrorKind::TimedOut => Error::Timeout(text),
                     ConnectErrorKind::ServerParse
                     | ConnectErrorKind::Authentication
@@ -157,5 +173,19 @@ impl NatsConnection {
             .drain()
             .await
             .map_err(|e| Error::Unavailable(format!("closing NATS connection: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tls_refusals_are_recognised() {
+        assert!(super::is_tls_refusal(
+            "IO error: invalid peer certificate: BadSignature"
+        ));
+        assert!(super::is_tls_refusal(
+            "IO error: received fatal alert: CertificateRequired"
+        ));
+        assert!(!super::is_tls_refusal("IO error: connection refused"));
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cluster_core::audit::{AuditFilter, AuditSink};
 use cluster_core::{BucketConfig, KvStore, Transport};
-use cluster_nats::security::{Layout, Role, generate};
+use cluster_nats::security::{Credentials, Layout, Role, generate};
 use cluster_nats::{AuditStreamOptions, ConnectOptions, NatsAuditLog, NatsConnection};
 use cluster_testkit::nats_server::{NatsServer, NatsServerOptions};
 use futures::StreamExt;
@@ -192,8 +192,8 @@ async fn every_role_can_do_exactly_what_the_table_allows() {
     let (p_dir, q_dir) = (dir.path().join("p"), dir.path().join("q"));
     let p = layout("p", &["n1", "n2"], &["a", "b"]);
     let q = layout("q", &["n1"], &[]);
-    let p_gen = generate(&p, &p_dir).unwrap();
-    let q_gen = generate(&q, &q_dir).unwrap();
+    let p_gen = generate(&p, &p_dir, Credentials::Nkeys).unwrap();
+    let q_gen = generate(&q, &q_dir, Credentials::Nkeys).unwrap();
     let accounts = cluster_nats::security::accounts_block([
         p_gen.account_entry.as_str(),
         q_gen.account_entry.as_str(),

@@ -6,7 +6,18 @@ use std::path::{Path, PathBuf};
 use cluster_core::{Error, Result};
 
 use super::roles::{Layout, Role};
-use super::server_config::{User, account_entry, accounts_block};
+use super::server_config::{User, UserAuth, account_entry, accounts_block};
+
+/// How the generated users authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// One nkey per identity; a seed file per identity is written.
+    Nkeys,
+    /// The subject of each identity's TLS client certificate, `CN={stem}` ([`Role::file_stem`]),
+    /// mapped by the server's `tls { verify: true, verify_and_map: true }`; no file but
+    /// `accounts.conf` is written (the certificates come from the operator's CA).
+    CertSubjects,
+}
 
 /// What [`generate`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,28 +27,32 @@ pub struct Generated {
     /// The platform's account entry alone (to merge several platforms into one block).
     pub account_entry: String,
     /// One seed file per identity (mode 0600), with whether it was created now (`false`: an
-    /// existing seed was kept).
+    /// existing seed was kept); empty for [`Credentials::CertSubjects`].
     pub seeds: Vec<(Role, PathBuf, bool)>,
 }
 
-/// Writes `accounts.conf` and one nkey seed file per identity (`{stem}.nk`, see
-/// [`Role::file_stem`]) of `layout` into `dir` (created if missing). An existing, valid seed file
-/// is kept, so adding a node or an app to an existing directory changes no other key.
+/// Writes `accounts.conf` into `dir` (created if missing) and, with [`Credentials::Nkeys`], one
+/// nkey seed file per identity (`{stem}.nk`, see [`Role::file_stem`]) of `layout`. An existing,
+/// valid seed file is kept, so adding a node or an app to an existing directory changes no other
+/// key.
 ///
 /// Errors: `InvalidArgument` naming the file when a directory or file cannot be written or an
 /// existing seed file is not a user seed.
-pub fn generate(layout: &Layout, dir: &Path) -> Result<Generated> {
+pub fn generate(layout: &Layout, dir: &Path, credentials: Credentials) -> Result<Generated> {
     std::fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, &e))?;
     let mut users = Vec::new();
     let mut seeds = Vec::new();
     for role in layout.roles() {
-        let path = dir.join(format!("{}.nk", role.file_stem()));
-        let (public_key, created) = ensure_seed(&path)?;
-        users.push(User {
-            role: role.clone(),
-            public_key,
-        });
-        seeds.push((role, path, created));
+        let auth = match credentials {
+            Credentials::Nkeys => {
+                let path = dir.join(format!("{}.nk", role.file_stem()));
+                let (public_key, created) = ensure_seed(&path)?;
+                seeds.push((role.clone(), path, created));
+                UserAuth::Nkey(public_key)
+            }
+            Credentials::CertSubjects => UserAuth::CertSubject(role.cert_subject()),
+        };
+        users.push(User { role, auth });
     }
     let entry = account_entry(layout, &users);
     let text = format!(
@@ -129,7 +144,7 @@ mod tests {
     #[test]
     fn writes_private_seeds_and_keeps_them_on_a_second_run() {
         let dir = tempfile::tempdir().unwrap();
-        let first = generate(&layout(&["n1"]), dir.path()).unwrap();
+        let first = generate(&layout(&["n1"]), dir.path(), Credentials::Nkeys).unwrap();
         assert_eq!(first.seeds.len(), 4);
         assert!(first.seeds.iter().all(|(_, _, created)| *created));
         let seed_path = dir.path().join("node-n1.nk");
@@ -140,7 +155,7 @@ mod tests {
         let conf = std::fs::read_to_string(&first.accounts_file).unwrap();
         assert!(conf.contains(&public));
 
-        let second = generate(&layout(&["n1", "n2"]), dir.path()).unwrap();
+        let second = generate(&layout(&["n1", "n2"]), dir.path(), Credentials::Nkeys).unwrap();
         let created: Vec<String> = second
             .seeds
             .iter()
@@ -149,6 +164,20 @@ mod tests {
             .collect();
         assert_eq!(created, ["node:n2"]);
         assert_eq!(read_seed(&seed_path).unwrap(), seed);
+    }
+
+    #[test]
+    fn certificate_subjects_need_no_seed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = generate(&layout(&["n1"]), dir.path(), Credentials::CertSubjects).unwrap();
+        assert!(g.seeds.is_empty());
+        assert!(!dir.path().join("node-n1.nk").exists());
+        let conf = std::fs::read_to_string(&g.accounts_file).unwrap();
+        assert!(
+            conf.contains("{ user: \"CN=node-n1\", permissions: {"),
+            "{conf}"
+        );
+        assert!(!conf.contains("nkey:"));
     }
 
     #[test]

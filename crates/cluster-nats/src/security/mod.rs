@@ -5,6 +5,6 @@ mod keys;
 mod roles;
 mod server_config;
 
-pub use keys::{Generated, generate, read_seed};
+pub use keys::{Credentials, Generated, generate, read_seed};
 pub use roles::{Layout, Permissions, Role};
-pub use server_config::{User, account_entry, accounts_block};
+pub use server_config::{User, UserAuth, account_entry, accounts_block};

@@ -36,6 +36,12 @@ impl Role {
         }
     }
 
+    /// The TLS client-certificate subject of this identity for `verify_and_map`:
+    /// `CN={stem}` ([`Role::file_stem`]), e.g. `CN=node-n1`, `CN=admin`.
+    pub fn cert_subject(&self) -> String {
+        format!("CN={}", self.file_stem())
+    }
+
     /// The private inbox prefix of this identity: `_INBOX.{P}.node.{N}`, `_INBOX.{P}.admin`,
     /// `_INBOX.{P}.viewer`, `_INBOX.{P}.app.{A}` (a `leaf:{L}` would get `_INBOX.{P}.leaf.{L}`).
     /// The client's replies, KV watch deliveries and JetStream API answers all arrive below it,

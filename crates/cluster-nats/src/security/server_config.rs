@@ -4,13 +4,23 @@ use std::fmt::Write as _;
 
 use super::roles::{Layout, Permissions, Role};
 
-/// One identity of the generated configuration: its role and its nkey public key (`U…`).
+/// How the server recognises a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAuth {
+    /// An nkey public key (`U…`); the client proves it holds the seed.
+    Nkey(String),
+    /// The subject of the client's TLS certificate (`CN=node-n1`), with the server's
+    /// `tls { verify_and_map: true }`.
+    CertSubject(String),
+}
+
+/// One identity of the generated configuration: its role and how the server recognises it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// The role.
     pub role: Role,
-    /// The nkey public key the server authenticates the user with.
-    pub public_key: String,
+    /// The credential.
+    pub auth: UserAuth,
 }
 
 /// The account entry of one platform (`{P}: { jetstream: enabled, users: [...] }`), to be
@@ -22,7 +32,11 @@ pub fn account_entry(layout: &Layout, users: &[User]) -> String {
     for user in users {
         let p = layout.permissions(&user.role);
         let _ = writeln!(out, "      # {}", user.role);
-        let _ = writeln!(out, "      {{ nkey: {:?}, permissions: {{", user.public_key);
+        let id = match &user.auth {
+            UserAuth::Nkey(key) => format!("nkey: {key:?}"),
+            UserAuth::CertSubject(subject) => format!("user: {subject:?}"),
+        };
+        let _ = writeln!(out, "      {{ {id}, permissions: {{");
         write_list(&mut out, "publish", &p.publish_allow, &p.publish_deny);
         write_list(&mut out, "subscribe", &p.subscribe_allow, &p.subscribe_deny);
         write_responses(&mut out, &p);
@@ -80,13 +94,18 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, role)| User {
+                auth: if i == 2 {
+                    UserAuth::CertSubject("CN=viewer".to_owned())
+                } else {
+                    UserAuth::Nkey(format!("UKEY{i}"))
+                },
                 role,
-                public_key: format!("UKEY{i}"),
             })
             .collect();
         let text = accounts_block([account_entry(&layout, &users).as_str()]);
         assert!(text.starts_with("accounts {\n  prod: {\n    jetstream: enabled\n"));
-        assert_eq!(text.matches("{ nkey: ").count(), 3);
+        assert_eq!(text.matches("{ nkey: ").count(), 2);
+        assert!(text.contains("# viewer\n      { user: \"CN=viewer\", permissions: {"));
         assert!(text.contains("# node:n1\n      { nkey: \"UKEY0\""));
         assert!(text.contains("\"$KV.prod_members.n1\""));
         assert_eq!(text.matches("allow_responses: true").count(), 1);
