@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cluster::nats::security::{Credentials, Layout, generate};
+use cluster::nats::security::{self, Credentials, Layout, Role, generate};
 use cluster::{AppName, NodeId};
 
 use crate::exit::{CliResult, Code, Failure};
@@ -65,6 +65,70 @@ pub(crate) fn gen_config(
         "daemons: cluster run --nats-nkey {}/node-<id>.nk; operators: --nats-nkey admin.nk \
          (dashboards: --nats-nkey viewer.nk --nats-role viewer)",
         out.display()
+    );
+    Ok(())
+}
+
+/// `gen-config --managed`: the platform's operator, accounts and the server's operator config.
+pub(crate) fn gen_managed(settings: &Settings, out: &Path) -> CliResult {
+    let managed = security::generate_managed(&settings.platform, out)
+        .map_err(|e| Failure::new(Code::Invalid, e.to_string()))?;
+    if settings.global.json {
+        return print_json(&serde_json::json!({
+            "v": 1, "platform": settings.platform.as_str(),
+            "server_config": managed.server_config, "account_key": managed.account_key,
+        }));
+    }
+    println!(
+        "wrote {} (operator mode; include it from the nats-server configuration) and the \
+         account key {} (keep it private; it signs every identity): mint identities with \
+         `cluster auth mint --account-key {} --identity app:<name> --out <file>`",
+        managed.server_config.display(),
+        managed.account_key.display(),
+        managed.account_key.display()
+    );
+    Ok(())
+}
+
+/// `auth mint`: one identity's `.creds` file.
+pub(crate) fn mint(
+    settings: &Settings,
+    identity: &str,
+    account_key: &Path,
+    ttl: &str,
+    apps: &str,
+    out: &Path,
+) -> CliResult {
+    let invalid = |e: String| Failure::new(Code::Invalid, e);
+    let role: Role = identity
+        .parse()
+        .map_err(|e: cluster::Error| invalid(format!("--identity: {e}")))?;
+    let ttl = crate::config::parse_duration(ttl).map_err(|e| invalid(format!("--ttl: {e}")))?;
+    let nodes = match &role {
+        Role::Node(n) => vec![n.clone()],
+        _ => Vec::new(),
+    };
+    let mut apps: Vec<AppName> = list(apps, "--apps")?;
+    if let Role::App(a) = &role {
+        apps.push(a.clone());
+    }
+    let layout = Layout::new(settings.platform.clone(), nodes, apps);
+    let expiry = security::mint(&layout, &role, account_key, ttl, out)
+        .map_err(|e| invalid(e.to_string()))?;
+    let expires_ms = expiry
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    if settings.global.json {
+        return print_json(&serde_json::json!({
+            "v": 1, "identity": role.to_string(), "file": out, "expires_ms": expires_ms,
+            "inbox_prefix": role.inbox_prefix(layout.platform()),
+        }));
+    }
+    println!(
+        "wrote {} for {role} (inbox prefix {}), valid for {ttl:?}",
+        out.display(),
+        role.inbox_prefix(layout.platform())
     );
     Ok(())
 }

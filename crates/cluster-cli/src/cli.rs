@@ -157,8 +157,8 @@ pub(crate) enum AuthCommand {
     /// identity with its permissions) and one seed file per identity (mode 0600). Existing
     /// seed files in the directory are kept.
     GenConfig {
-        /// The platform's nodes, comma-separated (e.g. n1,n2,n3).
-        #[arg(long, value_name = "IDS", required = true)]
+        /// The platform's nodes, comma-separated (e.g. n1,n2,n3); not with --managed.
+        #[arg(long, value_name = "IDS", default_value = "")]
         nodes: String,
         /// The platform's apps, comma-separated (their nodes may use their KV buckets; each
         /// gets an `app:{A}` identity).
@@ -172,6 +172,30 @@ pub(crate) enum AuthCommand {
         /// `tls { verify: true, verify_and_map: true }`. No seed files are written.
         #[arg(long)]
         tls: bool,
+        /// Managed mode: write the platform's operator, system-account and account keys and
+        /// the server's operator configuration (`operator.conf`); identities are then minted
+        /// as short-lived JWTs with `cluster auth mint`.
+        #[arg(long, conflicts_with = "tls")]
+        managed: bool,
+    },
+    /// Managed mode: mint a `.creds` file (user JWT + seed, mode 0600) for one identity, signed
+    /// with the platform's account key; re-run before it expires to refresh it in place.
+    Mint {
+        /// The identity: node:<id>, admin, viewer or app:<name>.
+        #[arg(long, value_name = "ID")]
+        identity: String,
+        /// The platform's account seed (`account-{P}.nk` from `gen-config --managed`).
+        #[arg(long, value_name = "FILE")]
+        account_key: PathBuf,
+        /// How long the credentials are valid (e.g. 1h).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        ttl: String,
+        /// Apps whose buckets a node identity may use, comma-separated.
+        #[arg(long, value_name = "NAMES", default_value = "")]
+        apps: String,
+        /// The `.creds` file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 

@@ -193,17 +193,23 @@ fn credentials(global: &Global, nats: &mut NatsConfig, problems: &mut Vec<Proble
     if global.nats_role.is_some() {
         nats.role = global.nats_role;
     }
-    if let Some(path) = &nats.creds
-        && let Err(e) = std::fs::read_to_string(path)
-    {
-        problems.push(flag(
-            "nats creds",
-            format!(
-                "cannot read the NATS creds file {}: {e}; check the path and that this user may \
-                 read it",
-                path.display()
-            ),
-        ));
+    if let Some(path) = &nats.creds {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let now = std::time::SystemTime::now();
+                if let Err(e) = security::jwt::check_not_expired(path, &text, now) {
+                    problems.push(flag("nats creds", e.to_string()));
+                }
+            }
+            Err(e) => problems.push(flag(
+                "nats creds",
+                format!(
+                    "cannot read the NATS creds file {}: {e}; check the path and that this user \
+                     may read it",
+                    path.display()
+                ),
+            )),
+        }
     }
     if let Some(path) = &nats.nkey
         && let Err(e) = security::read_seed(path)

@@ -411,3 +411,93 @@ fn daemons_connect_with_client_certificates_mapped_to_identities() {
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("nowhere/node-n1.pem"), "{r:?}");
 }
+
+#[test]
+fn managed_mode_runs_on_minted_short_lived_credentials() {
+    let dir = Scratch::new("secure-managed");
+    let keys = dir.0.join("managed");
+    let keys_s = keys.to_str().unwrap();
+    let r = cli(&[
+        "--platform",
+        "sec",
+        "auth",
+        "gen-config",
+        "--managed",
+        "--out",
+        keys_s,
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let server = NatsServer::start_with(NatsServerOptions {
+        extra_config: vec![std::fs::read_to_string(keys.join("operator.conf")).unwrap()],
+        ..NatsServerOptions::default()
+    });
+    let account = keys.join("account-sec.nk");
+    let mint = |identity: &str, ttl: &str, file: &str| {
+        let out = dir.0.join(file);
+        let r = cli(&[
+            "--platform",
+            "sec",
+            "auth",
+            "mint",
+            "--identity",
+            identity,
+            "--apps",
+            "db,web",
+            "--ttl",
+            ttl,
+            "--account-key",
+            account.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        out
+    };
+    let node = mint("node:n1", "10m", "n1.creds");
+    let admin = mint("admin", "10m", "admin.creds");
+    let mode = std::fs::metadata(&node).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let cfg = dir.file("cluster.toml", &config("sec", &server.url()));
+    let cfg_s = cfg.to_str().unwrap();
+    let daemon = Daemon::start_with(
+        &cfg,
+        "n1",
+        &dir.0,
+        &["--nats-creds", node.to_str().unwrap()],
+    );
+    wait_for(
+        "n1 leads db on minted credentials",
+        Duration::from_secs(30),
+        || {
+            let r = cli(&[
+                "--config",
+                cfg_s,
+                "--nats-creds",
+                admin.to_str().unwrap(),
+                "--json",
+                "status",
+            ]);
+            let v = (r.code == 0).then(|| r.json())?;
+            let db = v["apps"].as_array()?.iter().find(|a| a["name"] == "db")?;
+            (db["leader"] == "n1").then_some(())
+        },
+    );
+    let log = daemon.log_text();
+    assert!(!log.contains(VIOLATION), "{log}");
+
+    // Expired credentials: exit 4 naming the file.
+    let expired = mint("admin", "1s", "expired.creds");
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = cli(&[
+        "--config",
+        cfg_s,
+        "--nats-creds",
+        expired.to_str().unwrap(),
+        "status",
+    ]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("expired") && r.stderr.contains("expired.creds"),
+        "{r:?}"
+    );
+}

@@ -207,13 +207,22 @@ impl ConnectOptions {
         let mut opts = async_nats::ConnectOptions::new();
         opts = match &self.auth {
             Auth::None => opts,
-            Auth::CredsFile(path) => opts.credentials_file(path).await.map_err(|e| {
+            Auth::CredsFile(path) => {
+                if let Ok(text) = std::fs::read_to_string(path) {
+                    crate::security::jwt::check_not_expired(
+                        path,
+                        &text,
+                        std::time::SystemTime::now(),
+                    )?;
+                }
+                opts.credentials_file(path).await.map_err(|e| {
                 Error::InvalidArgument(format!(
                     "cannot read the NATS creds file {}: {e}; check the path and that this user \
                      may read it",
                     path.display()
                 ))
-            })?,
+                })?
+            }
             Auth::NkeyFile(path) => opts.nkey(crate::security::read_seed(path)?),
             Auth::UserPassword { user, password } => {
                 opts.user_and_password(user.clone(), password.clone())

@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use cluster_core::{Error, Result};
+use nkeys::{KeyPair, KeyPairType};
 
 use super::roles::{Layout, Role};
 use super::server_config::{User, UserAuth, account_entry, accounts_block};
@@ -46,9 +47,9 @@ pub fn generate(layout: &Layout, dir: &Path, credentials: Credentials) -> Result
         let auth = match credentials {
             Credentials::Nkeys => {
                 let path = dir.join(format!("{}.nk", role.file_stem()));
-                let (public_key, created) = ensure_seed(&path)?;
+                let (key, created) = ensure_key(&path, KeyPairType::User)?;
                 seeds.push((role.clone(), path, created));
-                UserAuth::Nkey(public_key)
+                UserAuth::Nkey(key.public_key())
             }
             Credentials::CertSubjects => UserAuth::CertSubject(role.cert_subject()),
         };
@@ -76,6 +77,16 @@ pub fn generate(layout: &Layout, dir: &Path, credentials: Credentials) -> Result
 /// Errors: `InvalidArgument` naming the file and what to do when it is missing, unreadable or
 /// not an nkey user seed (`SU…`).
 pub fn read_seed(path: &Path) -> Result<String> {
+    read_key(path, KeyPairType::User)?
+        .seed()
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
+}
+
+/// Reads an nkey seed of `kind` from `path` (surrounding whitespace ignored).
+///
+/// Errors: `InvalidArgument` naming the file and what to do when it is missing, unreadable or
+/// not a seed of that kind (`SU…` user, `SA…` account, `SO…` operator).
+pub fn read_key(path: &Path, kind: KeyPairType) -> Result<KeyPair> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::InvalidArgument(format!(
             "cannot read the NATS nkey seed file {}: {e}; check the path and that this user may \
@@ -83,34 +94,38 @@ pub fn read_seed(path: &Path) -> Result<String> {
             path.display()
         ))
     })?;
-    let seed = text.trim().to_owned();
-    match nkeys::KeyPair::from_seed(&seed) {
-        Ok(kp) if kp.public_key().starts_with('U') => Ok(seed),
+    let (name, letter) = match kind {
+        KeyPairType::User => ("user", 'U'),
+        KeyPairType::Account => ("account", 'A'),
+        KeyPairType::Operator => ("operator", 'O'),
+        _ => ("other", '?'),
+    };
+    match KeyPair::from_seed(text.trim()) {
+        Ok(kp) if kp.public_key().starts_with(letter) => Ok(kp),
         _ => Err(Error::InvalidArgument(format!(
-            "{} is not an nkey user seed (a line starting with \"SU\"); use a file written by \
-             `cluster auth gen-config`",
+            "{} is not an nkey {name} seed (a line starting with \"S{letter}\"); use a file \
+             written by `cluster auth gen-config`",
             path.display()
         ))),
     }
 }
 
-/// The public key of an existing seed file, or a new seed written with mode 0600.
-fn ensure_seed(path: &Path) -> Result<(String, bool)> {
+/// The key pair of an existing seed file of `kind`, or a new one written with mode 0600
+/// (`true`: created now).
+pub(super) fn ensure_key(path: &Path, kind: KeyPairType) -> Result<(KeyPair, bool)> {
     if path.exists() {
-        let seed = read_seed(path)?;
-        let kp = nkeys::KeyPair::from_seed(&seed)
-            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
-        return Ok((kp.public_key(), false));
+        return Ok((read_key(path, kind)?, false));
     }
-    let kp = nkeys::KeyPair::new_user();
+    let kp = KeyPair::new(kind);
     let seed = kp
         .seed()
         .map_err(|e| Error::InvalidArgument(format!("cannot encode an nkey seed: {e}")))?;
     write_private(path, &format!("{seed}\n"))?;
-    Ok((kp.public_key(), true))
+    Ok((kp, true))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
+/// Creates `path` with mode 0600 (it must not exist) holding `text`.
+pub(super) fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -122,7 +137,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| io_error("write", path, &e))
 }
 
-fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
+pub(super) fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
     Error::InvalidArgument(format!("cannot {what} {}: {e}", path.display()))
 }
 

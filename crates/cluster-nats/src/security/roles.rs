@@ -67,6 +67,23 @@ impl fmt::Display for Role {
     }
 }
 
+impl std::str::FromStr for Role {
+    type Err = cluster_core::Error;
+
+    /// `node:{N}`, `admin`, `viewer` or `app:{A}`.
+    fn from_str(s: &str) -> cluster_core::Result<Self> {
+        match s.split_once(':') {
+            None if s == "admin" => Ok(Role::Admin),
+            None if s == "viewer" => Ok(Role::Viewer),
+            Some(("node", n)) => Ok(Role::Node(n.parse()?)),
+            Some(("app", a)) => Ok(Role::App(a.parse()?)),
+            _ => Err(cluster_core::Error::InvalidArgument(format!(
+                "{s:?} is not an identity: node:<id>, admin, viewer or app:<name>"
+            ))),
+        }
+    }
+}
+
 /// Publish and subscribe permissions of one identity, in nats-server terms: deny wins over
 /// allow; anything not allowed is denied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -281,6 +298,10 @@ mod tests {
     fn roles_are_listed_once_in_order() {
         let roles: Vec<String> = layout().roles().iter().map(ToString::to_string).collect();
         assert_eq!(roles, ["node:n1", "node:n2", "admin", "viewer", "app:db"]);
+        for r in &roles {
+            assert_eq!(r.parse::<Role>().unwrap().to_string(), *r);
+        }
+        assert!("root".parse::<Role>().is_err() && "node:N_1".parse::<Role>().is_err());
     }
 
     #[test]
