@@ -21,6 +21,7 @@ pub mod capture;
 pub mod crc;
 pub mod error;
 pub mod follower;
+mod foreign;
 pub mod leader;
 pub mod metrics;
 pub mod pagesum;
