@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_core::RetryPolicy;
+use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_runtime::{App, PlatformOptions};
 use cluster_testkit::scenario::SimCluster;
-use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::{WalDb, WalRole, WithSqlite};
 
 async fn ids(db: &WalDb) -> Vec<i64> {

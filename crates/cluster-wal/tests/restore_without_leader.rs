@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use cluster_core::stream::{ObjectStore, ReplicatedLog};
 use cluster_core::{Error, NodeId, RetryPolicy};
+use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_runtime::{App, PlatformOptions};
 use cluster_testkit::scenario::SimCluster;
-use cluster_memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::record::{EpochStart, Record};
 use cluster_wal::{WalDb, WalResource, WalRole, WithSqlite};
 use common::RecordedAudit;
