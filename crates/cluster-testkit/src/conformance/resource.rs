@@ -121,8 +121,10 @@ pub async fn an_older_epoch_is_refused_or_ignored(factory: &dyn ResourceFactory)
     let res = r.resource();
     ok("activate(9)", res.activate(Epoch(9)).await);
     let outcome = res.activate(Epoch(8)).await;
-    eprintln!("conformance resource: activate(8) after activate(9) -> {outcome:?}");
     let got = r.observe().await;
+    eprintln!(
+        "conformance resource: activate(8) after activate(9) -> {outcome:?}, observed {got:?}"
+    );
     assert!(
         got == Observed::Held(Some(Epoch(9))) || got == Observed::Held(None),
         "activate(8) after activate(9) ({outcome:?}) must leave the resource held for term 9, \
