@@ -52,6 +52,11 @@ impl Podman {
         }
     }
 
+    /// How many container names this test asked for.
+    pub fn count(&self) -> usize {
+        self.containers.len()
+    }
+
     pub fn socket(&self) -> String {
         format!("unix://{}", self.dir.join("podman.sock").display())
     }
