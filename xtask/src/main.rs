@@ -4,7 +4,7 @@
 //!   test settings, nats-server >= 2.11 into `.tools`; see `system.rs`), check that
 //!   `cluster-core` depends on no adapter crate, `cargo fmt --check`, `cargo clippy -D warnings`,
 //!   all tests, and `cargo doc` without warnings.
-//! * `deps-check`: only the `cluster-core` dependency check.
+//! * `deps-check`: only the dependency checks of `cluster-core` and `cluster-runtime`.
 //! * `tools`: only install what the tests need (system packages and nats-server).
 //! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons), then `e2e-image`
 //!   and `sqlite-external`.
@@ -29,7 +29,8 @@ mod sqlite_external;
 mod system;
 mod tools;
 
-/// Crates `cluster-core` must never depend on, even transitively.
+/// Crates `cluster-core` and `cluster-runtime` must never depend on, even transitively: they
+/// are written against traits, the adapters live in other crates.
 const FORBIDDEN_IN_CORE: &[&str] = &[
     "async-nats",
     "nats",
@@ -47,6 +48,10 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
     "mio",
     "socket2",
 ];
+
+/// Crates `cluster-core` alone must not depend on either: scheduling (cron, time zones) is the
+/// runtime's business, so an implementer of a core trait never compiles it.
+const FORBIDDEN_IN_CORE_ONLY: &[&str] = &["chrono", "chrono-tz", "cron"];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -158,48 +163,46 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Fails if `cluster-core`'s normal dependency graph contains an adapter or network crate.
+/// Fails if the normal dependency graph of `cluster-core` or `cluster-runtime` contains an
+/// adapter or network crate, or `cluster-core`'s contains a scheduling crate.
 fn deps_check(root: &Path) -> Result<()> {
-    println!("==> cluster-core dependency check");
-    let out = Command::new("cargo")
-        .args([
-            "tree",
-            "-p",
-            "cluster-core",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
-        .current_dir(root)
-        .output()
-        .context("cannot run cargo tree")?;
-    if !out.status.success() {
-        bail!(
-            "cargo tree failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for (krate, extra) in [
+        ("cluster-core", FORBIDDEN_IN_CORE_ONLY),
+        ("cluster-runtime", &[][..]),
+    ] {
+        println!("==> {krate} dependency check");
+        let out = Command::new("cargo")
+            .args([
+                "tree", "-p", krate, "-e", "normal", "--prefix", "none", "--format", "{p}",
+            ])
+            .current_dir(root)
+            .output()
+            .context("cannot run cargo tree")?;
+        if !out.status.success() {
+            bail!(
+                "cargo tree failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let offending = forbidden_in(&tree, extra);
+        if !offending.is_empty() {
+            bail!(
+                "{krate} must not depend on adapter, network or scheduling crates, found: {}",
+                offending.join(", ")
+            );
+        }
+        println!("    ok: no forbidden crate in {krate}'s graph");
     }
-    let tree = String::from_utf8_lossy(&out.stdout);
-    let offending = forbidden_in(&tree);
-    if !offending.is_empty() {
-        bail!(
-            "cluster-core must not depend on adapter or network crates, found: {}",
-            offending.join(", ")
-        );
-    }
-    println!("    ok: no adapter or network crate in cluster-core's graph");
     Ok(())
 }
 
 /// The forbidden crate names in `cargo tree --prefix none --format {p}` output.
-fn forbidden_in(tree: &str) -> Vec<&str> {
+fn forbidden_in<'a>(tree: &'a str, extra: &[&str]) -> Vec<&'a str> {
     let mut found: Vec<&str> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|name| FORBIDDEN_IN_CORE.contains(name))
+        .filter(|name| FORBIDDEN_IN_CORE.contains(name) || extra.contains(name))
         .collect();
     found.sort_unstable();
     found.dedup();
@@ -214,7 +217,10 @@ mod tests {
     fn detects_forbidden_crates() {
         let tree =
             "cluster-core v0.1.0\ntokio v1.54.1\nmio v1.0.0\nasync-nats v0.51.0\nmio v1.0.0 (*)\n";
-        assert_eq!(forbidden_in(tree), vec!["async-nats", "mio"]);
-        assert!(forbidden_in("cluster-core v0.1.0\ntokio v1.54.1\n").is_empty());
+        assert_eq!(forbidden_in(tree, &[]), vec!["async-nats", "mio"]);
+        assert!(forbidden_in("cluster-core v0.1.0\ntokio v1.54.1\n", &[]).is_empty());
+        let core = "cluster-core v0.1.0\ncron v0.15.0\n";
+        assert_eq!(forbidden_in(core, FORBIDDEN_IN_CORE_ONLY), vec!["cron"]);
+        assert!(forbidden_in(core, &[]).is_empty());
     }
 }

@@ -443,7 +443,7 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
-    fn follow_deadline(&self, deadline: cluster_core::runtime::DeadlineWatch) {
+    fn follow_deadline(&self, deadline: cluster_core::DeadlineWatch) {
         self.guard.follow(deadline);
     }
 

@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cluster_core::DeadlineWatch;
 use cluster_core::Epoch;
-use cluster_core::runtime::DeadlineWatch;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};

@@ -1,7 +1,7 @@
 //! Backends of the cluster platform and the coordinator that ties them to an app's role.
 //!
 //! * [`BackendResource`] wraps any [`Backend`](cluster_core::backend::Backend) as an
-//!   [`ActiveResource`](cluster_core::runtime::ActiveResource): it starts the backend with the
+//!   [`ActiveResource`](cluster_core::ActiveResource): it starts the backend with the
 //!   term's fencing token when the app becomes active, checks its health (the first check right
 //!   after the start), restarts it by policy and, when it cannot be kept healthy, steps the node
 //!   down so a standby takes over.

@@ -503,7 +503,7 @@ impl Backend for SystemdBackend {
         Ok(())
     }
 
-    fn follow_deadline(&self, deadline: cluster_core::runtime::DeadlineWatch) {
+    fn follow_deadline(&self, deadline: cluster_core::DeadlineWatch) {
         self.guard.follow(deadline);
     }
 

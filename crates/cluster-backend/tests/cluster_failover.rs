@@ -14,9 +14,11 @@ use async_trait::async_trait;
 use cluster_backend::health::HealthProbe;
 use cluster_backend::process::{ProcessBackend, ProcessConfig};
 use cluster_backend::{BackendOptions, BackendResource, RestartPolicy};
+use cluster_core::HealthStatus;
 use cluster_core::backend::{Backend, BackendStatus};
-use cluster_core::runtime::{HealthStatus, PlatformOptions};
-use cluster_core::{App, Epoch, Result};
+use cluster_core::{Epoch, Result};
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 use common::{pid_alive, scratch};
 

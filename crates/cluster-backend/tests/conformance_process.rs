@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cluster_backend::process::{ProcessBackend, ProcessConfig};
 use cluster_backend::{BackendOptions, BackendResource};
+use cluster_core::ActiveResource;
 use cluster_core::backend::Backend;
-use cluster_core::runtime::ActiveResource;
 use cluster_testkit::conformance::backend::{self, BackendFactory, BackendUnderTest};
 use cluster_testkit::conformance::resource::{self, Observed, ResourceFactory, ResourceUnderTest};
 

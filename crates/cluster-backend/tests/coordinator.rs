@@ -10,9 +10,9 @@ use std::time::Duration;
 use cluster_backend::health::HealthProbe;
 use cluster_backend::process::{ProcessBackend, ProcessConfig};
 use cluster_backend::{BackendFailure, BackendOptions, BackendResource, RestartPolicy};
+use cluster_core::ActiveResource;
 use cluster_core::Epoch;
 use cluster_core::backend::Backend;
-use cluster_core::runtime::ActiveResource;
 use common::{eventually, pid_alive, scratch};
 use tokio::sync::mpsc;
 

@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster_backend::process::{ProcessBackend, ProcessConfig};
+use cluster_core::DeadlineWatch;
 use cluster_core::Epoch;
 use cluster_core::backend::Backend;
 use cluster_core::election::{ElectionState, Leadership};
-use cluster_core::runtime::DeadlineWatch;
 
 /// The helper's deadline: 400 ms after each renewal (renewed every 100 ms).
 const DEADLINE: Duration = Duration::from_millis(400);

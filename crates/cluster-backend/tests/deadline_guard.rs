@@ -10,10 +10,10 @@ mod common;
 use std::time::Duration;
 
 use cluster_backend::process::{ProcessBackend, ProcessConfig};
+use cluster_core::DeadlineWatch;
 use cluster_core::Epoch;
 use cluster_core::backend::{Backend, BackendState};
 use cluster_core::election::{ElectionState, Leadership};
-use cluster_core::runtime::DeadlineWatch;
 use common::{eventually, group_members, pid_alive};
 use tokio::sync::watch;
 use tokio::time::Instant;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use cluster_backend::docker::{DockerBackend, DockerConfig, DockerResources, EPOCH_LABEL};
 use cluster_backend::health::HealthProbe;
 use cluster_backend::{BackendOptions, BackendResource, RestartPolicy};
+use cluster_core::ActiveResource;
 use cluster_core::Epoch;
 use cluster_core::backend::{Backend, BackendState};
-use cluster_core::runtime::ActiveResource;
 use common::podman::{IMAGE, Podman};
 
 #[tokio::test]
@@ -204,8 +204,8 @@ async fn the_coordinator_restarts_a_killed_container() {
 
 #[tokio::test]
 async fn the_deadline_guard_kills_the_container_when_the_deadline_passes_without_renewal() {
+    use cluster_core::DeadlineWatch;
     use cluster_core::election::{ElectionState, Leadership};
-    use cluster_core::runtime::DeadlineWatch;
     let leading = |after: Duration| ElectionState {
         leading: Some(Leadership {
             epoch: Epoch(1),

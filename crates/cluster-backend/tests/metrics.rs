@@ -9,8 +9,9 @@ use std::time::Duration;
 use cluster_backend::metrics::{BACKEND_RESTARTS, BACKEND_STATE};
 use cluster_backend::process::{ProcessBackend, ProcessConfig};
 use cluster_backend::{BackendOptions, BackendResource, RestartPolicy};
-use cluster_core::runtime::ActiveResource;
-use cluster_core::{App, Epoch};
+use cluster_core::ActiveResource;
+use cluster_core::Epoch;
+use cluster_runtime::App;
 use cluster_testkit::metrics::RecordedMetrics;
 use common::eventually;
 

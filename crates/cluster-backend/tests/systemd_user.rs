@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use cluster_backend::systemd::{SystemdBackend, SystemdBus, SystemdConfig};
 use cluster_backend::{BackendOptions, BackendResource, RestartPolicy};
+use cluster_core::ActiveResource;
 use cluster_core::Epoch;
 use cluster_core::backend::{Backend, BackendState};
-use cluster_core::runtime::ActiveResource;
 use cluster_testkit::systemd_user::UserManager;
 
 /// The backend's configuration for a unit of the test manager.
@@ -221,7 +221,7 @@ fn leading_for(after: Duration) -> cluster_core::election::ElectionState {
 
 #[tokio::test]
 async fn the_deadline_guard_stops_the_unit_when_the_deadline_passes_without_renewal() {
-    use cluster_core::runtime::DeadlineWatch;
+    use cluster_core::DeadlineWatch;
     let m = UserManager::start("sd-deadline").await;
     m.unit(
         "cltest-guarded.service",

@@ -4,7 +4,7 @@
 //! The runtime emits [`AuditRecord`]s to the platform's [`AuditSink`] (a JetStream stream in
 //! `cluster-nats`, an in-memory log in `cluster-testkit`) through one writer task, so emission
 //! never blocks the runtime and records of one node keep their order. Readers use
-//! [`Platform::audit`](crate::Platform::audit) or `cluster audit`. Wire format:
+//! `Platform::audit` (`cluster-runtime`) or `cluster audit`. Wire format:
 //! `docs/protocol/audit.md`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

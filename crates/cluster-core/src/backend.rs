@@ -4,19 +4,17 @@
 //! A [`Backend`] only knows how to start, stop and observe one service. Tying it to an app's
 //! role (activation with the fencing token, health checking, restarts, stepping down when the
 //! service cannot be kept healthy) is the job of a coordinator that implements
-//! [`ActiveResource`](crate::runtime::ActiveResource); the implementations (`process`,
+//! [`ActiveResource`](crate::resource::ActiveResource); the implementations (`process`,
 //! `systemd`, `docker`) and the coordinator live in the `cluster-backend` crate, so this crate
 //! stays free of OS- and engine-specific dependencies.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::epoch::Epoch;
 use crate::error::Result;
-use crate::runtime::App;
 
 /// The lifecycle state of a backend as observed now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,54 +132,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn logs_tail(&self, n: usize) -> Vec<String>;
 
     /// Receives this node's leadership deadline (Singleton apps; the coordinator passes on
-    /// what [`ActiveResource::follow_deadline`](crate::runtime::ActiveResource::follow_deadline)
+    /// what [`ActiveResource::follow_deadline`](crate::resource::ActiveResource::follow_deadline)
     /// gave it). A backend with a guard outside the daemon gives it the remaining time of the
     /// term it was started for on every renewal, and the guard stops the service when that
     /// time runs out without a renewal (the daemon hung or was stopped). Must not block.
     /// Default: ignored (the service runs until `stop`).
-    fn follow_deadline(&self, deadline: crate::runtime::DeadlineWatch) {
+    fn follow_deadline(&self, deadline: crate::deadline::DeadlineWatch) {
         let _ = deadline;
-    }
-}
-
-/// A handle to an [`App`] that does not keep it alive.
-///
-/// Resources registered with an app are owned by it; a resource that must act on its app (a
-/// backend coordinator stepping the node down) holds a `WeakApp` so no reference cycle keeps
-/// the app, its resources and their processes alive after the platform dropped them.
-#[derive(Clone)]
-pub struct WeakApp {
-    upgrade: Arc<dyn Fn() -> Option<App> + Send + Sync>,
-}
-
-impl Default for WeakApp {
-    /// A handle that never upgrades.
-    fn default() -> Self {
-        Self {
-            upgrade: Arc::new(|| None),
-        }
-    }
-}
-
-impl fmt::Debug for WeakApp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WeakApp")
-            .field("alive", &self.upgrade().is_some())
-            .finish()
-    }
-}
-
-impl WeakApp {
-    /// A weak handle to `app`.
-    pub fn new(app: &App) -> Self {
-        let weak = Arc::downgrade(&app.inner);
-        Self {
-            upgrade: Arc::new(move || weak.upgrade().map(|inner| App { inner })),
-        }
-    }
-
-    /// The app, while it is alive.
-    pub fn upgrade(&self) -> Option<App> {
-        (self.upgrade)()
     }
 }

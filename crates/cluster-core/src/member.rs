@@ -22,11 +22,11 @@ pub struct MemberApp {
     #[serde(default = "stopped")]
     pub role: Role,
     /// The app's placement rules, opaque to the core runtime (interpreted by the platform's
-    /// [`Planner`](crate::runtime::Planner)).
+    /// [`Planner`](crate::planner::Planner)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
     /// Whether the instance's resources could take over at once (a standby whose replica
-    /// caught up, see [`ActiveResource::standby_ready`](crate::runtime::ActiveResource)).
+    /// caught up, see [`ActiveResource::standby_ready`](crate::resource::ActiveResource)).
     /// Records without the field (older nodes) are ready; omitted when ready.
     #[serde(default = "ready", skip_serializing_if = "is_ready")]
     pub ready: bool,
@@ -75,7 +75,7 @@ pub struct Member {
     pub shutting_down: bool,
     /// The node's measured load (`None`: not measured, no [`LoadProbe`] configured).
     ///
-    /// [`LoadProbe`]: crate::runtime::LoadProbe
+    /// [`LoadProbe`]: crate::load::LoadProbe
     pub load: Option<NodeLoad>,
     /// The member's host and lock file (`None`: not advertised, see
     /// [`HostLock`](crate::host::HostLock)).

@@ -11,8 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cluster_core::runtime::PlatformOptions;
-use cluster_core::{App, Labels, Platform, Result};
+use cluster_core::{Labels, Result};
+use cluster_runtime::PlatformOptions;
+use cluster_runtime::{App, Platform};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -42,7 +43,7 @@ pub struct SimCluster {
     pub network: MemoryNetwork,
     platform: String,
     options: PlatformOptions,
-    planner: Option<std::sync::Arc<dyn cluster_core::runtime::Planner>>,
+    planner: Option<std::sync::Arc<dyn cluster_core::Planner>>,
     nodes: BTreeMap<String, SimNode>,
 }
 
@@ -59,10 +60,7 @@ impl SimCluster {
     }
 
     /// Every node started afterwards enforces placement with `planner`.
-    pub fn with_planner(
-        mut self,
-        planner: std::sync::Arc<dyn cluster_core::runtime::Planner>,
-    ) -> Self {
+    pub fn with_planner(mut self, planner: std::sync::Arc<dyn cluster_core::Planner>) -> Self {
         self.planner = Some(planner);
         self
     }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use cluster_core::FixedLoad;
 use cluster_core::TokioClock;
-use cluster_core::runtime::FixedLoad;
 use cluster_testkit::conformance::{clock, load};
 
 #[tokio::test]

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_core::election::{ElectionTiming, LeaseElection, RejectedRecord};
+use cluster_core::election::{ElectionTiming, RejectedRecord};
 use cluster_core::{BucketConfig, Election, Epoch, KvBucket, KvStore, NodeId, TokioClock};
+use cluster_runtime::LeaseElection;
 use cluster_testkit::MemoryNetwork;
 use tokio::time::Instant;
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cluster_core::election::{ElectionTiming, LeaseElection};
+use cluster_core::election::ElectionTiming;
 use cluster_core::kv::{KvEntry, KvWatch, Revision};
 use cluster_core::{BucketConfig, Election, Epoch, KvBucket, KvStore, NodeId, Result, TokioClock};
+use cluster_runtime::LeaseElection;
 use cluster_testkit::MemoryNetwork;
 use tokio::time::Instant;
 

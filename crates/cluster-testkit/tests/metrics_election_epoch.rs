@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_core::metrics as m;
-use cluster_core::runtime::PlatformOptions;
-use cluster_core::{App, BucketConfig, KvStore};
+use cluster_core::{BucketConfig, KvStore};
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
+use cluster_runtime::metrics as m;
 use cluster_testkit::metrics::RecordedMetrics;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cluster_core::runtime::{ActiveResource, DeadlineWatch, PlatformOptions, RetryPolicy};
-use cluster_core::{App, Epoch, Result};
+use cluster_core::{ActiveResource, DeadlineWatch, RetryPolicy};
+use cluster_core::{Epoch, Result};
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
 use cluster_testkit::scenario::SimCluster;
 use tokio::time::Instant;
 

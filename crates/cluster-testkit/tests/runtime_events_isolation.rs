@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster_core::runtime::{Event, PlatformOptions};
-use cluster_core::{App, Error, Lock};
+use cluster_core::{Error, Lock};
+use cluster_runtime::App;
+use cluster_runtime::{Event, PlatformOptions};
 use cluster_testkit::scenario::{SimCluster, wait_until};
 use futures::StreamExt;
 
@@ -243,7 +244,7 @@ async fn invalid_names_are_rejected_with_the_rule() {
             .is_err()
     );
     assert!(app.lock("a b").is_err());
-    let built = cluster_core::Platform::builder("Prod", "n1").build();
+    let built = cluster_runtime::Platform::builder("Prod", "n1").build();
     let msg = built.unwrap_err().to_string();
     assert!(
         msg.contains("platform name") && msg.contains("no transport"),
@@ -251,7 +252,7 @@ async fn invalid_names_are_rejected_with_the_rule() {
     );
     // Replicas and Ring need the placement controller: refused, not silently run everywhere.
     let cluster = SimCluster::new("prod", PlatformOptions::fast());
-    let p = cluster_core::Platform::builder("prod", "n1")
+    let p = cluster_runtime::Platform::builder("prod", "n1")
         .transport(cluster.network.transport("n1"))
         .kv_store(cluster.network.kv("n1"))
         .build()

@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster_core::runtime::PlatformOptions;
-use cluster_core::{App, Error, Labels};
+use cluster_core::{Error, Labels};
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 use tokio::time::Instant;
 
@@ -85,7 +86,7 @@ async fn duplicate_node_id_is_refused_and_restart_after_graceful_leave_works_at_
     let mut cluster = SimCluster::new("prod", PlatformOptions::fast());
     cluster.start_node("n1", vec![]).await.unwrap();
     // A second process with the same node id, on another connection.
-    let imposter = cluster_core::Platform::builder("prod", "n1")
+    let imposter = cluster_runtime::Platform::builder("prod", "n1")
         .options(PlatformOptions::fast())
         .transport(cluster.network.transport("n1-imposter"))
         .kv_store(cluster.network.kv("n1-imposter"))

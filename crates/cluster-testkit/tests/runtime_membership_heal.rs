@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_core::host::{HostInfo, HostLock};
-use cluster_core::runtime::PlatformOptions;
 use cluster_core::wire::member::MemberRecord;
-use cluster_core::{App, BucketConfig, Error, KvBucket, KvStore, Platform};
+use cluster_core::{BucketConfig, Error, KvBucket, KvStore};
+use cluster_runtime::PlatformOptions;
+use cluster_runtime::{App, Platform};
 use cluster_testkit::scenario::SimCluster;
 use tokio::time::Instant;
 

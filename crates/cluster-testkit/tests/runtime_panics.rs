@@ -10,8 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_core::audit::AuditFilter;
-use cluster_core::runtime::{ActiveResource, PlatformOptions, RetryPolicy, Routing};
-use cluster_core::{App, Epoch, Error, Platform, Result};
+use cluster_core::{ActiveResource, RetryPolicy};
+use cluster_core::{Epoch, Error, Result};
+use cluster_runtime::{App, Platform};
+use cluster_runtime::{PlatformOptions, Routing};
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 type Log = Arc<Mutex<Vec<String>>>;

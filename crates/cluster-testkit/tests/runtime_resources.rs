@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cluster_core::runtime::{ActiveResource, PlatformOptions, RetryPolicy};
-use cluster_core::{App, Epoch, Error, Result};
+use cluster_core::{ActiveResource, RetryPolicy};
+use cluster_core::{Epoch, Error, Result};
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 /// Records every activation in a log shared by all nodes, and the set of active holders.

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_core::runtime::{PlatformOptions, Routing, json_response};
-use cluster_core::{App, Error};
+use cluster_core::Error;
+use cluster_runtime::App;
+use cluster_runtime::{PlatformOptions, Routing, json_response};
 use cluster_testkit::scenario::SimCluster;
 use tokio::time::Instant;
 

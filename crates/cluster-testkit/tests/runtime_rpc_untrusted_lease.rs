@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_core::runtime::{PlatformOptions, Routing};
-use cluster_core::{App, BucketConfig, Error, KvStore};
+use cluster_core::{BucketConfig, Error, KvStore};
+use cluster_runtime::App;
+use cluster_runtime::{PlatformOptions, Routing};
 use cluster_testkit::scenario::SimCluster;
 
 #[tokio::test(start_paused = true)]

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cluster_core::runtime::PlatformOptions;
-use cluster_core::{App, Epoch, Error};
+use cluster_core::{Epoch, Error};
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 use tokio::time::Instant;
 

@@ -1,6 +1,6 @@
 //! Virtual IP failover: the active instance of an app holds an IPv4 address on an interface.
 //!
-//! [`VipResource`] implements [`ActiveResource`](cluster_core::runtime::ActiveResource): the
+//! [`VipResource`] implements [`ActiveResource`](cluster_core::ActiveResource): the
 //! runtime claims it with the term's fencing token before `on_active` and releases it after
 //! `on_passive`. Addresses are managed over rtnetlink; gratuitous ARP is sent from a raw
 //! `AF_PACKET` socket (no `arping` at runtime). Needs `CAP_NET_ADMIN` and `CAP_NET_RAW`.
@@ -8,7 +8,8 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use cluster_core::{App, runtime::RetryPolicy};
+//! use cluster_core::RetryPolicy;
+//! use cluster_runtime::App;
 //! use cluster_vip::{Vip, VipResource};
 //!
 //! let app = App::singleton("db")?;

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cluster_core::Epoch;
-use cluster_core::runtime::{ActiveResource, DeadlineWatch};
+use cluster_core::{ActiveResource, DeadlineWatch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Vip;

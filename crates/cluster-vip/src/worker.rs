@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cluster_core::DeadlineWatch;
 use cluster_core::Epoch;
-use cluster_core::runtime::DeadlineWatch;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cluster_core::runtime::ActiveResource;
+use cluster_core::ActiveResource;
 use cluster_testkit::conformance::resource::{self, Observed, ResourceFactory, ResourceUnderTest};
 use cluster_vip::{Vip, VipResource};
 use common::Lan;

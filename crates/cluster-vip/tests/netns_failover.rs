@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use cluster_core::runtime::{PlatformOptions, RetryPolicy};
-use cluster_core::{App, Role};
+use cluster_core::RetryPolicy;
+use cluster_core::Role;
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
 use cluster_testkit::scenario::SimCluster;
 use cluster_vip::{Vip, VipResource};
 use common::{Lan, eventually, holds_in};

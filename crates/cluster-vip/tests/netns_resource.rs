@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cluster_core::ActiveResource;
 use cluster_core::Epoch;
-use cluster_core::runtime::ActiveResource;
 use cluster_vip::{ClaimCheck, GarpForm, Vip, VipError, VipResource};
 use common::{Lan, eventually};
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use cluster_core::Epoch;
 use cluster_core::election::{ElectionState, Leadership};
-use cluster_core::runtime::{ActiveResource, DeadlineWatch};
+use cluster_core::{ActiveResource, DeadlineWatch};
 use cluster_vip::{Vip, VipResource};
 use common::{Lan, holds_in};
 

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use cluster_core::ActiveResource;
 use cluster_core::Epoch;
-use cluster_core::runtime::ActiveResource;
 use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::sqlx;
 use cluster_wal::{Durability, WalDb, WithSqlite};

@@ -4,7 +4,7 @@
 //! when known) on other nodes; the CLI sends them to the app's leader.
 
 use cluster_core::error::{Error, Result};
-use cluster_core::runtime::App;
+use cluster_runtime::App;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use cluster_core::App;
 use cluster_core::audit::category::WAL;
+use cluster_runtime::App;
 
 /// `wal.promoted`: this node's replica became the writable leader.
 pub const PROMOTED: &str = "promoted";

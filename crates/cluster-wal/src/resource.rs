@@ -32,7 +32,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cluster_core::runtime::ActiveResource;
+use cluster_core::ActiveResource;
 use cluster_core::stream::{ObjectStore, ReplicatedLog};
 use cluster_core::{Epoch, Error};
 use rusqlite::Connection;

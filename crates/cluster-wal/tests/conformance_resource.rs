@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cluster_core::runtime::ActiveResource;
+use cluster_core::ActiveResource;
 use cluster_testkit::conformance::resource::{self, Observed, ResourceFactory, ResourceUnderTest};
 use cluster_wal::{WalDb, WalResource, WalRole, WithSqlite};
 use common::Env;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use cluster_core::ActiveResource;
 use cluster_core::Epoch;
-use cluster_core::runtime::ActiveResource;
 use cluster_core::stream::ReplicatedLog;
 use cluster_wal::record::H_TXID;
 use cluster_wal::sqlx;

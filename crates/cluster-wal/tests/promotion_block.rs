@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_core::App;
-use cluster_core::runtime::{ActiveResource, PlatformOptions, RetryPolicy};
 use cluster_core::stream::{ObjectStore, ReplicatedLog};
+use cluster_core::{ActiveResource, RetryPolicy};
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
 use cluster_testkit::scenario::SimCluster;
 use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::record::Record;

@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_core::runtime::{PlatformOptions, RetryPolicy};
+use cluster_core::Epoch;
+use cluster_core::RetryPolicy;
 use cluster_core::stream::ReplicatedLog;
-use cluster_core::{App, Epoch};
+use cluster_runtime::App;
+use cluster_runtime::PlatformOptions;
 use cluster_testkit::scenario::SimCluster;
 use cluster_wal::memory::{MemoryLog, MemoryObjectStore};
 use cluster_wal::{
@@ -253,7 +255,7 @@ async fn retention_by_age_deletes_old_snapshots_but_keeps_the_newest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_is_ready_to_take_over_only_while_it_keeps_up_with_the_log() {
-    use cluster_core::runtime::ActiveResource;
+    use cluster_core::ActiveResource;
     let dir = tempfile::tempdir().unwrap();
     let log = MemoryLog::new();
     let store = MemoryObjectStore::new();

@@ -27,14 +27,14 @@
 //! # }
 //! ```
 
-pub use cluster_core::runtime::{
-    AppKv, Audit, BoxError, BroadcastReply, DistLock, Event, EventStream, EventSubscription,
-    Events, HealthStatus, HookContext, HookKind, Next, PlatformBuilder, Request, RoleState,
-    Routing, RpcClient, Stats, json_response,
-};
 pub use cluster_core::{
-    App, AppName, Clock, Election, Epoch, Error, FencingToken, Labels, Lock, LockName, Member,
-    MethodName, Mode, NodeId, Platform, PlatformName, PlatformOptions, Result, Role,
+    AppName, Clock, Election, Epoch, Error, FencingToken, HealthStatus, Labels, Lock, LockName,
+    Member, MethodName, Mode, NodeId, PlatformName, Result, Role,
+};
+pub use cluster_runtime::{
+    App, AppKv, Audit, BoxError, BroadcastReply, DistLock, Event, EventStream, EventSubscription,
+    Events, HookContext, HookKind, Next, Platform, PlatformBuilder, PlatformOptions, Request,
+    RoleState, Routing, RpcClient, Stats, json_response,
 };
 
 pub mod load;
@@ -42,13 +42,22 @@ pub mod placement;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+/// The README's examples, compiled as doctests (they need the `sqlite` feature).
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The core crate, for the traits and wire formats.
 pub use cluster_core as core;
 
+/// The runtime crate, for everything of the platform runtime not re-exported above.
+pub use cluster_runtime as runtime;
+
 /// Dev mode: platforms on the in-memory network of `cluster-testkit`.
 pub mod dev {
-    use cluster_core::runtime::PlatformBuilder;
-    use cluster_core::{Platform, Result};
+    use cluster_core::Result;
+    use cluster_runtime::Platform;
+    use cluster_runtime::PlatformBuilder;
 
     pub use cluster_testkit::MemoryNetwork as Network;
 
@@ -73,8 +82,9 @@ pub mod dev {
 pub mod nats {
     use std::sync::Arc;
 
-    use cluster_core::runtime::PlatformBuilder;
-    use cluster_core::{Platform, PlatformOptions, Result};
+    use cluster_core::Result;
+    use cluster_runtime::PlatformBuilder;
+    use cluster_runtime::{Platform, PlatformOptions};
 
     pub use cluster_nats::{
         AuditStreamOptions, Auth, ConnectOptions, NatsAuditLog, NatsConnection, TlsOptions,

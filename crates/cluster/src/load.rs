@@ -10,8 +10,8 @@
 //! let builder = cluster::Platform::builder("prod", "node-1").load_probe(Arc::new(ProcLoadProbe));
 //! ```
 
+use cluster_core::LoadProbe;
 use cluster_core::NodeLoad;
-use cluster_core::runtime::LoadProbe;
 
 /// Reads `/proc/loadavg` and `/proc/meminfo` at every sample (two small files).
 #[derive(Debug, Clone, Copy, Default)]

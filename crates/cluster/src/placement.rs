@@ -13,13 +13,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cluster_core::runtime::{
-    AssignmentView, PlacementView, PlanOutcome, PlanRequest, Planner, RebalanceOptions,
-};
+use cluster_core::Planner;
+use cluster_core::planner::{PlanOutcome, PlanRequest, RebalanceOptions};
 use cluster_core::wire::placement_admin::{PlannedMigration, RebalancePlan};
 use cluster_core::wire::rebalance::{StrategyName, parse_strategy};
-use cluster_core::{App, AppName, Error, Labels, Mode, NodeId, Result};
+use cluster_core::{AppName, Error, Labels, Mode, NodeId, Result};
 use cluster_placement::MigrationKind;
+use cluster_runtime::App;
+use cluster_runtime::{AssignmentView, PlacementView};
 use serde::{Deserialize, Serialize};
 
 pub use cluster_placement::{
@@ -705,7 +706,7 @@ pub fn dev_platform(
     network: &crate::dev::Network,
     name: &str,
     node: &str,
-) -> Result<cluster_core::runtime::PlatformBuilder> {
+) -> Result<cluster_runtime::PlatformBuilder> {
     Ok(crate::dev::platform(network, name, node)?.planner(planner()))
 }
 

@@ -29,12 +29,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_core::App;
-use cluster_core::runtime::RetryPolicy;
+use cluster_core::RetryPolicy;
 use cluster_core::stream::{ObjectStore, ReplicatedLog};
 use cluster_nats::{
     LogConfig, NatsConnection, NatsObjectStore, NatsReplicatedLog, ObjectStoreConfig,
 };
+use cluster_runtime::App;
 
 pub use cluster_wal::{
     Durability, FencedTx, PromotionBlock, Result, SnapshotMeta, WalDb, WalError, WalPool,

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use cluster::core::runtime::{AdminClient, AdminTarget};
 use cluster::core::wire::admin::{AdminMethod, AdminRequest};
+use cluster::runtime::{AdminClient, AdminTarget};
 use cluster::{App, Error, PlatformOptions, dev};
 
 async fn node(

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cluster::core::runtime::LoadProbe;
+use cluster::core::LoadProbe;
 use cluster::load::ProcLoadProbe;
 use cluster_testkit::conformance::load;
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use cluster::core::Labels;
-use cluster::core::runtime::Planner;
+use cluster::core::Planner;
 use cluster::placement::{Constraint, PlacementSpec, Resources, planner};
 use cluster_testkit::conformance::planner::{self, PlannerFactory};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use cluster::core::audit::AuditFilter;
 use cluster::placement::{AppPlacementExt, planner};
 use cluster::{App, Mode, PlatformOptions, Role};
-use cluster_core::runtime::{AdminClient, DrainOptions};
+use cluster_runtime::{AdminClient, DrainOptions};
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 fn cluster() -> SimCluster {

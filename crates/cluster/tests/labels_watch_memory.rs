@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cluster::placement::{AppPlacementExt, planner};
 use cluster::{App, Labels, NodeId, PlatformOptions};
-use cluster_core::runtime::LabelWatch;
+use cluster_runtime::LabelWatch;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {

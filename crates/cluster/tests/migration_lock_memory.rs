@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cluster::placement::planner;
 use cluster::{App, PlatformOptions};
-use cluster_core::runtime::{DrainOptions, MoveRequest};
+use cluster_runtime::{DrainOptions, MoveRequest};
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 fn running(c: &SimCluster, app: &str) -> Vec<String> {
@@ -177,8 +177,9 @@ async fn a_move_whose_requester_died_is_dropped_once_its_lock_expires() {
 async fn an_auto_rebalance_step_waits_for_a_migration_lock_held_elsewhere() {
     use cluster::Mode;
     use cluster_core::kv::{BucketConfig, KvStore};
-    use cluster_core::lock::{KvLock, Lock};
+    use cluster_core::lock::Lock;
     use cluster_core::wire::rebalance::{AutoRebalanceConfig, MigrationPolicy, RateLimit};
+    use cluster_runtime::KvLock;
 
     const APPS: usize = 4;
     let apps = || -> Vec<App> {

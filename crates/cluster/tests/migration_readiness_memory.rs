@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cluster::placement::planner;
 use cluster::{App, Epoch, PlatformOptions};
-use cluster_core::runtime::{ActiveResource, MoveRequest, RetryPolicy};
+use cluster_core::{ActiveResource, RetryPolicy};
+use cluster_runtime::MoveRequest;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 /// A resource whose standby readiness the test controls.

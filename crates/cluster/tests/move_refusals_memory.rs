@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cluster::placement::planner;
 use cluster::{App, Error, PlatformOptions};
-use cluster_core::runtime::MoveRequest;
+use cluster_runtime::MoveRequest;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 fn mv(app: &str, from: &str, to: &str) -> MoveRequest {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cluster::placement::{AppPlacementExt, planner};
 use cluster::{App, Labels, Mode, PlatformOptions, Role};
-use cluster_core::runtime::{DrainOptions, MoveRequest};
+use cluster_runtime::{DrainOptions, MoveRequest};
 use cluster_testkit::scenario::{SimCluster, wait_until};
 
 /// (node, "own" | "release", partitions)

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cluster::placement::{AppPlacementExt, planner};
 use cluster::{App, Mode, Role};
-use cluster_core::runtime::{DrainOptions, MoveRequest};
+use cluster_runtime::{DrainOptions, MoveRequest};
 use cluster_testkit::nats_server::NatsServer;
 use common::{NatsNode, connect_options, options, wait_until};
 

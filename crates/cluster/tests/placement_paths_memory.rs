@@ -13,10 +13,10 @@ use cluster::core::audit::AuditFilter;
 use cluster::placement::planner;
 use cluster::{App, Mode, Platform, PlatformOptions};
 use cluster_core::clock::Clock;
-use cluster_core::runtime::MoveRequest;
 use cluster_core::wire::rebalance::{
     AutoRebalanceConfig, MigrationPolicy, RateLimit, RebalancePhase, RebalanceStatus,
 };
+use cluster_runtime::MoveRequest;
 use cluster_testkit::scenario::{SimCluster, wait_until};
 use tokio::time::Instant;
 
@@ -216,9 +216,7 @@ async fn manual(
     c: &SimCluster,
     node: &str,
     apps: Vec<App>,
-    configure: impl FnOnce(
-        cluster_core::runtime::PlatformBuilder,
-    ) -> cluster_core::runtime::PlatformBuilder,
+    configure: impl FnOnce(cluster_runtime::PlatformBuilder) -> cluster_runtime::PlatformBuilder,
 ) -> Manual {
     let builder = Platform::builder("prod", node)
         .options(PlatformOptions::fast())

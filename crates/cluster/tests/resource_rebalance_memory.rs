@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cluster::placement::{AppPlacementExt, planner};
 use cluster::{App, Mode, NodeId, Platform, PlatformOptions};
+use cluster_core::FixedLoad;
 use cluster_core::NodeLoad;
-use cluster_core::runtime::FixedLoad;
 use cluster_core::wire::rebalance::{
     AutoRebalanceConfig, MigrationPolicy, RateLimit, RebalancePhase, RebalanceStatus,
     ResourceLimits, ResourceThresholds,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::core::runtime::PlatformOptions;
+use cluster::runtime::PlatformOptions;
 use cluster::sqlite::{AppDbExt, Durability, WalRole, WithSqlite, attach, sqlx};
 use cluster::{App, Epoch};
 use cluster_testkit::scenario::SimCluster;

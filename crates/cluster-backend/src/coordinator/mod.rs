@@ -26,9 +26,11 @@ mod stats;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cluster_core::backend::{Backend, WeakApp};
-use cluster_core::runtime::ActiveResource;
-use cluster_core::{App, Epoch, Error, Result};
+use cluster_core::ActiveResource;
+use cluster_core::backend::Backend;
+use cluster_core::{Epoch, Error, Result};
+use cluster_runtime::App;
+use cluster_runtime::WeakApp;
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -214,7 +216,7 @@ impl ActiveResource for BackendResource {
             s.activations += 1;
         });
         if let Some(app) = core.app.as_ref().and_then(WeakApp::upgrade) {
-            app.report_health(cluster_core::runtime::HealthStatus::Healthy);
+            app.report_health(cluster_core::HealthStatus::Healthy);
         }
         let cancel = CancellationToken::new();
         let task = tokio::spawn(monitor::run(core.clone(), epoch, cancel.clone()));
@@ -230,7 +232,7 @@ impl ActiveResource for BackendResource {
 
     /// Passes the deadline on to the backend (its guard enforces it, see
     /// [`Backend::follow_deadline`]).
-    fn follow_deadline(&self, deadline: cluster_core::runtime::DeadlineWatch) {
+    fn follow_deadline(&self, deadline: cluster_core::DeadlineWatch) {
         self.core.backend.follow_deadline(deadline);
     }
 

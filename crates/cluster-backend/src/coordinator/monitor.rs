@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_core::backend::WeakApp;
-use cluster_core::runtime::HealthStatus;
+use cluster_core::HealthStatus;
 use cluster_core::{Epoch, Error, Result};
+use cluster_runtime::WeakApp;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cluster_core::runtime::RetryPolicy;
+use cluster_core::RetryPolicy;
 
 /// When and how often a failing backend is restarted before giving up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cluster_core::DeadlineWatch;
 use cluster_core::backend::{Backend, BackendState, BackendStatus};
-use cluster_core::runtime::DeadlineWatch;
 use cluster_core::{Epoch, Error, Result};
 use tracing::{info, warn};
 

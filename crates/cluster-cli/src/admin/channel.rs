@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cluster::core::runtime::{AdminClient, AdminTarget};
 use cluster::core::wire::admin::{AdminError, AdminReply, AdminRequest};
 use cluster::nats::NatsConnection;
+use cluster::runtime::{AdminClient, AdminTarget};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -11,10 +11,10 @@ pub(crate) mod wal;
 
 use std::time::Duration;
 
-use cluster::core::runtime::AdminTarget;
 use cluster::core::wire::admin::{
     AdminMethod, AdminReply, AdminRequest, AppStatusReply, NodeStatus, StatusReply, StepDownReply,
 };
+use cluster::runtime::AdminTarget;
 use cluster::{AppName, Epoch, Error, Mode, NodeId};
 use serde::Serialize;
 use tokio::time::Instant;

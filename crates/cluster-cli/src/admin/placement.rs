@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use cluster::core::runtime::AdminTarget;
 use cluster::core::wire::admin::{AdminMethod, AdminReply, AdminRequest};
 use cluster::core::wire::placement_admin::{
     DrainParams, DrainReply, LabelParams, MoveParams, MoveReply, NodeParams, PlacementStatus,
     PlannedMigration, RebalanceParams, RebalancePlan,
 };
+use cluster::runtime::AdminTarget;
 use cluster::{AppName, Error, Labels, Mode, NodeId, Role};
 use serde::Serialize;
 use tokio::time::Instant;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cluster::App;
-use cluster::core::runtime::RetryPolicy;
+use cluster::core::RetryPolicy;
 use cluster_vip::{ClaimCheck, Vip, VipError, VipResource};
 
 use crate::config::VipConfig;

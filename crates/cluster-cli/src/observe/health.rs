@@ -16,8 +16,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cluster::HealthStatus;
 use cluster::core::election::ElectionState;
-use cluster::core::runtime::HealthStatus;
 use cluster::{App, Platform, Role};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;

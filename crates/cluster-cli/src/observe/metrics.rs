@@ -26,7 +26,7 @@ pub(crate) fn install() -> CliResult<PrometheusHandle> {
                 format!("cannot install the metrics recorder: {e}"),
             )
         })?;
-    cluster::core::metrics::describe();
+    cluster::runtime::metrics::describe();
     Ok(handle)
 }
 

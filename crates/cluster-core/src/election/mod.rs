@@ -2,13 +2,12 @@
 //!
 //! [`KvBucket`]: crate::kv::KvBucket
 
-mod backoff;
-mod lease;
 mod record;
 mod timing;
 
-pub use lease::LeaseElection;
-pub use record::{FLOOR_KEY, FloorRecord, LeaseRecord, MAX_FLOOR};
+pub use record::{
+    FLOOR_KEY, FLOOR_RECORD_VERSION, FloorRecord, LEASE_RECORD_VERSION, LeaseRecord, MAX_FLOOR,
+};
 pub use timing::ElectionTiming;
 
 use std::sync::Arc;

@@ -10,10 +10,10 @@ use crate::id::NodeId;
 use crate::kv::Revision;
 
 /// Version of the lease record format.
-pub(crate) const LEASE_RECORD_VERSION: u32 = 1;
+pub const LEASE_RECORD_VERSION: u32 = 1;
 
 /// Version of the epoch floor record format.
-pub(crate) const FLOOR_RECORD_VERSION: u32 = 1;
+pub const FLOOR_RECORD_VERSION: u32 = 1;
 
 /// Key of the epoch floor record in the election bucket (shared by every election in it).
 pub const FLOOR_KEY: &str = "epoch-floor";

@@ -59,7 +59,3 @@ pub trait Lock: Send + Sync + 'static {
     /// The acquisition revision while held.
     fn fencing_token(&self) -> Option<Revision>;
 }
-
-mod kv_lock;
-
-pub use kv_lock::{KvLock, LockOptions};

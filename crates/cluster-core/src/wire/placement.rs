@@ -196,3 +196,15 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     }
     serde_json::from_slice(bytes).map_err(|e| Error::Malformed(format!("{what} record: {e}")))
 }
+
+impl Default for AssignmentRecord {
+    fn default() -> Self {
+        Self {
+            v: PLACEMENT_RECORD_VERSION,
+            epoch: 0,
+            assignment: AssignmentView::default(),
+            pending: BTreeMap::new(),
+            blocked: BTreeMap::new(),
+        }
+    }
+}

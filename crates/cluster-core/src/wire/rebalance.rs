@@ -194,9 +194,18 @@ fn fraction(name: &str, x: f64, problems: &mut Vec<String>) {
     }
 }
 
+/// Checks the syntax of cron schedules and maintenance windows. The parsers (cron, time zones)
+/// live in the runtime (`cluster_runtime::schedule::Syntax`), so this crate needs neither.
+pub trait ScheduleSyntax {
+    /// `Ok` when `expr` is a valid cron schedule; otherwise the problem.
+    fn check_cron(&self, expr: &str) -> Result<()>;
+    /// `Ok` when `window` is a valid maintenance window; otherwise the problem.
+    fn check_window(&self, window: &TimeWindow) -> Result<()>;
+}
+
 impl AutoRebalanceConfig {
     /// Every problem of the configuration at once (`InvalidArgument`).
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self, syntax: &dyn ScheduleSyntax) -> Result<()> {
         let mut p = Vec::new();
         if !(self.threshold > 0.0 && self.threshold <= 1.0) {
             p.push(format!(
@@ -227,7 +236,7 @@ impl AutoRebalanceConfig {
         fraction("max_node_load.memory", l.memory, &mut p);
         fraction("max_node_load.disk", l.disk, &mut p);
         if !self.triggers.schedule.is_empty()
-            && let Err(e) = crate::runtime::schedule::CronSchedule::parse(&self.triggers.schedule)
+            && let Err(e) = syntax.check_cron(&self.triggers.schedule)
         {
             p.push(e.to_string());
         }
@@ -235,7 +244,7 @@ impl AutoRebalanceConfig {
     }
 
     /// Sets one field from text (`cluster config set auto-rebalance.<key> <value>`).
-    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+    pub fn set(&mut self, key: &str, value: &str, syntax: &dyn ScheduleSyntax) -> Result<()> {
         match key {
             "enabled" => self.enabled = parse_bool(key, value)?,
             "interval" => self.interval_ms = parse_ms(key, value)?,
@@ -297,7 +306,7 @@ impl AutoRebalanceConfig {
                 )));
             }
         }
-        self.validate()
+        self.validate(syntax)
     }
 }
 
@@ -400,13 +409,13 @@ impl Default for MigrationPolicy {
 
 impl MigrationPolicy {
     /// Every problem of the policy at once (`InvalidArgument`).
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self, syntax: &dyn ScheduleSyntax) -> Result<()> {
         let mut p = Vec::new();
         if self.rate_limit.count > 0 && self.rate_limit.window_ms == 0 {
             p.push("rate_limit.window must be positive when rate_limit.count is set".into());
         }
         for (i, w) in self.maintenance_windows.iter().enumerate() {
-            if let Err(e) = crate::runtime::schedule::Window::parse(w) {
+            if let Err(e) = syntax.check_window(w) {
                 p.push(format!("maintenance_windows[{i}]: {e}"));
             }
         }
@@ -419,7 +428,7 @@ impl MigrationPolicy {
 
     /// Sets one field from text (`cluster config set migration-policy.<key> <value>`).
     /// `maintenance-windows` takes `HH:MM-HH:MM[@Zone]` items separated by commas (empty: none).
-    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+    pub fn set(&mut self, key: &str, value: &str, syntax: &dyn ScheduleSyntax) -> Result<()> {
         match key {
             "cooldown" | "cooldown-period" | "cooldown_period" => {
                 self.cooldown_period_ms = parse_ms(key, value)?
@@ -430,8 +439,9 @@ impl MigrationPolicy {
                 self.require_approval = parse_bool(key, value)?
             }
             "maintenance-windows" | "maintenance_windows" => {
-                self.maintenance_windows =
-                    list(value).map(parse_window_item).collect::<Result<_>>()?
+                self.maintenance_windows = list(value)
+                    .map(|item| parse_window_item(item, syntax))
+                    .collect::<Result<_>>()?
             }
             "load-threshold" | "load_threshold" => self.load_threshold = parse_f64(key, value)?,
             "migration-timeout" | "migration_timeout" => {
@@ -448,12 +458,12 @@ impl MigrationPolicy {
                 )));
             }
         }
-        self.validate()
+        self.validate(syntax)
     }
 }
 
 /// `HH:MM-HH:MM[@Zone]`.
-fn parse_window_item(item: &str) -> Result<TimeWindow> {
+fn parse_window_item(item: &str, syntax: &dyn ScheduleSyntax) -> Result<TimeWindow> {
     let (range, zone) = match item.split_once('@') {
         Some((r, z)) => (r, z.trim().to_owned()),
         None => (item, utc()),
@@ -468,7 +478,7 @@ fn parse_window_item(item: &str) -> Result<TimeWindow> {
         end: end.trim().to_owned(),
         timezone: zone,
     };
-    crate::runtime::schedule::Window::parse(&w)?;
+    syntax.check_window(&w)?;
     Ok(w)
 }
 
@@ -651,6 +661,18 @@ pub struct ApproveParams {
 mod tests {
     use super::*;
 
+    /// Accepts every schedule and window (their syntax is the runtime's business).
+    struct AnySyntax;
+
+    impl ScheduleSyntax for AnySyntax {
+        fn check_cron(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn check_window(&self, _: &TimeWindow) -> Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn config_set_validates_ranges_and_changes_nothing_on_error() {
         let mut c = AutoRebalanceConfig::default();
@@ -665,11 +687,14 @@ mod tests {
             ("max-concurrent", "0"),
         ] {
             let mut attempt = c.clone();
-            assert!(attempt.set(key, value).is_err(), "{key} = {value}");
+            assert!(
+                attempt.set(key, value, &AnySyntax).is_err(),
+                "{key} = {value}"
+            );
         }
         assert_eq!(format!("{c:?}"), format!("{before:?}"));
-        c.set("threshold", "0.3").unwrap();
+        c.set("threshold", "0.3", &AnySyntax).unwrap();
         assert!((c.threshold - 0.3).abs() < f64::EPSILON);
-        c.set("threshold", "1").unwrap();
+        c.set("threshold", "1", &AnySyntax).unwrap();
     }
 }

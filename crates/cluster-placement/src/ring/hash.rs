@@ -24,7 +24,7 @@ pub fn sha256_u64(bytes: &[u8]) -> u64 {
 /// The rule is part of the wire protocol; its single definition lives in `cluster-core`
 /// (which the runtime's `RingView` and `ForKey` routing use), so both always agree.
 pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
-    cluster_core::runtime::partition_of(key, partitions)
+    cluster_core::partition_of(key, partitions)
 }
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer.

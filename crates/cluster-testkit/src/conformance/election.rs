@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cluster_core::election::{ElectionTiming, LeaseElection};
+use cluster_core::election::ElectionTiming;
 use cluster_core::{Election, Epoch, NodeId, TokioClock};
+use cluster_runtime::LeaseElection;
 use tokio::time::Instant;
 
 use super::kv::KvFactory;

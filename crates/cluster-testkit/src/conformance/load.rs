@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use cluster_core::LoadProbe;
 use cluster_core::NodeLoad;
-use cluster_core::runtime::LoadProbe;
 
 use super::announce;
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cluster_core::lock::{KvLock, LockOptions};
 use cluster_core::{BucketConfig, Error, KvBucket, Lock, NodeId, TokioClock};
+use cluster_runtime::{KvLock, LockOptions};
 use futures::future::join_all;
 use tokio::time::Instant;
 

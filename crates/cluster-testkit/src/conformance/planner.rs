@@ -9,9 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cluster_core::runtime::{
-    AssignmentView, PlacementView, PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner,
-};
+use cluster_core::planner::{PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner};
+use cluster_core::wire::placement::{AssignmentView, PlacementView};
 use cluster_core::{AppName, Labels, Mode, NodeId};
 
 use super::{announce, ok};

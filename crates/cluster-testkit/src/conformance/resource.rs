@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cluster_core::Epoch;
 use cluster_core::election::{ElectionState, Leadership};
-use cluster_core::runtime::{ActiveResource, DeadlineWatch};
+use cluster_core::{ActiveResource, DeadlineWatch};
 use tokio::sync::watch;
 use tokio::time::Instant;
 

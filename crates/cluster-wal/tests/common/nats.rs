@@ -140,10 +140,10 @@ pub async fn eventually(within: Duration, mut f: impl AsyncFnMut() -> bool) {
 /// connection; elections and KV on JetStream; the app's `check_epoch` fences the database).
 #[allow(dead_code)]
 pub struct WalNode {
-    pub app: cluster_core::App,
+    pub app: cluster_runtime::App,
     pub db: cluster_wal::WalDb,
     pub wal: Arc<cluster_wal::WalResource>,
-    pub platform: cluster_core::Platform,
+    pub platform: cluster_runtime::Platform,
     pub run: tokio::task::JoinHandle<cluster_core::Result<()>>,
 }
 
@@ -154,7 +154,8 @@ pub async fn wal_node(
     name: &str,
     with: impl FnOnce(cluster_wal::WithSqlite) -> cluster_wal::WithSqlite,
 ) -> WalNode {
-    use cluster_core::runtime::{PlatformOptions, RetryPolicy};
+    use cluster_core::RetryPolicy;
+    use cluster_runtime::PlatformOptions;
     let conn = connect(&env.urls).await;
     let log = NatsReplicatedLog::open(&conn, NatsEnv::log_config(1))
         .await
@@ -162,7 +163,7 @@ pub async fn wal_node(
     let store = NatsObjectStore::open(&conn, NatsEnv::store_config(1))
         .await
         .unwrap();
-    let app = cluster_core::App::singleton("db").unwrap();
+    let app = cluster_runtime::App::singleton("db").unwrap();
     let (wal, db) =
         with(cluster_wal::WithSqlite::new(env.path(&format!("{name}.db"))).node_id(name))
             .start(Arc::new(log), Arc::new(store))
@@ -171,7 +172,7 @@ pub async fn wal_node(
     let check = app.clone();
     db.set_epoch_check(move |e| check.check_epoch(e));
     app.add_resource(wal.clone(), RetryPolicy::default());
-    let platform = cluster_core::Platform::builder("walnats", name)
+    let platform = cluster_runtime::Platform::builder("walnats", name)
         .options(PlatformOptions {
             replicas: 1,
             ..PlatformOptions::fast()

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use cluster::core::runtime::{AdminClient, AdminTarget};
 use cluster::core::wire::admin::AdminError;
+use cluster::runtime::{AdminClient, AdminTarget};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tracing::{debug, info};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster::core::runtime::AdminClient;
+use cluster::runtime::AdminClient;
 use cluster::{App, Mode, NodeId, PlatformOptions};
 use tokio::net::UnixListener;
 use tracing::info;

@@ -1,0 +1,43 @@
+//! Starting the platform's lease elections (Singleton apps and the placement controller) with
+//! their rejected records audited as `election.record.rejected`.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::platform::Shared;
+use crate::lease::LeaseElection;
+use cluster_core::election::{RejectedRecord, RejectionReporter};
+use cluster_core::error::Result;
+use cluster_core::id::AppName;
+use cluster_core::kv::KvBucket;
+
+/// Starts the election of `key` in the election bucket on this node (not yet campaigning).
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    bucket: Arc<dyn KvBucket>,
+    key: String,
+    app: Option<&AppName>,
+) -> Result<LeaseElection> {
+    let weak = Arc::downgrade(shared);
+    let app = app.cloned();
+    let reporter: RejectionReporter = Arc::new(move |r: &RejectedRecord| {
+        if let Some(shared) = weak.upgrade() {
+            shared.audit(
+                "election",
+                "record.rejected",
+                app.as_ref(),
+                json!({"key": r.key, "revision": r.revision.0, "reason": r.reason}),
+            );
+        }
+    });
+    LeaseElection::start_reporting(
+        bucket,
+        key,
+        shared.node.clone(),
+        shared.instance.clone(),
+        shared.options.election,
+        shared.clock.clone(),
+        reporter,
+    )
+}
