@@ -210,12 +210,12 @@ pub async fn paging_never_cuts_silently(factory: &dyn AuditFactory) {
         after = page.next_after;
         assert!(after.is_some(), "a truncated page must say where to go on");
     }
-    assert_eq!(got, written, "the pages together are every matching record");
     assert_eq!(
         flags,
         vec![true, true, false],
         "7 records in pages of 3: truncated, truncated, complete"
     );
+    assert_eq!(got, written, "the pages together are every matching record");
     // A page exactly as large as the matches is complete.
     let exact = ok(
         "exact page",
