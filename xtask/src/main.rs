@@ -4,7 +4,8 @@
 //!   test settings, nats-server >= 2.11 into `.tools`; see `system.rs`), check that
 //!   `cluster-core` depends on no adapter crate, `cargo fmt --check`, `cargo clippy -D warnings`,
 //!   all tests, and `cargo doc` without warnings.
-//! * `deps-check`: only the dependency checks of `cluster-core` and `cluster-runtime`.
+//! * `deps-check`: only the dependency checks of `cluster-core` and `cluster-runtime` and the
+//!   layering of `cluster-runtime`'s modules (`modgraph.rs`).
 //! * `tools`: only install what the tests need (system packages and nats-server).
 //! * `e2e`: the CLI's end-to-end tests (real binary, nats-server, daemons), then `e2e-image`
 //!   and `sqlite-external`.
@@ -24,6 +25,7 @@ use anyhow::{Context, Result, bail};
 
 mod e2e;
 mod image;
+mod modgraph;
 mod release;
 mod sqlite_external;
 mod system;
@@ -194,7 +196,7 @@ fn deps_check(root: &Path) -> Result<()> {
         }
         println!("    ok: no forbidden crate in {krate}'s graph");
     }
-    Ok(())
+    modgraph::check(root)
 }
 
 /// The forbidden crate names in `cargo tree --prefix none --format {p}` output.

@@ -11,9 +11,10 @@ use futures::StreamExt;
 use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
-use super::app::{App, read};
+use super::app::App;
 use super::lease_view::trusted_leader;
 use super::platform::Shared;
+use crate::sync::read;
 use cluster_core::epoch::Epoch;
 use cluster_core::error::{Error, Result};
 use cluster_core::health::HealthStatus;

@@ -17,6 +17,7 @@ use super::notify::Notification;
 use super::options::{AppOptions, HookKind};
 use super::platform::Shared;
 use super::rpc::{Handler, Middleware, Request, RpcClient, boxed_handler, boxed_middleware};
+use super::sync::{locked, read, write};
 use cluster_core::election::{Election, ElectionState};
 use cluster_core::epoch::Epoch;
 use cluster_core::error::{Error, Result};
@@ -101,18 +102,6 @@ impl std::fmt::Debug for App {
             .field("role", &*self.inner.role.borrow())
             .finish()
     }
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn locked<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl App {
@@ -619,8 +608,10 @@ impl App {
     /// A lock private to this app. Invalid names are rejected.
     pub fn lock(&self, name: impl AsRef<str>) -> Result<DistLock> {
         let name = LockName::new(name.as_ref())?;
+        let home: std::sync::Weak<dyn crate::locks::LockHome> =
+            self.inner.platform.get().cloned().unwrap_or_default();
         Ok(DistLock::new(
-            self.inner.platform.get().cloned().unwrap_or_default(),
+            home,
             LockScope::App(self.inner.name.clone()),
             name,
         ))

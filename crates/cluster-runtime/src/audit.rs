@@ -1,21 +1,20 @@
-//! The platform's audit emitter (one writer task per node) and the query handle.
+//! The platform's audit emitter (one writer task per node).
 //!
 //! The queue to the writer is bounded ([`AUDIT_CAPACITY`]): while the sink is slower than the
 //! records arrive, new records are dropped and counted
 //! (`gc_dropped_records_total{queue="audit"}`); every record is still logged.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
-use super::app::locked;
 use super::bounded::{AUDIT_CAPACITY, Drops};
-use super::platform::{Shared, Stats};
-use cluster_core::audit::{AuditFilter, AuditPage, AuditRecord, AuditSink};
-use cluster_core::error::{Error, Result};
+use crate::stats::Stats;
+use crate::sync::locked;
+use cluster_core::audit::{AuditRecord, AuditSink};
 use cluster_core::id::AppName;
 
 /// How long a graceful shutdown waits for pending audit records.
@@ -96,77 +95,5 @@ impl AuditHub {
 
     pub(crate) fn sink(&self) -> Option<Arc<dyn AuditSink>> {
         self.sink.clone()
-    }
-}
-
-impl Shared {
-    /// Emits an audit record from this node.
-    pub(crate) fn audit(
-        &self,
-        category: &str,
-        action: &str,
-        app: Option<&AppName>,
-        data: serde_json::Value,
-    ) {
-        self.audit_record(AuditRecord::new(category, action, app, &self.node, data));
-    }
-
-    /// Emits a prepared record (e.g. with a deduplication id).
-    pub(crate) fn audit_record(&self, record: AuditRecord) {
-        self.audit.emit(record, &self.stats);
-    }
-}
-
-/// Reads the platform's audit records ([`Platform::audit`](super::Platform::audit)).
-#[derive(Clone)]
-pub struct Audit {
-    shared: Weak<Shared>,
-}
-
-impl std::fmt::Debug for Audit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Audit").finish_non_exhaustive()
-    }
-}
-
-impl Audit {
-    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
-        Self {
-            shared: Arc::downgrade(shared),
-        }
-    }
-
-    fn sink(&self) -> Result<Arc<dyn AuditSink>> {
-        let shared = self.shared.upgrade().ok_or(Error::ShuttingDown)?;
-        shared.audit.sink().ok_or_else(|| {
-            Error::Unsupported("this platform was built without an audit sink".into())
-        })
-    }
-
-    /// Records matching `filter`, oldest first, one page at a time (see [`AuditPage`]).
-    pub async fn query(&self, filter: &AuditFilter) -> Result<AuditPage> {
-        self.sink()?.query(filter).await
-    }
-
-    /// Records an application-defined event (category and action are validated).
-    pub fn record(
-        &self,
-        category: &str,
-        action: &str,
-        app: Option<&AppName>,
-        data: serde_json::Value,
-    ) -> Result<()> {
-        let shared = self.shared.upgrade().ok_or(Error::ShuttingDown)?;
-        let record = AuditRecord::new(category, action, app, &shared.node, data);
-        record.validate()?;
-        shared.audit_record(record);
-        Ok(())
-    }
-
-    /// Waits (at most 2 s) until every record emitted so far on this node was written.
-    pub async fn flush(&self) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.audit.flush().await;
-        }
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::app::locked;
-use super::platform::Stats;
+use crate::stats::Stats;
+use crate::sync::locked;
 
 /// Capacity of the platform's audit queue (records waiting for the sink).
 pub(crate) const AUDIT_CAPACITY: usize = 4096;

@@ -130,7 +130,12 @@ impl Events {
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(event)));
                 if let Err(payload) = call {
                     let panicked = isolate::Panicked::from_payload(payload);
-                    isolate::report(weak.upgrade().as_ref(), app.as_ref(), "event", &panicked);
+                    isolate::report(
+                        weak.upgrade().as_deref().map(|s| &*s.ctx),
+                        app.as_ref(),
+                        "event",
+                        &panicked,
+                    );
                 }
             }
         });

@@ -93,7 +93,7 @@ pub(crate) async fn run_hook(
         }
         Ok(Err(panicked)) => {
             isolate::report(
-                app.shared().ok().as_ref(),
+                app.shared().ok().as_deref().map(|s| &*s.ctx),
                 Some(app.name()),
                 kind.name(),
                 &panicked,

@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::oneshot;
 
-use super::app::{App, locked, read};
+use super::app::App;
 use super::hooks::run_hook;
 use super::leadership::{self, LeaderCommand};
 use super::options::HookKind;
 use super::platform::Shared;
 use super::resource;
 use super::rpc;
+use crate::sync::{locked, read};
 use cluster_core::election::Election;
 use cluster_core::epoch::Epoch;
 use cluster_core::error::Result;
@@ -46,7 +47,7 @@ async fn start_inner(app: &App, shared: &Arc<Shared>) -> Result<()> {
     if app.mode().is_singleton() {
         let started = shared.started().await?;
         let e: Arc<dyn Election> = Arc::new(super::election::start(
-            shared,
+            &shared.ctx,
             started.election.clone(),
             shared.names.lease_key(app.name()),
             Some(app.name()),

@@ -5,12 +5,11 @@
 //! `hook.panicked`), and the caller handles it exactly like an error the code returned.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::task::{JoinError, JoinHandle};
 use tracing::{Instrument, error};
 
-use super::platform::Shared;
+use crate::node::NodeContext;
 use cluster_core::audit::category::NODE;
 use cluster_core::id::AppName;
 
@@ -73,20 +72,15 @@ impl Panicked {
 }
 
 /// Logs, counts and audits a panic of `what` (a hook name, `resource.activate`, `rpc`, ...).
-pub(crate) fn report(
-    shared: Option<&Arc<Shared>>,
-    app: Option<&AppName>,
-    what: &str,
-    p: &Panicked,
-) {
+pub(crate) fn report(node: Option<&NodeContext>, app: Option<&AppName>, what: &str, p: &Panicked) {
     error!(hook = what, app = ?app.map(AppName::as_str), message = %p.0,
         "user code panicked; handling it as an error");
-    let Some(shared) = shared else {
+    let Some(node) = node else {
         crate::metrics::hook_panic(what);
         return;
     };
-    shared.stats.count_panic(what);
-    shared.audit(
+    node.stats.count_panic(what);
+    node.audit(
         NODE,
         "hook.panicked",
         app,

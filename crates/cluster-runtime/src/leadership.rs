@@ -27,12 +27,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::app::{App, locked, read};
+use super::app::App;
 use super::hooks::run_hook;
 use super::isolate;
 use super::notify::Notification;
 use super::options::HookKind;
 use super::resource;
+use crate::sync::{locked, read};
 use cluster_core::audit::category::ELECTION;
 use cluster_core::election::{Election, ElectionState};
 use cluster_core::epoch::Epoch;
@@ -95,7 +96,7 @@ pub(crate) fn spawn(app: &App, election: Arc<dyn Election>) -> tokio::task::Join
                 return;
             };
             isolate::report(
-                app.shared().ok().as_ref(),
+                app.shared().ok().as_deref().map(|s| &*s.ctx),
                 Some(app.name()),
                 "leadership",
                 &panicked,

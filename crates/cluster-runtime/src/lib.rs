@@ -15,6 +15,7 @@ mod admin_member;
 mod admin_placement;
 mod app;
 mod audit;
+mod audit_query;
 mod bounded;
 mod candidacy;
 mod election;
@@ -32,6 +33,7 @@ mod member_claim;
 mod member_view;
 mod membership;
 pub mod metrics;
+mod node;
 mod notify;
 mod options;
 mod placement;
@@ -39,11 +41,13 @@ mod platform;
 mod resource;
 mod rpc;
 pub mod schedule;
+mod stats;
+mod sync;
 mod weak_app;
 
 pub use admin_client::{AdminClient, AdminTarget};
 pub use app::{App, RoleState};
-pub use audit::Audit;
+pub use audit_query::Audit;
 pub use events::{Event, EventStream, EventSubscription, Events};
 pub use hooks::{BoxError, HookContext};
 pub use kv::AppKv;
@@ -55,8 +59,9 @@ pub use placement::{
     AssignmentRecord, AssignmentView, DrainOptions, DrainProgress, LabelWatch, MoveRequest,
     PlacementView, RingView,
 };
-pub use platform::{Platform, PlatformBuilder, Stats};
+pub use platform::{Platform, PlatformBuilder};
 pub use rpc::{BroadcastReply, Next, Request, Routing, RpcClient, json_response};
+pub use stats::Stats;
 pub use weak_app::WeakApp;
 
 pub use cluster_core::deadline::DeadlineWatch;

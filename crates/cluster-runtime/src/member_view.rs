@@ -27,9 +27,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::app::locked;
 use super::notify::Notification;
 use super::platform::Shared;
+use crate::sync::locked;
 use cluster_core::error::{Error, Result};
 use cluster_core::id::NodeId;
 use cluster_core::kv::{KvBucket, Revision, WatchEvent, WatchOp};

@@ -7,10 +7,11 @@
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::app::{App, locked, read};
+use super::app::App;
 use super::bounded::NOTIFY_CAPACITY;
 use super::hooks::run_hook;
 use super::options::HookKind;
+use crate::sync::{locked, read};
 use cluster_core::health::HealthStatus;
 use cluster_core::id::NodeId;
 use cluster_core::member::Member;

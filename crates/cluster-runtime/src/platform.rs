@@ -1,22 +1,25 @@
 //! The platform: one node's runtime hosting registered apps.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::app::{App, locked, read};
+use super::app::App;
 use super::events::Events;
 use super::lease_view::trusted_leader;
-use super::locks::DistLock;
+use super::locks::{DistLock, LockHome};
 use super::membership::{MemberMap, Presence, start_view};
 use super::notify::{Notification, spawn_dispatcher};
 use super::options::PlatformOptions;
 use super::rpc::RpcClient;
+use crate::node::NodeContext;
+use crate::stats::Stats;
+use crate::sync::{locked, read};
 use cluster_core::clock::{Clock, TokioClock};
 use cluster_core::error::{Error, Result};
 use cluster_core::id::{AppName, LockName, NodeId, PlatformName};
@@ -25,51 +28,7 @@ use cluster_core::labels::Labels;
 use cluster_core::member::{Member, MemberApp};
 use cluster_core::mode::{Mode, Role};
 use cluster_core::transport::Transport;
-use cluster_core::wire::names::Names;
-
-/// Counters of the platform (exported as metrics by the daemon).
-#[derive(Debug, Default)]
-pub struct Stats {
-    malformed: AtomicU64,
-    panics: AtomicU64,
-    dropped: AtomicU64,
-}
-
-impl Stats {
-    /// Counts a rejected message; `kind` names what it was (`rpc`, `admin`, `member`, `event`,
-    /// `placement`, `audit`) in the `gc_malformed_messages_total` metric.
-    pub(crate) fn count_malformed(&self, kind: &'static str) {
-        self.malformed.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::malformed(kind);
-    }
-
-    /// Messages on platform subjects or buckets that were rejected as malformed.
-    pub fn malformed(&self) -> u64 {
-        self.malformed.load(Ordering::Relaxed)
-    }
-
-    /// Counts a panic of user code or a runtime task (`gc_hook_panics_total{hook}`).
-    pub(crate) fn count_panic(&self, hook: &str) {
-        self.panics.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::hook_panic(hook);
-    }
-
-    /// Panics of hooks, resources, handlers and runtime tasks, each handled as an error.
-    pub fn panics(&self) -> u64 {
-        self.panics.load(Ordering::Relaxed)
-    }
-
-    /// Counts a record dropped by a full bounded queue (`gc_dropped_records_total{queue}`).
-    pub(crate) fn count_dropped(&self, queue: &'static str) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::dropped(queue);
-    }
-
-    /// Records (audit records, notifications) dropped because their bounded queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
+use cluster_core::wire::names::{LockScope, Names};
 
 /// What exists once the platform has started.
 pub(crate) struct Started {
@@ -84,20 +43,13 @@ pub(crate) struct Started {
 
 /// State shared by the platform's tasks and handles.
 pub(crate) struct Shared {
-    pub(crate) names: Names,
-    pub(crate) node: NodeId,
-    pub(crate) instance: String,
+    /// The node's services every component shares (see [`NodeContext`]).
+    pub(crate) ctx: Arc<NodeContext>,
     pub(crate) labels: RwLock<Labels>,
-    pub(crate) options: PlatformOptions,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) kv: Arc<dyn KvStore>,
-    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) apps: RwLock<BTreeMap<AppName, App>>,
     pub(crate) started: watch::Sender<Option<Arc<Started>>>,
-    pub(crate) shutdown: CancellationToken,
     pub(crate) draining: AtomicBool,
     pub(crate) running: AtomicBool,
-    pub(crate) stats: Stats,
     pub(crate) tasks: Mutex<Vec<AbortHandle>>,
     pub(crate) joined_at: std::time::SystemTime,
     pub(crate) presence_changed: Notify,
@@ -105,7 +57,6 @@ pub(crate) struct Shared {
     pub(crate) planner: Option<Arc<dyn super::Planner>>,
     pub(crate) assignment: watch::Sender<Option<Arc<super::AssignmentRecord>>>,
     pub(crate) label_overrides: RwLock<Option<cluster_core::wire::placement::LabelsRecord>>,
-    pub(crate) audit: super::audit::AuditHub,
     /// Serialises Ring ownership changes (the agent's handshake and the release at shutdown).
     pub(crate) ring_lock: tokio::sync::Mutex<()>,
     /// Software version advertised in the member record.
@@ -118,7 +69,32 @@ pub(crate) struct Shared {
     pub(crate) host_lock: Option<cluster_core::host::HostLock>,
 }
 
+impl std::ops::Deref for Shared {
+    type Target = NodeContext;
+
+    fn deref(&self) -> &NodeContext {
+        &self.ctx
+    }
+}
+
+#[async_trait::async_trait]
+impl LockHome for Shared {
+    fn node(&self) -> &NodeContext {
+        &self.ctx
+    }
+
+    async fn locks_bucket(&self) -> Result<Arc<dyn KvBucket>> {
+        Ok(self.started().await?.locks.clone())
+    }
+}
+
 impl Shared {
+    /// A platform-wide lock.
+    pub(crate) fn platform_lock(self: &Arc<Self>, name: LockName) -> DistLock {
+        let home: Weak<dyn LockHome> = Arc::downgrade(self) as Weak<Shared>;
+        DistLock::new(home, LockScope::Platform, name)
+    }
+
     pub(crate) async fn started(&self) -> Result<Arc<Started>> {
         let mut rx = self.started.subscribe();
         loop {
@@ -430,21 +406,24 @@ impl PlatformBuilder {
         crate::metrics::describe();
         Ok(Platform {
             shared: Arc::new(Shared {
-                names: Names::new(name),
-                node,
-                instance: uuid::Uuid::new_v4().simple().to_string(),
-                labels: RwLock::new(self.labels),
-                options: self.options,
-                transport,
-                kv,
                 joined_at: self.clock.wall(),
-                clock: self.clock,
+                ctx: Arc::new(NodeContext {
+                    names: Names::new(name),
+                    node,
+                    instance: uuid::Uuid::new_v4().simple().to_string(),
+                    options: self.options,
+                    transport,
+                    kv,
+                    clock: self.clock,
+                    shutdown: CancellationToken::new(),
+                    stats: Stats::default(),
+                    audit: super::audit::AuditHub::new(self.audit),
+                }),
+                labels: RwLock::new(self.labels),
                 apps: RwLock::new(BTreeMap::new()),
                 started,
-                shutdown: CancellationToken::new(),
                 draining: AtomicBool::new(false),
                 running: AtomicBool::new(false),
-                stats: Stats::default(),
                 tasks: Mutex::new(Vec::new()),
                 presence_changed: Notify::new(),
                 ready: watch::channel(false).0,
@@ -455,7 +434,6 @@ impl PlatformBuilder {
                 host_lock: self.host_lock,
                 assignment: watch::channel(None).0,
                 label_overrides: RwLock::new(None),
-                audit: super::audit::AuditHub::new(self.audit),
                 ring_lock: tokio::sync::Mutex::new(()),
             }),
         })
@@ -540,8 +518,8 @@ impl Platform {
     }
 
     /// The platform's audit records (query, application events).
-    pub fn audit(&self) -> super::audit::Audit {
-        super::audit::Audit::new(&self.shared)
+    pub fn audit(&self) -> super::audit_query::Audit {
+        super::audit_query::Audit::new(&self.shared.ctx)
     }
 
     /// Registers an app (before [`Platform::run`]). Fails on a duplicate name or an app

@@ -61,7 +61,7 @@ async fn isolated(
         Ok(outcome) => outcome,
         Err(panicked) => {
             isolate::report(
-                app.shared().ok().as_ref(),
+                app.shared().ok().as_deref().map(|s| &*s.ctx),
                 Some(app.name()),
                 what,
                 &panicked,

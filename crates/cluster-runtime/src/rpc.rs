@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
 use tracing::{Instrument, Span, debug, info_span};
 
-use super::app::{App, read};
+use super::app::App;
 use super::hooks::{BoxError, handler_error};
 use super::isolate;
 use super::platform::Shared;
+use crate::sync::read;
 use cluster_core::error::{Error, Result};
 use cluster_core::id::{AppName, MethodName, NodeId};
 use cluster_core::mode::Mode;
@@ -242,7 +243,7 @@ async fn dispatch(app: &App, shared: &Arc<Shared>, msg: Message) -> Result<Bytes
         Ok(Ok(Ok(bytes))) => Ok(bytes),
         Ok(Ok(Err(e))) => Err(handler_error(e)),
         Ok(Err(panicked)) => {
-            isolate::report(Some(shared), Some(app.name()), "rpc", &panicked);
+            isolate::report(Some(&*shared.ctx), Some(app.name()), "rpc", &panicked);
             Err(Error::Handler(format!(
                 "handler {} {panicked}",
                 meta.method

@@ -11,12 +11,13 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use super::ring;
-use crate::app::{App, read};
+use crate::app::App;
 use crate::hooks::run_hook;
 use crate::instance;
 use crate::notify::Notification;
 use crate::options::HookKind;
 use crate::platform::Shared;
+use crate::sync::read;
 use cluster_core::id::{AppName, NodeId};
 use cluster_core::kv::KvBucket;
 use cluster_core::mode::Role;

@@ -25,7 +25,7 @@ use tracing::debug;
 
 use tokio::sync::broadcast;
 
-use crate::app::locked;
+use crate::sync::locked;
 use cluster_core::error::Result;
 use cluster_core::kv::{KvBucket, KvEntry, KvWatch, Revision, WatchEvent, WatchOp};
 

@@ -15,10 +15,11 @@ use tracing::{info, warn};
 
 use cluster_core::partition::partition_of;
 
-use crate::app::{App, locked, read};
+use crate::app::App;
 use crate::hooks::run_hook;
 use crate::options::HookKind;
 use crate::platform::Shared;
+use crate::sync::{locked, read};
 use cluster_core::error::{Error, Result};
 use cluster_core::id::{AppName, NodeId};
 use cluster_core::kv::KvBucket;
