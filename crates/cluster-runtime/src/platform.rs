@@ -130,7 +130,12 @@ impl Shared {
                 mode: a.mode(),
                 running: a.is_running(),
                 role: a.role(),
-                placement: a.placement(),
+                placement: a.placement().and_then(|rules| {
+                    rules
+                        .to_json()
+                        .inspect_err(|e| warn!(app = %a.name(), error = %e, "rules not advertised"))
+                        .ok()
+                }),
                 ready: a.resources().iter().all(|r| r.resource.standby_ready()),
             })
             .collect();

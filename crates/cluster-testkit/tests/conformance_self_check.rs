@@ -13,8 +13,8 @@ use cluster_core::backend::{Backend, BackendState, BackendStatus};
 use cluster_core::planner::{PlanOutcome, PlanRequest, Planner};
 use cluster_core::trace::TracePropagator;
 use cluster_core::transport::Headers;
-use cluster_core::wire::placement::PlacementView;
-use cluster_core::{ActiveResource, Clock, Epoch, Labels, LoadProbe, NodeLoad, Result};
+use cluster_core::wire::assignment::AppPlacement;
+use cluster_core::{ActiveResource, Clock, Epoch, LoadProbe, NodeLoad, Result};
 use cluster_testkit::MemoryAuditLog;
 use cluster_testkit::conformance::audit::{self, AuditFactory, AuditLogs};
 use cluster_testkit::conformance::backend::{self, BackendFactory, BackendUnderTest};
@@ -112,7 +112,7 @@ impl Planner for Everywhere {
         for app in &request.apps {
             assignment.apps.insert(
                 app.name.clone(),
-                PlacementView {
+                AppPlacement {
                     nodes: request.nodes.iter().map(|n| n.id.clone()).collect(),
                     partitions: None,
                 },
@@ -132,18 +132,6 @@ struct EverywhereFactory;
 impl planner::PlannerFactory for EverywhereFactory {
     fn planner(&self) -> Arc<dyn Planner> {
         Arc::new(Everywhere)
-    }
-
-    fn on_label(&self, _key: &str, _value: &str) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn needs_cpu(&self, _millis: u64) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn cpu_capacity(&self, _millis: u64) -> Labels {
-        Labels::new()
     }
 }
 

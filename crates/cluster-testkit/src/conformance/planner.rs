@@ -3,31 +3,60 @@
 //! are registered, hard constraints (a label rule, node capacity) on every placed node, blocked
 //! instances of a drain without force, and make-before-break.
 //!
-//! Placement rules are opaque JSON to the core, so the factory writes the two rules the suite
-//! needs ([`PlannerFactory::on_label`], [`PlannerFactory::needs_cpu`]).
+//! Rules are the core's placement document ([`PlacementSpec`]); node capacity comes from the
+//! `cpu` label ([`Resources::from_labels`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cluster_core::planner::{PlanApp, PlanMove, PlanNode, PlanOutcome, PlanRequest, Planner};
-use cluster_core::wire::placement::{AssignmentView, PlacementView};
+use cluster_core::wire::assignment::{AppPlacement, Assignment};
+use cluster_core::wire::resources::Resources;
+use cluster_core::wire::rules::{Constraint, PlacementSpec};
 use cluster_core::{AppName, Labels, Mode, NodeId};
 
 use super::{announce, ok};
 
-/// Gives the planner under test and writes its placement rules.
+/// Gives the planner under test.
 pub trait PlannerFactory: Send + Sync {
     /// The planner.
     fn planner(&self) -> Arc<dyn Planner>;
+}
 
-    /// Rules: only on nodes whose label `key` equals `value`.
-    fn on_label(&self, key: &str, value: &str) -> serde_json::Value;
+/// The rules document of `spec` (current version).
+fn rules(spec: PlacementSpec) -> serde_json::Value {
+    ok(
+        "encode rules",
+        PlacementSpec {
+            v: PlacementSpec::current().v,
+            ..spec
+        }
+        .to_json(),
+    )
+}
 
-    /// Rules: one instance needs `millis` millicores of CPU.
-    fn needs_cpu(&self, millis: u64) -> serde_json::Value;
+/// Rules: only on nodes whose label `key` equals `value`.
+fn on_label(key: &str, value: &str) -> serde_json::Value {
+    rules(PlacementSpec {
+        constraints: vec![Constraint::OnLabel {
+            key: key.into(),
+            value: value.into(),
+        }],
+        ..PlacementSpec::default()
+    })
+}
 
-    /// Node labels giving a node `millis` millicores of CPU capacity.
-    fn cpu_capacity(&self, millis: u64) -> Labels;
+/// Rules: one instance needs `millis` millicores of CPU.
+fn needs_cpu(millis: u64) -> serde_json::Value {
+    rules(PlacementSpec {
+        resources: Resources::new(millis, 0, 0),
+        ..PlacementSpec::default()
+    })
+}
+
+/// Labels giving a node `millis` millicores of CPU.
+fn cpu_capacity(millis: u64) -> Labels {
+    Labels::from_pairs([("cpu", format!("{millis}m"))]).expect("valid labels")
 }
 
 /// Runs every scenario.
@@ -78,7 +107,7 @@ fn request(nodes: Vec<PlanNode>, apps: Vec<PlanApp>) -> PlanRequest {
     PlanRequest {
         nodes,
         apps,
-        current: AssignmentView::default(),
+        current: Assignment::default(),
         moves: Vec::new(),
     }
 }
@@ -191,14 +220,14 @@ pub fn unhealthy_draining_and_cordoned_nodes_get_nothing_new(factory: &dyn Plann
     req.current.version = 4;
     req.current.apps.insert(
         app_name("kept"),
-        PlacementView {
+        AppPlacement {
             nodes: vec![node_id("cordoned")],
             partitions: None,
         },
     );
     req.current.apps.insert(
         app_name("jobs"),
-        PlacementView {
+        AppPlacement {
             nodes: vec![node_id("drained"), node_id("ok1")],
             partitions: None,
         },
@@ -263,9 +292,9 @@ pub fn a_label_rule_holds_on_every_placed_node(factory: &dyn PlannerFactory) {
         n.labels = Labels::from_pairs([("zone", zone)]).expect("valid labels");
     }
     let mut edge = app("edge", Mode::Spread);
-    edge.placement = Some(factory.on_label("zone", "a"));
+    edge.placement = Some(on_label("zone", "a"));
     let mut gpu = app("gpu", Mode::Replicas { n: 1 });
-    gpu.placement = Some(factory.on_label("zone", "c"));
+    gpu.placement = Some(on_label("zone", "c"));
     let out = plan(factory, &request(nodes, vec![edge, gpu]));
     let mut placed_edge = placed(&out, "edge");
     placed_edge.sort();
@@ -288,13 +317,13 @@ pub fn capacity_is_never_exceeded(factory: &dyn PlannerFactory) {
     let apps = ["a1", "a2", "a3"];
     let mut nodes: Vec<PlanNode> = ["n1", "n2"].iter().map(|n| node(n, &apps)).collect();
     for n in &mut nodes {
-        n.labels = factory.cpu_capacity(1000);
+        n.labels = cpu_capacity(1000);
     }
     let big: Vec<PlanApp> = apps
         .iter()
         .map(|a| {
             let mut spec = app(a, Mode::Replicas { n: 1 });
-            spec.placement = Some(factory.needs_cpu(600));
+            spec.placement = Some(needs_cpu(600));
             spec
         })
         .collect();
@@ -342,7 +371,7 @@ pub fn a_drain_without_force_blocks_what_cannot_move(factory: &dyn PlannerFactor
     for a in ["pinned", "mobile"] {
         req.current.apps.insert(
             app_name(a),
-            PlacementView {
+            AppPlacement {
                 nodes: vec![node_id("n1")],
                 partitions: None,
             },
@@ -385,7 +414,7 @@ pub fn make_before_break_keeps_the_old_node_until_the_new_one_runs(factory: &dyn
     req.current.version = 1;
     req.current.apps.insert(
         app_name("svc"),
-        PlacementView {
+        AppPlacement {
             nodes: vec![node_id("n1")],
             partitions: None,
         },
