@@ -726,11 +726,16 @@ impl Reader {
                         "network",
                         "stop_timeout",
                         "host",
+                        "extra_args",
                     ],
                 );
                 let image = self.string(bt, p, "image");
                 if image.is_none() {
                     self.problem(path(p, "image"), "a docker backend needs an image");
+                }
+                let extra_args = self.strings(bt, p, "extra_args");
+                if let Err(e) = cluster_backend::docker::ExtraArgs::parse(&extra_args) {
+                    self.problem(path(p, "extra_args"), e.to_string());
                 }
                 BackendConfig::Docker {
                     image: image.unwrap_or_default(),
@@ -741,6 +746,7 @@ impl Reader {
                     network: self.string(bt, p, "network"),
                     stop_timeout: self.duration(bt, p, "stop_timeout"),
                     host: self.string(bt, p, "host"),
+                    extra_args,
                 }
             }
             Some(other) => {

@@ -126,6 +126,8 @@ pub(crate) enum BackendConfig {
         stop_timeout: Option<Duration>,
         /// The engine's socket (default `$DOCKER_HOST`, then `/var/run/docker.sock`).
         host: Option<String>,
+        /// `docker run` options (checked at load by `ExtraArgs::parse`).
+        extra_args: Vec<String>,
     },
 }
 
