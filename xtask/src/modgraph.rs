@@ -23,10 +23,13 @@ pub(crate) const FOUNDATION: &[&str] = &[
     "audit",
     "audit_query",
     "bounded",
+    "election",
     "isolate",
     "kv_lock",
     "lease",
     "lease_view",
+    "locks",
+    "member_claim",
     "metrics",
     "node",
     "options",
@@ -36,7 +39,7 @@ pub(crate) const FOUNDATION: &[&str] = &[
 ];
 
 /// The largest allowed import cycle among top-level modules (ratchet; see the module docs).
-pub(crate) const MAX_CYCLE: usize = 21;
+pub(crate) const MAX_CYCLE: usize = 18;
 
 /// Module name → the modules it imports.
 pub(crate) type Graph = BTreeMap<String, BTreeSet<String>>;

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::id::{AppName, NodeId};
 use crate::labels::Labels;
 use crate::mode::Mode;
-use crate::wire::placement::AssignmentView;
+use crate::wire::assignment::Assignment;
 
 /// A node as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct PlanRequest {
     /// Apps advertised by members.
     pub apps: Vec<PlanApp>,
     /// The current assignment.
-    pub current: AssignmentView,
+    pub current: Assignment,
     /// Pending move requests.
     pub moves: Vec<PlanMove>,
 }
@@ -79,7 +79,7 @@ pub struct PlanRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanOutcome {
     /// The new assignment (version bumped when anything changed).
-    pub assignment: AssignmentView,
+    pub assignment: Assignment,
     /// Apps that cannot be placed, with the reason.
     pub pending: BTreeMap<AppName, String>,
     /// Instances that stay on a node drained without force (no eligible target), with the

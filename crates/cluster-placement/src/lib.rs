@@ -7,13 +7,19 @@
 //! - [`rebalance`]: [`plan_rebalance`] with hysteresis, [`plan_drain`] and [`plan_evacuate`].
 //! - [`verify()`]: checks any assignment against the hard constraints, so every node can verify
 //!   what the controller published.
+//! - [`planner`]: the platform's [`PlacementPlanner`] (the core `Planner` trait) and the
+//!   controller's policy around the scheduler: apps' rules documents ([`PlacementSpec`]),
+//!   registration constraints, operators' moves, drains, make-before-break, rebalance plans.
+//! - [`auto`]: the decisions of auto-rebalance (triggers, pauses, cooldowns, step admission,
+//!   validity, completion, timeouts); the runtime's loop keeps the mechanism.
 //!
 //! Nothing here performs IO, spawns tasks or reads clocks; the same inputs always give the same
 //! outputs (only ordered collections are iterated).
 
-pub mod assignment;
+pub mod auto;
 pub mod migration;
 pub mod model;
+pub mod planner;
 pub mod rebalance;
 pub mod resources;
 pub mod ring;
@@ -21,9 +27,12 @@ pub mod schedule;
 pub mod strategy;
 pub mod verify;
 
-pub use assignment::{ASSIGNMENT_FORMAT, AppPlacement, Assignment, AssignmentError};
+pub use cluster_core::wire::assignment::{
+    ASSIGNMENT_FORMAT, AppPlacement, Assignment, AssignmentError,
+};
 pub use migration::{Migration, MigrationKind, diff};
 pub use model::{AppSpec, Constraint, NodeInfo, Preference};
+pub use planner::{NamedStrategy, PlacementPlanner, PlacementSpec, planner};
 pub use rebalance::{
     DrainPlan, Plan, RebalancePolicy, RebalanceState, RebalanceStrategy, imbalance, node_loads,
     plan_drain, plan_drain_nodes, plan_evacuate, plan_rebalance,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cluster_core::{AppName, Mode, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::assignment::{AppPlacement, Assignment};
+use crate::{AppPlacement, Assignment};
 
 /// What a migration does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -50,100 +50,7 @@ impl NodeInfo {
     }
 }
 
-/// A hard placement constraint: the app never runs on a node that violates it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Constraint {
-    /// Only on these nodes.
-    OnNodes {
-        /// Allowed nodes.
-        nodes: Vec<NodeId>,
-    },
-    /// Only on nodes whose label `key` equals `value`.
-    OnLabel {
-        /// Label key.
-        key: String,
-        /// Required value.
-        value: String,
-    },
-    /// Never on nodes whose label `key` equals `value`.
-    AvoidLabel {
-        /// Label key.
-        key: String,
-        /// Value to avoid.
-        value: String,
-    },
-    /// Only on nodes that host an instance of `app` (co-location).
-    WithApp {
-        /// The app to co-locate with.
-        app: AppName,
-    },
-    /// Never on nodes that host an instance of `app` (anti-affinity).
-    AwayFromApp {
-        /// The app to stay away from.
-        app: AppName,
-    },
-}
-
-impl Constraint {
-    /// The app this constraint depends on, if any (it must be placed first).
-    pub fn dependency(&self) -> Option<&AppName> {
-        match self {
-            Constraint::WithApp { app } | Constraint::AwayFromApp { app } => Some(app),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Constraint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Constraint::OnNodes { nodes } => {
-                let list: Vec<&str> = nodes.iter().map(NodeId::as_str).collect();
-                write!(f, "OnNodes({})", list.join(","))
-            }
-            Constraint::OnLabel { key, value } => write!(f, "OnLabel({key}={value})"),
-            Constraint::AvoidLabel { key, value } => write!(f, "AvoidLabel({key}={value})"),
-            Constraint::WithApp { app } => write!(f, "WithApp({app})"),
-            Constraint::AwayFromApp { app } => write!(f, "AwayFromApp({app})"),
-        }
-    }
-}
-
-/// A soft preference: it orders eligible nodes but never makes a node ineligible.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Preference {
-    /// Prefer nodes whose label `key` equals `value`, by `weight`.
-    PreferLabel {
-        /// Label key.
-        key: String,
-        /// Preferred value.
-        value: String,
-        /// Higher = more preferred.
-        weight: u32,
-    },
-    /// Prefer `node`, by `weight`.
-    PreferNode {
-        /// Preferred node.
-        node: NodeId,
-        /// Higher = more preferred.
-        weight: u32,
-    },
-}
-
-impl Preference {
-    /// The weight this preference gives `node` (0 when it does not apply).
-    pub fn weight_for(&self, node: &NodeInfo) -> i64 {
-        match self {
-            Preference::PreferLabel { key, value, weight } if node.labels.matches(key, value) => {
-                i64::from(*weight)
-            }
-            Preference::PreferNode { node: n, weight } if *n == node.id => i64::from(*weight),
-            _ => 0,
-        }
-    }
-}
+pub use cluster_core::wire::rules::{Constraint, Preference};
 
 /// Everything the scheduler needs to know about one app.
 #[derive(Debug, Clone)]
@@ -208,7 +115,18 @@ impl AppSpec {
 
     /// Sum of the preference weights for `node`.
     pub fn preference_for(&self, node: &NodeInfo) -> i64 {
-        self.preferences.iter().map(|p| p.weight_for(node)).sum()
+        self.preferences.iter().map(|p| weight_for(p, node)).sum()
+    }
+}
+
+/// The weight `preference` gives `node` (0 when it does not apply).
+fn weight_for(preference: &Preference, node: &NodeInfo) -> i64 {
+    match preference {
+        Preference::PreferLabel { key, value, weight } if node.labels.matches(key, value) => {
+            i64::from(*weight)
+        }
+        Preference::PreferNode { node: n, weight } if *n == node.id => i64::from(*weight),
+        _ => 0,
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use cluster_core::{AppName, Mode, NodeId};
 
-use crate::assignment::Assignment;
+use crate::Assignment;
 use crate::model::{AppSpec, NodeInfo};
 use crate::resources::Resources;
 use crate::schedule::constraint_holds;
@@ -104,7 +104,7 @@ pub(crate) fn verify_by_app(
 
 fn check_ring(
     app: &AppName,
-    placement: &crate::assignment::AppPlacement,
+    placement: &crate::AppPlacement,
     partitions: u32,
     out: &mut Vec<String>,
 ) {

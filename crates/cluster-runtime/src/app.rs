@@ -72,7 +72,7 @@ pub(crate) struct AppInner {
     pub(crate) resources: RwLock<Vec<super::resource::Registered>>,
     pub(crate) running: std::sync::atomic::AtomicBool,
     pub(crate) instance_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
-    pub(crate) placement: RwLock<Option<serde_json::Value>>,
+    pub(crate) placement: RwLock<Option<cluster_core::wire::rules::PlacementSpec>>,
     pub(crate) ring_owned: Mutex<std::collections::BTreeSet<u32>>,
     pub(crate) extensions: RwLock<BTreeMap<std::any::TypeId, Extension>>,
 }
@@ -430,10 +430,11 @@ impl App {
             })
     }
 
-    /// Sets the app's placement rules: a JSON document interpreted by the platform's planner
-    /// (see `cluster::placement` for the typed builder). Advertised to every node; when the
-    /// platform is running the controller re-evaluates placement.
-    pub fn set_placement(&self, spec: serde_json::Value) -> &Self {
+    /// Sets the app's placement rules, interpreted by the platform's planner (see
+    /// `cluster::placement::AppPlacementExt` for the builder methods). Advertised to every node
+    /// (as the rules document in the member record); when the platform is running the
+    /// controller re-evaluates placement.
+    pub fn set_placement(&self, spec: cluster_core::wire::rules::PlacementSpec) -> &Self {
         *write(&self.inner.placement) = Some(spec);
         if let Ok(shared) = self.shared() {
             shared.refresh_presence();
@@ -442,7 +443,7 @@ impl App {
     }
 
     /// The app's placement rules, if any.
-    pub fn placement(&self) -> Option<serde_json::Value> {
+    pub fn placement(&self) -> Option<cluster_core::wire::rules::PlacementSpec> {
         read(&self.inner.placement).clone()
     }
 
@@ -608,8 +609,10 @@ impl App {
     /// A lock private to this app. Invalid names are rejected.
     pub fn lock(&self, name: impl AsRef<str>) -> Result<DistLock> {
         let name = LockName::new(name.as_ref())?;
+        let home: std::sync::Weak<dyn crate::locks::LockHome> =
+            self.inner.platform.get().cloned().unwrap_or_default();
         Ok(DistLock::new(
-            self.inner.platform.get().cloned().unwrap_or_default(),
+            home,
             LockScope::App(self.inner.name.clone()),
             name,
         ))

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::platform::Shared;
 use crate::lease::LeaseElection;
+use crate::node::NodeContext;
 use cluster_core::election::{RejectedRecord, RejectionReporter};
 use cluster_core::error::Result;
 use cluster_core::id::AppName;
@@ -14,16 +14,16 @@ use cluster_core::kv::KvBucket;
 
 /// Starts the election of `key` in the election bucket on this node (not yet campaigning).
 pub(crate) fn start(
-    shared: &Arc<Shared>,
+    node: &Arc<NodeContext>,
     bucket: Arc<dyn KvBucket>,
     key: String,
     app: Option<&AppName>,
 ) -> Result<LeaseElection> {
-    let weak = Arc::downgrade(shared);
+    let weak = Arc::downgrade(node);
     let app = app.cloned();
     let reporter: RejectionReporter = Arc::new(move |r: &RejectedRecord| {
-        if let Some(shared) = weak.upgrade() {
-            shared.audit(
+        if let Some(node) = weak.upgrade() {
+            node.audit(
                 "election",
                 "record.rejected",
                 app.as_ref(),
@@ -34,10 +34,10 @@ pub(crate) fn start(
     LeaseElection::start_reporting(
         bucket,
         key,
-        shared.node.clone(),
-        shared.instance.clone(),
-        shared.options.election,
-        shared.clock.clone(),
+        node.node.clone(),
+        node.instance.clone(),
+        node.options.election,
+        node.clock.clone(),
         reporter,
     )
 }

@@ -47,7 +47,7 @@ async fn start_inner(app: &App, shared: &Arc<Shared>) -> Result<()> {
     if app.mode().is_singleton() {
         let started = shared.started().await?;
         let e: Arc<dyn Election> = Arc::new(super::election::start(
-            shared,
+            &shared.ctx,
             started.election.clone(),
             shared.names.lease_key(app.name()),
             Some(app.name()),

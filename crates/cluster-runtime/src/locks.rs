@@ -6,20 +6,30 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use super::platform::Shared;
 use crate::kv_lock::KvLock;
+use crate::node::NodeContext;
 use cluster_core::error::{Error, Result};
 use cluster_core::id::LockName;
-use cluster_core::kv::Revision;
+use cluster_core::kv::{KvBucket, Revision};
 use cluster_core::lock::{Lock, LockHolder};
 use cluster_core::wire::names::LockScope;
+
+/// Where a lock handle finds the platform once it has started: the node's services and the
+/// platform's locks bucket (implemented by the platform's state).
+#[async_trait]
+pub(crate) trait LockHome: Send + Sync {
+    /// The node's services.
+    fn node(&self) -> &NodeContext;
+    /// The locks bucket, once the platform has started (`ShuttingDown` if it never will).
+    async fn locks_bucket(&self) -> Result<Arc<dyn KvBucket>>;
+}
 
 /// A distributed lock handle (app-private or platform-wide).
 ///
 /// Each handle is its own owner: two handles of the same lock exclude each other, also on the
 /// same node. The handle connects lazily once the platform has started.
 pub struct DistLock {
-    shared: Weak<Shared>,
+    home: Weak<dyn LockHome>,
     scope: LockScope,
     name: LockName,
     lock: OnceCell<KvLock>,
@@ -36,9 +46,9 @@ impl std::fmt::Debug for DistLock {
 }
 
 impl DistLock {
-    pub(crate) fn new(shared: Weak<Shared>, scope: LockScope, name: LockName) -> Self {
+    pub(crate) fn new(home: Weak<dyn LockHome>, scope: LockScope, name: LockName) -> Self {
         Self {
-            shared,
+            home,
             scope,
             name,
             lock: OnceCell::new(),
@@ -49,15 +59,16 @@ impl DistLock {
     async fn inner(&self) -> Result<&KvLock> {
         self.lock
             .get_or_try_init(|| async {
-                let shared = self.shared.upgrade().ok_or(Error::ShuttingDown)?;
-                let started = shared.started().await?;
+                let home = self.home.upgrade().ok_or(Error::ShuttingDown)?;
+                let bucket = home.locks_bucket().await?;
+                let node = home.node();
                 KvLock::new(
-                    started.locks.clone(),
-                    shared.names.lock_key(&self.scope, &self.name),
-                    shared.node.clone(),
-                    format!("{}/{}/{}", shared.node, shared.instance, self.handle_id),
-                    shared.options.locks,
-                    shared.clock.clone(),
+                    bucket,
+                    node.names.lock_key(&self.scope, &self.name),
+                    node.node.clone(),
+                    format!("{}/{}/{}", node.node, node.instance, self.handle_id),
+                    node.options.locks,
+                    node.clock.clone(),
                 )
             })
             .await
@@ -96,12 +107,5 @@ impl Lock for DistLock {
 
     fn fencing_token(&self) -> Option<Revision> {
         self.lock.get().and_then(|l| l.fencing_token())
-    }
-}
-
-impl Shared {
-    /// A platform-wide lock.
-    pub(crate) fn platform_lock(self: &Arc<Self>, name: LockName) -> DistLock {
-        DistLock::new(Arc::downgrade(self), LockScope::Platform, name)
     }
 }

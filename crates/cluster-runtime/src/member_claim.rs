@@ -18,19 +18,34 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::platform::Shared;
+use crate::node::NodeContext;
 use cluster_core::error::{Error, Result};
+use cluster_core::host::HostLock;
 use cluster_core::kv::{KvBucket, KvEntry, KvWatch, Revision};
+use cluster_core::member::Member;
 use cluster_core::wire::member::MemberRecord;
 
+/// Who claims the key: the node's services, its host lock (proof that an older record of
+/// this node id on this host is ours and gone) and its current member record.
+pub(super) struct Claimant<'a> {
+    pub(super) node: &'a NodeContext,
+    pub(super) host_lock: Option<&'a HostLock>,
+    pub(super) local_member: &'a (dyn Fn() -> Member + Send + Sync),
+}
+
 /// Creates or takes over `key` for this node; returns the revision written.
-pub(super) async fn claim(shared: &Shared, bucket: &dyn KvBucket, key: &str) -> Result<Revision> {
+pub(super) async fn claim(
+    claimant: &Claimant<'_>,
+    bucket: &dyn KvBucket,
+    key: &str,
+) -> Result<Revision> {
+    let shared = claimant.node;
     let ttl = shared.options.member_ttl;
     let mut watch: Option<KvWatch> = None;
     // The revision first seen and when (local clock).
     let mut observed: Option<(Revision, Instant)> = None;
     loop {
-        let record = MemberRecord::from_member(&shared.local_member()).encode()?;
+        let record = MemberRecord::from_member(&(claimant.local_member)()).encode()?;
         match bucket.create(key, record.clone(), Some(ttl)).await {
             Ok(rev) => return Ok(rev),
             Err(Error::Conflict { .. }) => {}
@@ -46,7 +61,7 @@ pub(super) async fn claim(shared: &Shared, bucket: &dyn KvBucket, key: &str) -> 
             continue;
         };
         let decoded = MemberRecord::decode(&entry.value).ok();
-        if let Some(why) = proven_gone(shared, decoded.as_ref()) {
+        if let Some(why) = proven_gone(claimant.host_lock, decoded.as_ref()) {
             if let Some(rev) = take_over(shared, bucket, key, record, &entry, &why).await? {
                 return Ok(rev);
             }
@@ -86,8 +101,8 @@ pub(super) async fn claim(shared: &Shared, bucket: &dyn KvBucket, key: &str) -> 
 }
 
 /// Why the record's writer is certainly gone (same-host proof), if it is.
-fn proven_gone(shared: &Shared, record: Option<&MemberRecord>) -> Option<String> {
-    let mine = shared.host_lock.as_ref()?.info();
+fn proven_gone(host_lock: Option<&HostLock>, record: Option<&MemberRecord>) -> Option<String> {
+    let mine = host_lock?.info();
     let theirs = record?.host.as_ref()?;
     mine.proves_gone(theirs).then(|| {
         if theirs.boot_id != mine.boot_id {
@@ -100,7 +115,7 @@ fn proven_gone(shared: &Shared, record: Option<&MemberRecord>) -> Option<String>
 
 /// Overwrites `entry` by compare-and-set; `None` when it changed meanwhile.
 async fn take_over(
-    shared: &Shared,
+    shared: &NodeContext,
     bucket: &dyn KvBucket,
     key: &str,
     record: bytes::Bytes,
@@ -135,7 +150,7 @@ async fn take_over(
 
 /// Waits until `key` changes or `until`, whichever comes first.
 async fn wait_change(
-    shared: &Shared,
+    shared: &NodeContext,
     watch: &mut KvWatch,
     key: &str,
     until: Instant,
@@ -156,7 +171,7 @@ async fn wait_change(
     }
 }
 
-async fn pause(shared: &Shared, d: Duration) -> Result<()> {
+async fn pause(shared: &NodeContext, d: Duration) -> Result<()> {
     tokio::select! {
         _ = tokio::time::sleep(d) => Ok(()),
         _ = shared.shutdown.cancelled() => Err(Error::ShuttingDown),

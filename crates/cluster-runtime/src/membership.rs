@@ -58,7 +58,13 @@ impl Presence {
     /// a live process has it.
     pub(crate) async fn join(shared: &Arc<Shared>, bucket: Arc<dyn KvBucket>) -> Result<Self> {
         let key = shared.names.member_key(&shared.node);
-        let rev = super::member_claim::claim(shared, bucket.as_ref(), &key).await?;
+        let local_member = || shared.local_member();
+        let claimant = super::member_claim::Claimant {
+            node: &shared.ctx,
+            host_lock: shared.host_lock.as_ref(),
+            local_member: &local_member,
+        };
+        let rev = super::member_claim::claim(&claimant, bucket.as_ref(), &key).await?;
         // Renew at once: running views admit a member they see appear only once it is renewed
         // (a record written once and never again is not a member).
         let record = MemberRecord::from_member(&shared.local_member()).encode()?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::app::App;
 use super::events::Events;
 use super::lease_view::trusted_leader;
-use super::locks::DistLock;
+use super::locks::{DistLock, LockHome};
 use super::membership::{MemberMap, Presence, start_view};
 use super::notify::{Notification, spawn_dispatcher};
 use super::options::PlatformOptions;
@@ -28,7 +28,7 @@ use cluster_core::labels::Labels;
 use cluster_core::member::{Member, MemberApp};
 use cluster_core::mode::{Mode, Role};
 use cluster_core::transport::Transport;
-use cluster_core::wire::names::Names;
+use cluster_core::wire::names::{LockScope, Names};
 
 /// What exists once the platform has started.
 pub(crate) struct Started {
@@ -77,7 +77,24 @@ impl std::ops::Deref for Shared {
     }
 }
 
+#[async_trait::async_trait]
+impl LockHome for Shared {
+    fn node(&self) -> &NodeContext {
+        &self.ctx
+    }
+
+    async fn locks_bucket(&self) -> Result<Arc<dyn KvBucket>> {
+        Ok(self.started().await?.locks.clone())
+    }
+}
+
 impl Shared {
+    /// A platform-wide lock.
+    pub(crate) fn platform_lock(self: &Arc<Self>, name: LockName) -> DistLock {
+        let home: Weak<dyn LockHome> = Arc::downgrade(self) as Weak<Shared>;
+        DistLock::new(home, LockScope::Platform, name)
+    }
+
     pub(crate) async fn started(&self) -> Result<Arc<Started>> {
         let mut rx = self.started.subscribe();
         loop {
@@ -113,7 +130,12 @@ impl Shared {
                 mode: a.mode(),
                 running: a.is_running(),
                 role: a.role(),
-                placement: a.placement(),
+                placement: a.placement().and_then(|rules| {
+                    rules
+                        .to_json()
+                        .inspect_err(|e| warn!(app = %a.name(), error = %e, "rules not advertised"))
+                        .ok()
+                }),
                 ready: a.resources().iter().all(|r| r.resource.standby_ready()),
             })
             .collect();

@@ -5,6 +5,7 @@
 //! unknown version or missing fields is rejected and counted, never panics.
 
 pub mod admin;
+pub mod assignment;
 pub mod event;
 pub mod headers;
 pub mod member;
@@ -12,7 +13,9 @@ pub mod names;
 pub mod placement;
 pub mod placement_admin;
 pub mod rebalance;
+pub mod resources;
 pub mod rpc;
+pub mod rules;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -37,48 +37,13 @@ pub fn labels_key(node: &NodeId) -> String {
     format!("labels.{node}")
 }
 
-/// Where one app runs (same JSON layout as `cluster_placement::AppPlacement`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlacementView {
-    /// Nodes that run an instance; for Singleton apps the candidates, preferred leader first.
-    pub nodes: Vec<NodeId>,
-    /// Ring apps: the owner of each partition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partitions: Option<Vec<NodeId>>,
-}
+pub use super::assignment::{ASSIGNMENT_FORMAT, AppPlacement, Assignment, AssignmentError};
 
-/// The placement of every app (same JSON layout as `cluster_placement::Assignment`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AssignmentView {
-    /// Layout version of the assignment (1).
-    #[serde(default = "one")]
-    pub format: u32,
-    /// Incremented on every change.
-    pub version: u64,
-    /// Placement per app; pending apps are absent.
-    pub apps: BTreeMap<AppName, PlacementView>,
-}
+/// The former name of [`AppPlacement`] (kept for source compatibility).
+pub type PlacementView = AppPlacement;
 
-fn one() -> u32 {
-    1
-}
-
-impl Default for AssignmentView {
-    fn default() -> Self {
-        Self {
-            format: 1,
-            version: 0,
-            apps: BTreeMap::new(),
-        }
-    }
-}
-
-impl AssignmentView {
-    /// Whether `node` runs `app`.
-    pub fn places(&self, app: &AppName, node: &NodeId) -> bool {
-        self.apps.get(app).is_some_and(|p| p.nodes.contains(node))
-    }
-}
+/// The former name of [`Assignment`] (kept for source compatibility).
+pub type AssignmentView = Assignment;
 
 /// The controller's record under [`ASSIGNMENT_KEY`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,7 +53,7 @@ pub struct AssignmentRecord {
     /// The epoch of the controller that wrote it (its fencing token).
     pub epoch: u64,
     /// The assignment.
-    pub assignment: AssignmentView,
+    pub assignment: Assignment,
     /// Apps that cannot be placed, with the reason.
     #[serde(default)]
     pub pending: BTreeMap<AppName, String>,
@@ -173,6 +138,10 @@ pub struct LabelsRecord {
     pub removed: Vec<String>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 /// Encodes a record as JSON.
 pub fn encode<T: Serialize>(record: &T) -> Result<Bytes> {
     serde_json::to_vec(record)
@@ -202,7 +171,7 @@ impl Default for AssignmentRecord {
         Self {
             v: PLACEMENT_RECORD_VERSION,
             epoch: 0,
-            assignment: AssignmentView::default(),
+            assignment: Assignment::default(),
             pending: BTreeMap::new(),
             blocked: BTreeMap::new(),
         }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cluster_core::{AppName, Labels, Mode, NodeId};
 
-use crate::assignment::Assignment;
+use crate::Assignment;
 use crate::migration::{Migration, diff};
 use crate::model::{AppSpec, NodeInfo};
 use crate::schedule::schedule;

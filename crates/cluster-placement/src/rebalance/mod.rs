@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use cluster_core::{AppName, Labels, Mode, NodeId};
 
-use crate::assignment::Assignment;
+use crate::Assignment;
 use crate::migration::Migration;
 use crate::model::{AppSpec, NodeInfo};
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use cluster_core::{AppName, Mode, NodeId};
 
 use super::{Plan, RebalancePolicy, RebalanceState, RebalanceStrategy, imbalance_of};
-use crate::assignment::Assignment;
+use crate::Assignment;
 use crate::migration::{Migration, MigrationKind};
 use crate::model::{AppSpec, Constraint, NodeInfo};
 use crate::schedule::{Cluster, Ledger, constraint_holds};

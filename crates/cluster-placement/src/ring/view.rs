@@ -3,7 +3,7 @@
 use cluster_core::{AppName, NodeId};
 
 use super::hash::partition_of;
-use crate::assignment::Assignment;
+use crate::Assignment;
 
 /// Why a [`HashRing`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

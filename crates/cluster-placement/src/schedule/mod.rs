@@ -19,11 +19,11 @@ use std::collections::BTreeMap;
 
 use cluster_core::{AppName, Mode, NodeId};
 
-use crate::assignment::{AppPlacement, Assignment};
 use crate::migration::{Migration, diff};
 use crate::model::{AppSpec, NodeInfo};
 use crate::ring::assign_partitions;
 use crate::strategy::{Candidate, StrategyKind};
+use crate::{AppPlacement, Assignment};
 
 pub(crate) use cluster::{Cluster, Ledger, Placed};
 pub(crate) use eligibility::constraint_holds;
@@ -97,7 +97,7 @@ pub fn schedule(nodes: &[NodeInfo], apps: &[AppSpec], current: &Assignment) -> P
     let (order, blocked) = order::dependency_order(&specs);
     let mut placed: Placed = BTreeMap::new();
     let mut new = Assignment {
-        format: crate::assignment::ASSIGNMENT_FORMAT,
+        format: crate::ASSIGNMENT_FORMAT,
         version: current.version,
         apps: BTreeMap::new(),
     };

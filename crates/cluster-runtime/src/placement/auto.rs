@@ -8,6 +8,9 @@
 //! migrations at a time as `move.{app}` records, each within the per-app cooldown, the rate
 //! limit and (with `require_approval`) only once `approve.{app}` exists.
 //!
+//! This file is the mechanism (watching, timers, locks, approvals, records); every decision is
+//! a pure function of `cluster_placement::auto`.
+//!
 //! Hysteresis: a run is planned with the planner's rebalance (start above `threshold`, plan down
 //! to `threshold / 2`) and then executes exactly that plan; the next run needs the imbalance to
 //! exceed `threshold` again, so a balanced cluster never oscillates.
@@ -20,6 +23,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use cluster_placement::auto::{self, Admission, TimedOut};
+
 use super::lock::MigrationLock;
 use crate::membership::MemberMap;
 use crate::platform::{Shared, Started};
@@ -29,8 +34,7 @@ use cluster_core::error::{Error, Result};
 use cluster_core::id::{AppName, NodeId};
 use cluster_core::kv::KvBucket;
 use cluster_core::member::NodeLoad;
-use cluster_core::mode::Role;
-use cluster_core::planner::{Planner, RebalanceOptions};
+use cluster_core::planner::Planner;
 use cluster_core::wire::placement::{
     ASSIGNMENT_KEY, AssignmentRecord, MoveRecord, PLACEMENT_RECORD_VERSION, decode, encode,
     move_key,
@@ -134,42 +138,6 @@ pub(crate) async fn settings(
     Ok((auto, policy))
 }
 
-/// Whether `step` completed according to membership.
-fn done(members: &MemberMap, step: &PlannedMigration) -> bool {
-    let runs = |n: &Option<NodeId>, role: Option<Role>| {
-        n.as_ref().and_then(|n| members.get(n)).is_some_and(|m| {
-            m.apps
-                .iter()
-                .any(|a| a.name == step.app && a.running && role.is_none_or(|r| a.role == r))
-        })
-    };
-    if step.kind == "leader" {
-        runs(&step.to, Some(Role::Leader))
-    } else {
-        runs(&step.to, None) && !runs(&step.from, None)
-    }
-}
-
-/// Why nothing new may start now, if anything.
-fn pause_reason(members: &MemberMap, draining: bool) -> Option<String> {
-    let versions: BTreeSet<&str> = members
-        .values()
-        .map(|m| m.version.as_str())
-        .filter(|v| !v.is_empty())
-        .collect();
-    if versions.len() > 1 {
-        let list: Vec<&str> = versions.into_iter().collect();
-        return Some(format!(
-            "version skew in membership ({}): rolling upgrade",
-            list.join(", ")
-        ));
-    }
-    if let Some(m) = members.values().find(|m| m.shutting_down) {
-        return Some(format!("node {} is shutting down", m.node_id));
-    }
-    draining.then(|| "a node is being drained".to_owned())
-}
-
 impl Auto {
     /// State of a new leader, continuing from the last status record.
     async fn seed(shared: &Shared, bucket: &dyn KvBucket) -> Self {
@@ -249,13 +217,12 @@ impl Auto {
             bucket.delete(REBALANCE_CANCEL_KEY, None).await?;
         }
         let draining = !bucket.keys("drain.").await?.is_empty();
-        let mut paused = pause_reason(&members, draining);
-        if paused.is_none() && !in_any_window(&policy.maintenance_windows, wall)? {
-            paused = Some("outside every maintenance window".into());
-        }
-        if paused.is_none() && !config.enabled {
-            paused = Some("auto-rebalance is disabled".into());
-        }
+        let paused = auto::pause_reason(
+            &members,
+            draining,
+            || in_any_window(&policy.maintenance_windows, wall),
+            config.enabled,
+        )?;
         self.status.paused = paused.clone();
         if !config.enabled {
             // Triggers seen while disabled do not fire later.
@@ -263,9 +230,10 @@ impl Auto {
         }
         if !self.status.in_progress && config.enabled {
             self.collect_triggers(&config, &members, now, wall);
-            let cooling = self
-                .run_ended
-                .is_some_and(|t| now < t + Duration::from_millis(config.cooldown_period_ms));
+            let cooling = auto::cooling(
+                self.run_ended.map(|t| now.duration_since(t)),
+                Duration::from_millis(config.cooldown_period_ms),
+            );
             if self.trigger.is_some() && paused.is_none() && !cooling {
                 self.start_run(shared, bucket, planner, &config, wall)
                     .await?;
@@ -295,17 +263,10 @@ impl Auto {
 
     fn detect_membership(&mut self, members: &MemberMap, config: &AutoRebalanceConfig) {
         let nodes: BTreeSet<NodeId> = members.keys().cloned().collect();
-        if let Some(known) = &self.known {
-            if config.triggers.on_node_join
-                && let Some(n) = nodes.difference(known).next()
-            {
-                self.trigger = Some(format!("node {n} joined"));
-            }
-            if config.triggers.on_node_leave
-                && let Some(n) = known.difference(&nodes).next()
-            {
-                self.trigger = Some(format!("node {n} left"));
-            }
+        if let Some(trigger) =
+            auto::membership_trigger(self.known.as_ref(), &nodes, &config.triggers)
+        {
+            self.trigger = Some(trigger);
         }
         self.known = Some(nodes);
     }
@@ -317,33 +278,17 @@ impl Auto {
         now: Instant,
         wall: SystemTime,
     ) {
-        if config.interval_ms > 0
-            && self
-                .last_eval
-                .is_none_or(|t| now >= t + Duration::from_millis(config.interval_ms))
-        {
-            self.trigger.get_or_insert_with(|| "interval".into());
-        }
-        if config.triggers.on_resource_imbalance {
-            let loads: Vec<NodeLoad> = members.values().filter_map(|m| m.load).collect();
-            if let Some((dim, spread, limit)) = config.resource_thresholds.exceeded(&loads) {
-                self.trigger.get_or_insert_with(|| {
-                    format!("resource imbalance: {dim} spread {spread:.2} > {limit:.2}")
-                });
-            }
-        }
-        if config.triggers.on_app_count_imbalance {
-            self.trigger
-                .get_or_insert_with(|| "app-count imbalance".into());
-        }
+        let mut schedule_fired = false;
         if !config.triggers.schedule.is_empty() {
             match CronSchedule::parse(&config.triggers.schedule) {
-                Ok(s) if s.fires_between(self.last_cron, wall) => {
-                    self.trigger.get_or_insert_with(|| "schedule".into());
-                }
-                Ok(_) => {}
+                Ok(s) => schedule_fired = s.fires_between(self.last_cron, wall),
                 Err(e) => warn!(error = %e, "ignoring the auto-rebalance schedule"),
             }
+        }
+        if self.trigger.is_none() {
+            let loads: Vec<NodeLoad> = members.values().filter_map(|m| m.load).collect();
+            let since_last_eval = self.last_eval.map(|t| now.duration_since(t));
+            self.trigger = auto::timed_trigger(config, since_last_eval, &loads, schedule_fired);
         }
         self.last_cron = wall;
     }
@@ -359,25 +304,8 @@ impl Auto {
         let reason = self.trigger.take().unwrap_or_default();
         self.last_eval = Some(Instant::now());
         let gathered = super::gather_plan_request(shared, bucket).await?;
-        let options = RebalanceOptions {
-            app: None,
-            threshold: Some(config.threshold),
-            exclude_apps: config.exclude_apps.clone(),
-            include_labels: config.include_labels.clone(),
-            strategy: config.strategy.clone(),
-            resource_aware: config.resource_aware,
-            resource_thresholds: config.resource_thresholds,
-            max_node_load: config.max_node_load,
-        };
-        let plan = planner.rebalance_with(&gathered.request, &options)?;
-        let steps: Vec<PlannedMigration> = plan
-            .migrations
-            .into_iter()
-            .filter(|m| {
-                (m.kind == "move" || m.kind == "leader") && m.from.is_some() && m.to.is_some()
-            })
-            .filter(|m| !config.exclude_apps.contains(&m.app))
-            .collect();
+        let plan = planner.rebalance_with(&gathered.request, &auto::options(config))?;
+        let steps = auto::runnable(plan.migrations, config);
         if steps.is_empty() {
             debug!(
                 reason,
@@ -421,7 +349,7 @@ impl Auto {
         let timeout = Duration::from_millis(policy.migration_timeout_ms);
         let mut still = Vec::new();
         for mut a in std::mem::take(&mut self.active) {
-            if done(members, &a.step) {
+            if auto::done(members, &a.step) {
                 let _ = bucket.delete(&move_key(&a.step.app), None).await;
                 if let Some(l) = a.lock.take() {
                     l.release().await;
@@ -440,35 +368,24 @@ impl Auto {
                 continue;
             }
             let _ = bucket.delete(&move_key(&a.step.app), None).await;
-            let mut reason = format!("did not complete within {timeout:?}");
-            let reached_target = a.step.to.as_ref().is_some_and(|t| {
-                members
-                    .get(t)
-                    .is_some_and(|m| m.apps.iter().any(|x| x.name == a.step.app && x.running))
-            });
-            if a.rollback {
-                reason.push_str(" (rollback)");
-            } else if policy.rollback_on_failure && reached_target {
-                let back = PlannedMigration {
-                    app: a.step.app.clone(),
-                    from: a.step.to.clone(),
-                    to: a.step.from.clone(),
-                    kind: a.step.kind.clone(),
-                };
-                let fence = a.lock.as_ref().map_or(0, MigrationLock::fence);
-                if write_move(bucket, &back, None, fence).await.is_ok() {
-                    reason.push_str("; moving back");
-                    still.push(Active {
-                        step: back,
-                        started: now,
-                        rollback: true,
-                        lock: a.lock.take(),
-                    });
+            let mut reason = auto::timeout_reason(timeout);
+            let reached = auto::reached_target(members, &a.step);
+            let outcome = auto::timed_out(&a.step, a.rollback, policy, reached);
+            let suffix = outcome.suffix();
+            match outcome {
+                TimedOut::MoveBack(back) => {
+                    let fence = a.lock.as_ref().map_or(0, MigrationLock::fence);
+                    if write_move(bucket, &back, None, fence).await.is_ok() {
+                        reason.push_str(suffix);
+                        still.push(Active {
+                            step: back,
+                            started: now,
+                            rollback: true,
+                            lock: a.lock.take(),
+                        });
+                    }
                 }
-            } else if policy.rollback_on_failure {
-                reason.push_str("; request withdrawn, the app stays where it was");
-            } else {
-                reason.push_str("; not rolled back");
+                _ => reason.push_str(suffix),
             }
             if let Some(l) = a.lock.take() {
                 l.release().await;
@@ -494,30 +411,25 @@ impl Auto {
         now: Instant,
     ) -> Result<()> {
         let assignment: Option<AssignmentRecord> = read(bucket, ASSIGNMENT_KEY).await?;
-        let cooldown = Duration::from_millis(policy.cooldown_period_ms);
-        let window = Duration::from_millis(policy.rate_limit.window_ms);
         self.status.awaiting_approval.clear();
         self.status.deferred.clear();
         let mut i = 0;
         while i < self.plan.len() && self.active.len() < config.max_concurrent.max(1) {
             let step = self.plan[i].clone();
             let app = &step.app;
-            if self.active.iter().any(|a| &a.step.app == app)
-                || self
-                    .recent
-                    .iter()
-                    .any(|(a, t)| a == app && now < *t + cooldown)
-            {
-                i += 1;
-                continue;
-            }
-            let in_window = self
+            let busy = self.active.iter().any(|a| &a.step.app == app);
+            let recent: Vec<(AppName, Duration)> = self
                 .recent
                 .iter()
-                .filter(|(_, t)| now < *t + window)
-                .count();
-            if policy.rate_limit.count > 0 && in_window >= policy.rate_limit.count as usize {
-                break;
+                .map(|(a, t)| (a.clone(), now.duration_since(*t)))
+                .collect();
+            match auto::admit(app, busy, &recent, policy) {
+                Admission::Go => {}
+                Admission::Skip => {
+                    i += 1;
+                    continue;
+                }
+                Admission::Stop => break,
             }
             // Still valid? (the plan may be stale after failures or operator moves)
             let placed = assignment
@@ -525,14 +437,7 @@ impl Auto {
                 .and_then(|r| r.assignment.apps.get(app))
                 .map(|p| p.nodes.clone())
                 .unwrap_or_default();
-            let valid = match (&step.from, &step.to) {
-                (Some(f), Some(t)) if step.kind == "leader" => {
-                    placed.first() == Some(f) && placed.contains(t)
-                }
-                (Some(f), Some(t)) => placed.contains(f) && !placed.contains(t),
-                _ => false,
-            };
-            if !valid {
+            if !auto::still_valid(&step, &placed) {
                 debug!(%app, "dropping a stale rebalance step");
                 self.plan.remove(i);
                 self.status.total = self.status.total.saturating_sub(1);
@@ -542,7 +447,7 @@ impl Auto {
                 i += 1;
                 continue;
             }
-            if let Some(reason) = over_load_threshold(members, &step, policy.load_threshold) {
+            if let Some(reason) = auto::over_load_threshold(members, &step, policy.load_threshold) {
                 debug!(%app, reason, "rebalance step deferred");
                 self.status.deferred.push(DeferredMigration {
                     migration: step,
@@ -607,12 +512,7 @@ impl Auto {
         now: Instant,
         wall: SystemTime,
     ) -> Result<()> {
-        let keep = Duration::from_millis(
-            policy
-                .cooldown_period_ms
-                .max(policy.rate_limit.window_ms)
-                .max(config.cooldown_period_ms),
-        );
+        let keep = auto::retention(config, policy);
         self.recent.retain(|(_, t)| now < *t + keep);
         self.status.v = PLACEMENT_RECORD_VERSION;
         self.status.active = self.active.iter().map(|a| a.step.clone()).collect();
@@ -693,25 +593,4 @@ async fn take_over(
     }
     info!(app = %step.app, "took over an inherited rebalance step");
     Some(lock)
-}
-
-/// Why `step` must wait under the policy's `load_threshold`: its target's measured load is
-/// above it (`None`: go ahead; unmeasured targets and a threshold of 0 never wait).
-fn over_load_threshold(
-    members: &MemberMap,
-    step: &PlannedMigration,
-    threshold: f64,
-) -> Option<String> {
-    if threshold <= 0.0 {
-        return None;
-    }
-    let to = step.to.as_ref()?;
-    let load = members.get(to)?.load?;
-    let (dim, value) = load
-        .fractions()
-        .into_iter()
-        .fold(("cpu", 0.0), |a, b| if b.1 > a.1 { b } else { a });
-    (value > threshold).then(|| {
-        format!("target {to} load {dim} {value:.2} is above the load threshold {threshold:.2}")
-    })
 }

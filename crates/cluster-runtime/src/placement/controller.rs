@@ -34,7 +34,7 @@ pub(crate) fn spawn(
     planner: Arc<dyn Planner>,
 ) -> Result<Vec<AbortHandle>> {
     let election: Arc<dyn Election> = Arc::new(crate::election::start(
-        shared,
+        &shared.ctx,
         started.election.clone(),
         shared.names.controller_lease_key(),
         None,

@@ -1,11 +1,13 @@
-//! The scheduler's output: which nodes run which app, and who owns which Ring partition.
+//! The assignment: which nodes run which app, and who owns which Ring partition. The one model
+//! of it, shared by the scheduler (`cluster-placement`), the `Planner` trait, the controller
+//! and the node agents.
 //!
 //! The JSON form is stored in KV (see `docs/protocol/placement.md`); it carries a `format`
 //! number so readers can refuse a layout they do not understand.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cluster_core::{AppName, NodeId};
+use crate::id::{AppName, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// The JSON layout version written by this crate.
@@ -102,6 +104,11 @@ impl Assignment {
             .filter(|(_, p)| p.contains(node))
             .map(|(a, _)| a)
             .collect()
+    }
+
+    /// Whether `node` runs `app`.
+    pub fn places(&self, app: &AppName, node: &NodeId) -> bool {
+        self.apps.get(app).is_some_and(|p| p.contains(node))
     }
 
     /// Whether two assignments place everything identically (ignoring `version`).
