@@ -21,6 +21,9 @@ pub enum Tamper {
     },
     /// The app's lease key deleted.
     Delete,
+    /// The app's current lease record written again unchanged (a replay: same bytes, new
+    /// revision).
+    Replay,
     /// The epoch floor overwritten with a much higher value.
     RaiseFloor,
     /// The epoch floor deleted.
@@ -133,7 +136,7 @@ pub fn plan(options: &SimOptions) -> Vec<Planned> {
         let span = Duration::from_millis(rng.range(500, 6_000));
         if kind == 3 {
             let app = apps[rng.index(apps.len())].clone();
-            let what = match rng.range(0, 5) {
+            let what = match rng.range(0, 6) {
                 0 => Tamper::Corrupt,
                 1 => Tamper::Forge {
                     node: rng.index(nodes.len()),
@@ -145,7 +148,8 @@ pub fn plan(options: &SimOptions) -> Vec<Planned> {
                 },
                 3 => Tamper::Delete,
                 4 => Tamper::RaiseFloor,
-                _ => Tamper::DeleteFloor,
+                5 => Tamper::DeleteFloor,
+                _ => Tamper::Replay,
             };
             out.push(Planned {
                 at,

@@ -41,6 +41,14 @@ pub(crate) async fn apply(
                 .map(|r| format!("rev {}", r.0))
         }
         Tamper::Delete => bucket.delete(&key, None).await.map(|()| "deleted".into()),
+        Tamper::Replay => match bucket.get(&key).await {
+            Ok(Some(entry)) => bucket
+                .put(&key, entry.value)
+                .await
+                .map(|r| format!("rev {} replays rev {}", r.0, entry.revision.0)),
+            Ok(None) => Ok("nothing to replay".into()),
+            Err(e) => Err(e),
+        },
         Tamper::RaiseFloor => bucket
             .put(
                 FLOOR_KEY,
