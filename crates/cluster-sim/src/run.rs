@@ -77,6 +77,8 @@ pub fn run_seed(options: SimOptions) -> std::io::Result<Report> {
         .enable_time()
         .start_paused(true)
         .build()?;
+    // Every node's retry jitter is drawn on this thread: seed it, or runs of one seed differ.
+    cluster_runtime::seed_thread_jitter(SplitMix64::new(options.seed).fork("jitter").next_u64());
     Ok(rt.block_on(run(options)))
 }
 
