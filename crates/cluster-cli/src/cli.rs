@@ -327,13 +327,21 @@ pub(crate) enum SnapshotCommand {
         #[arg(long)]
         app: String,
     },
-    /// Restore a snapshot.
+    /// Restore a snapshot: through the app's leader, or, when no node leads the database,
+    /// on the node given with `--on` (after a confirmation).
     Restore {
         /// The snapshot.
         id: String,
         /// The app.
         #[arg(long)]
         app: String,
+        /// Restore without a leader, on this node (it must run the app); refused while the app
+        /// has a leader.
+        #[arg(long)]
+        on: Option<String>,
+        /// Do not ask for confirmation (restoring without a leader asks).
+        #[arg(long)]
+        yes: bool,
     },
     /// Delete a snapshot.
     Delete {

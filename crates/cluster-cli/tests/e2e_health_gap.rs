@@ -7,29 +7,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use cluster_testkit::nats_server::NatsServer;
-use common::{Daemon, Scratch, cli, config, wait_for};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Daemon, Scratch, cli, config, free_port, http_get, wait_for};
 
 /// The HTTP status of `GET /health` (`None` when nothing answers).
 fn health(port: u16) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_whitespace().nth(1)?.parse().ok()
+    http_get(port, "/health").map(|(status, _)| status)
 }
 
 #[test]

@@ -6,30 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use cluster_testkit::nats_server::NatsServer;
+use common::wal::{count, leader, sqlite_app_config, sqlite3};
 use common::{Daemon, Scratch, cli, wait_for};
-
-fn sqlite3(db: &Path, sql: &str) -> Option<String> {
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 5000", db.to_str().unwrap(), sql])
-        .output()
-        .expect("the sqlite3 CLI is needed by this test: apt-get install sqlite3");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn count(db: &Path, filter: &str) -> Option<i64> {
-    if !db.exists() {
-        return None;
-    }
-    sqlite3(db, &format!("SELECT count(*) FROM t WHERE {filter}"))?
-        .parse()
-        .ok()
-}
 
 fn config(platform: &str, url: &str, db: &Path) -> String {
     // The backend writes one row every 50 ms with the sqlite3 CLI and exits with the daemon.
@@ -37,34 +18,7 @@ fn config(platform: &str, url: &str, db: &Path) -> String {
                   while kill -0 $PPID 2>/dev/null; do \
                   sqlite3 -cmd '.timeout 5000' \"$DB\" 'INSERT INTO t VALUES (1)' || exit 1; \
                   sleep 0.05; done";
-    common::platform_config(platform, url, "10s")
-        + &format!(
-            r#"[[apps]]
-name = "db"
-mode = "singleton"
-[apps.sqlite]
-path = "{db}"
-retention_count = 5
-[apps.backend]
-type = "process"
-command = "sh"
-args = ["-c", "{script}"]
-env = {{ DB = "{db}" }}
-graceful_timeout = "2s"
-[[apps]]
-name = "web"
-mode = "spread"
-"#,
-            db = db.display(),
-            script = script.replace('\\', "\\\\").replace('"', "\\\""),
-        )
-}
-
-fn leader(cfg: &str) -> String {
-    wait_for("a leader of db", Duration::from_secs(20), || {
-        let r = cli(&["--config", cfg, "--json", "app", "status", "db"]);
-        (r.code == 0).then(|| r.json()["app"]["leader"].as_str().map(str::to_owned))?
-    })
+    sqlite_app_config(platform, url, db, script, "")
 }
 
 #[test]

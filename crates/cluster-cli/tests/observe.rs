@@ -7,37 +7,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cluster_testkit::nats_server::NatsServer;
-use common::{Daemon, Scratch, cli, config, wait_for};
+use common::{Daemon, Scratch, cli, config, free_port, http_get, wait_for};
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET path` → (status, body); `None` when nothing listens yet.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
 fn json(port: u16, path: &str) -> Option<(u16, Value)> {
-    let (status, body) = get(port, path)?;
+    let (status, body) = http_get(port, path)?;
     Some((status, serde_json::from_str(&body).ok()?))
 }
 
@@ -169,7 +148,7 @@ fn metrics_health_ready_and_audit_of_a_live_daemon() {
             "app:web"
         ])
     );
-    assert_eq!(get(h, "/nope").unwrap().0, 404);
+    assert_eq!(http_get(h, "/nope").unwrap().0, 404);
 
     // Metrics: lint-clean, unique series, exactly one leader across the nodes.
     let texts: Vec<String> = ports
@@ -179,7 +158,7 @@ fn metrics_health_ready_and_audit_of_a_live_daemon() {
                 "metrics with members and renewals",
                 Duration::from_secs(20),
                 || {
-                    let (s, t) = get(*m, "/metrics")?;
+                    let (s, t) = http_get(*m, "/metrics")?;
                     (s == 200
                         && sample(&t, "gc_members", &["platform=\"obs\""]) == Some(2.0)
                         && t.contains("gc_election_seconds_since_renewal"))
@@ -335,6 +314,6 @@ fn a_second_daemon_with_the_same_config_fails_on_the_node_id_not_on_the_metrics_
     assert!(!log.contains("cannot listen"), "{log}");
     // The first daemon keeps serving.
     assert_eq!(json(health, "/ready").map(|(s, _)| s), Some(200));
-    assert!(get(metrics, "/metrics").is_some_and(|(s, _)| s == 200));
+    assert!(http_get(metrics, "/metrics").is_some_and(|(s, _)| s == 200));
     drop(first);
 }

@@ -18,7 +18,8 @@ pub const SNAPSHOT_CREATE: &str = "wal.snapshot.create";
 pub const SNAPSHOT_LIST: &str = "wal.snapshot.list";
 /// Deletes a snapshot (leader; args `{"id": …}`).
 pub const SNAPSHOT_DELETE: &str = "wal.snapshot.delete";
-/// Restores a snapshot (leader; args `{"id": …}`), then steps the app down.
+/// Restores a snapshot (leader; args `{"id": …}`), then steps the app down; with
+/// `"without_leader": true`, on a standby while no node leads (no step-down).
 pub const SNAPSHOT_RESTORE: &str = "wal.snapshot.restore";
 /// Role and replication progress of the local replica (any node).
 pub const STATUS: &str = "wal.status";
@@ -35,6 +36,14 @@ struct ResyncArgs {
 #[derive(Deserialize)]
 struct IdArgs {
     id: String,
+}
+
+#[derive(Deserialize)]
+struct RestoreArgs {
+    id: String,
+    /// Restore on this standby because no node leads the database.
+    #[serde(default)]
+    without_leader: bool,
 }
 
 /// One snapshot as the admin extensions report it (JSON object, version 1 of the reply).
@@ -61,6 +70,18 @@ fn token(app: &App) -> Result<cluster_core::epoch::Epoch> {
             leader: leader.map(|l| l.node),
         }
     })
+}
+
+/// `Ok` while this node knows no leader of the app (a lease valid now), else `NotLeader`
+/// naming it.
+fn no_leader(app: &App) -> Result<()> {
+    match app.election_state().and_then(|s| s.leader) {
+        None => Ok(()),
+        Some(l) => Err(Error::NotLeader {
+            epoch: Some(l.epoch),
+            leader: Some(l.node),
+        }),
+    }
 }
 
 fn id_of(args: Value) -> Result<String> {
@@ -100,7 +121,16 @@ pub fn register(app: &App, db: &WalDb) {
     app.on_admin(SNAPSHOT_RESTORE, move |args| {
         let (a, d) = (a.clone(), d.clone());
         async move {
-            let id = id_of(args)?;
+            let args: RestoreArgs = serde_json::from_value(args)
+                .map_err(|e| Error::InvalidArgument(format!("give the snapshot id: {e}")))?;
+            let id = args.id;
+            if args.without_leader {
+                let report = d
+                    .restore_snapshot_without_leader(&id, || no_leader(&a))
+                    .await
+                    .map_err(to_core)?;
+                return serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()));
+            }
             let mut report = d.restore_snapshot(token(&a)?, &id).await.map_err(to_core)?;
             let t = std::time::Instant::now();
             a.step_down().await?;

@@ -335,6 +335,9 @@ impl Standby {
     }
 
     fn write_pages(&mut self, pages: &[(u32, Bytes)], commit_pages: u32) -> Result<()> {
+        // SQLite would write and read frames of a replaced `-wal` file at the offsets its
+        // index records: refuse before writing anything.
+        crate::foreign::check(&self.path)?;
         let current = self.sums.page_count();
         let tx = self
             .conn

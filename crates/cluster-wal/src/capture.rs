@@ -3,7 +3,6 @@
 //! write barrier so that no frame leaves the WAL before it was shipped and acknowledged.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,9 +15,7 @@ use crate::error::{Result, WalError};
 use crate::pagesum::{PageSums, page_hash};
 use crate::record::TxnData;
 use crate::sqlite::{check_dbpage, now_us, persist_wal, read_pages, shm_path, wal_path};
-use crate::wal::{
-    IndexBound, WAL_HEADER_LEN, WalCursor, WalHeader, index_bound, read_committed_upto,
-};
+use crate::wal::{IndexBound, WalCursor, WalHeader, index_bound, read_committed_upto};
 
 /// Where a leader starts: the replicated state its database is known to hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,21 +402,13 @@ fn committed_frames(db: &Path, header: &WalHeader) -> Result<Option<u64>> {
         IndexBound::Frames(n) => Ok(Some(n)),
         IndexBound::Unsettled => Ok(None),
         IndexBound::NoIndex => Ok(Some(u64::MAX)),
+        IndexBound::Foreign(index) => {
+            Err(crate::foreign::salts_differ(&wal_path(db), header, &index))
+        }
     }
 }
 
-/// Reads and verifies the WAL header; `None` when the file is missing, shorter than a header or
-/// its header does not verify (an empty or freshly truncated WAL).
+/// Reads and verifies the WAL header (see [`crate::wal::read_header`]).
 fn read_header(wal: &Path) -> Result<Option<WalHeader>> {
-    let mut f = match File::open(wal) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(WalError::io(wal, e)),
-    };
-    let mut b = [0u8; WAL_HEADER_LEN];
-    match f.read_exact(&mut b) {
-        Ok(()) => Ok(WalHeader::parse(&b).ok()),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(WalError::io(wal, e)),
-    }
+    crate::wal::read_header(wal).map_err(|e| WalError::io(wal, e))
 }

@@ -58,6 +58,19 @@ pub enum WalError {
         /// What is wrong.
         reason: String,
     },
+    /// The `-wal` file next to the database is not the one SQLite's live wal-index describes
+    /// (copied from another database, or replaced): refused before anything is captured or
+    /// applied (see `foreign.rs`).
+    #[error(
+        "{path} is not this database's WAL ({reason}): refused, nothing was captured or \
+         applied; move the file away and re-sync this replica (`cluster wal resync`)"
+    )]
+    ForeignWal {
+        /// The `-wal` file.
+        path: String,
+        /// What differs from the wal-index.
+        reason: String,
+    },
     /// The WAL no longer continues from the shipped position (a checkpoint or reset that the
     /// replicator did not run): the standby must be re-seeded from a snapshot.
     #[error("WAL continuity break: {0}")]

@@ -19,6 +19,7 @@ pub mod capture;
 pub mod crc;
 pub mod error;
 pub mod follower;
+mod foreign;
 pub mod leader;
 pub mod memory;
 pub mod metrics;

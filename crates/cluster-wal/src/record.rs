@@ -261,6 +261,14 @@ impl Record {
         }
     }
 
+    /// The record's epoch.
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Record::Txn(t) => t.epoch,
+            Record::EpochStart(e) => e.epoch,
+        }
+    }
+
     /// The message id used for deduplication: `<lineage>/<epoch>/<txid>/<chunk>` (the last txid
     /// carried: the txid ranges of one epoch's records are disjoint) for a chunk,
     /// `<lineage>/<epoch>/start` for an epoch start.

@@ -679,8 +679,17 @@ impl ActiveResource for WalResource {
         }
     }
 
-    /// The reason of the promotion block (see [`crate::blocked`]).
+    /// The reason of the promotion block (see [`crate::blocked`]), or, on a leader that
+    /// stopped shipping (capture failed, or fenced), why: the runtime's candidacy watcher then
+    /// resigns the lease, so the backend (an external writer whose commits can no longer be
+    /// shipped) stops and a standby takes over, instead of the term going on losing every write.
+    /// Once demoted, the node stands again.
     fn leadership_blocked(&self) -> Option<String> {
+        if let Some((_, leader)) = &self.inner.views().active
+            && let Some(reason) = leader.progress().stopped
+        {
+            return Some(format!("the database leader stopped shipping: {reason}"));
+        }
         self.inner.promotion_block().map(|b| b.reason)
     }
 

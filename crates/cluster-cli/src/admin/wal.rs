@@ -1,15 +1,16 @@
 //! `cluster wal resync <app> [--from <node>] [--yes]`: recovery of an app's replicated SQLite
 //! database without a leader (admin extension `wal.resync`, served by every standby; see
 //! docs/architecture/cluster-wal.md, "Recovery without a leader"). With `--from`, that node
-//! publishes its replica as the newest snapshot first; then every other node running the app
-//! restores the newest snapshot. Each node audits `wal.resync`.
+//! publishes its replica as the newest snapshot first (the leader, when `--from` names it, takes
+//! a snapshot instead); then every other node running the app except the leader restores the
+//! newest snapshot. Each re-synced node audits `wal.resync`.
 
 use std::io::{BufRead, IsTerminal};
 
-use cluster::core::wire::admin::{AdminMethod, AdminRequest, AppExtensionParams};
 use cluster::{AppName, Error, NodeId};
 use serde_json::{Value, json};
 
+use super::snapshot::ext_request;
 use super::{Channel, app_status_doc, one, parse_app};
 use crate::cli::WalCommand;
 use crate::exit::{CliResult, Code, Failure};
@@ -49,9 +50,12 @@ async fn resync(
                 })
         })
         .transpose()?;
+    // The leader's replica is the log's truth: it is never re-synced (it refuses), but as the
+    // source it publishes a snapshot through the leader's own operation.
+    let leader = doc.app.leader.clone();
     let targets: Vec<NodeId> = nodes
         .iter()
-        .filter(|n| Some(*n) != from.as_ref())
+        .filter(|n| Some(*n) != from.as_ref() && Some(*n) != leader.as_ref())
         .cloned()
         .collect();
     let plan = match &from {
@@ -69,7 +73,14 @@ async fn resync(
     }
     let mut results = Vec::new();
     if let Some(f) = &from {
-        let v = call(channel, &app, f, true).await?;
+        let v = if Some(f) == leader.as_ref() {
+            let request = ext_request(&app, cluster_wal::admin::SNAPSHOT_CREATE, Value::Null)?;
+            let snap = send(channel, &app, f, request).await?;
+            json!({"published": snap["id"], "txid": snap["txid"], "restoring": false,
+                "was_blocked": false})
+        } else {
+            call(channel, &app, f, true).await?
+        };
         results.push(json!({"node": f, "result": v}));
     }
     for n in &targets {
@@ -114,7 +125,7 @@ fn names(nodes: &[NodeId]) -> String {
 }
 
 /// Asks on the terminal; refuses without one (use `--yes` in scripts).
-fn confirm(plan: &str) -> CliResult<bool> {
+pub(super) fn confirm(plan: &str) -> CliResult<bool> {
     eprintln!("{plan}");
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
@@ -133,17 +144,21 @@ fn confirm(plan: &str) -> CliResult<bool> {
 
 /// `wal.resync` on `node` for `app`.
 async fn call(channel: &Channel, app: &AppName, node: &NodeId, publish: bool) -> CliResult<Value> {
-    let request = AdminRequest::with_params(
-        AdminMethod::AppExtension,
-        &AppExtensionParams {
-            name: cluster_wal::admin::RESYNC.to_owned(),
-            args: json!({ "publish": publish }),
-        },
+    let request = ext_request(
+        app,
+        cluster_wal::admin::RESYNC,
+        json!({ "publish": publish }),
     )?;
-    let request = AdminRequest {
-        app: Some(app.clone()),
-        ..request
-    };
+    send(channel, app, node, request).await
+}
+
+/// Sends the `app.ext` `request` to `node`.
+async fn send(
+    channel: &Channel,
+    app: &AppName,
+    node: &NodeId,
+    request: cluster::core::wire::admin::AdminRequest,
+) -> CliResult<Value> {
     match one(channel, node, request)
         .await
         .and_then(|r| r.into_result::<Value>())

@@ -1,5 +1,9 @@
 //! The 32-byte WAL header.
 
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
 use super::checksum::wal_checksum;
 
 /// Length of the WAL header in bytes.
@@ -81,5 +85,22 @@ impl WalHeader {
         b[24..28].copy_from_slice(&c0.to_be_bytes());
         b[28..32].copy_from_slice(&c1.to_be_bytes());
         b
+    }
+}
+
+/// Reads and verifies the header of the WAL file `wal`; `None` when the file is missing,
+/// shorter than a header or its header does not verify (an empty or freshly truncated WAL,
+/// which SQLite ignores too).
+pub fn read_header(wal: &Path) -> io::Result<Option<WalHeader>> {
+    let mut f = match File::open(wal) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut b = [0u8; WAL_HEADER_LEN];
+    match f.read_exact(&mut b) {
+        Ok(()) => Ok(WalHeader::parse(&b).ok()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
     }
 }

@@ -12,6 +12,6 @@ mod reader;
 
 pub use checksum::wal_checksum;
 pub use frame::{FRAME_HEADER_LEN, FrameHeader};
-pub use header::{WAL_HEADER_LEN, WAL_MAGIC_BE, WAL_MAGIC_LE, WalHeader};
-pub use index::{IndexBound, index_bound};
+pub use header::{WAL_HEADER_LEN, WAL_MAGIC_BE, WAL_MAGIC_LE, WalHeader, read_header};
+pub use index::{IndexBound, IndexHeader, index_bound, read_index};
 pub use reader::{WalCursor, WalTxn, read_committed, read_committed_upto};
