@@ -32,6 +32,7 @@ use futures::StreamExt;
 use tokio::sync::{Mutex, OnceCell};
 use tracing::info;
 
+pub use crate::docker_args::ExtraArgs;
 use crate::guard::{ServiceGuard, Target};
 use crate::health::HealthProbe;
 
@@ -90,8 +91,13 @@ pub struct DockerConfig {
     pub stop_timeout: Duration,
     /// Labels (the backend adds [`MANAGED_LABEL`] and [`EPOCH_LABEL`]).
     pub labels: BTreeMap<String, String>,
-    /// Command overriding the image's `CMD` (the spec's `ExtraArgs`).
+    /// Command overriding the image's `CMD`.
     pub cmd: Option<Vec<String>>,
+    /// `docker run`-style options (the spec's `ExtraArgs`), e.g. `["--cap-add", "NET_ADMIN",
+    /// "-e", "A=1"]`: see [`ExtraArgs`] for the supported ones. Lists add to the fields above;
+    /// `--network`, `--memory` and `--cpus` must not contradict them. Anything unsupported
+    /// fails `start` with [`Error::InvalidArgument`] (check early with [`ExtraArgs::parse`]).
+    pub extra_args: Vec<String>,
     /// The engine's health check.
     pub health_check: Option<DockerHealthCheck>,
     /// Resource limits.
@@ -116,6 +122,7 @@ impl DockerConfig {
             stop_timeout: Duration::from_secs(10),
             labels: BTreeMap::new(),
             cmd: None,
+            extra_args: Vec::new(),
             health_check: None,
             resources: None,
             probe: HealthProbe::None,
@@ -157,6 +164,20 @@ fn status_code(e: &DockerError) -> Option<u16> {
     }
 }
 
+/// A setting given by a configuration field, by `extra_args`, or by both with the same value.
+fn one_of<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    field: Option<T>,
+    extra: Option<T>,
+) -> Result<Option<T>> {
+    match (field, extra) {
+        (Some(a), Some(b)) if a != b => Err(Error::InvalidArgument(format!(
+            "docker backend: {what} is {a:?} in the configuration but {b:?} in extra_args"
+        ))),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
 fn secs_i64(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
@@ -192,6 +213,8 @@ fn parse_port(spec: &str) -> Result<(String, PortBinding)> {
 impl DockerBackend {
     /// Starts (or adopts) the container (see [`Backend::start`]).
     async fn start_container(&self, epoch: Epoch) -> Result<()> {
+        // The configuration (extra_args included) is checked before anything touches the engine.
+        let body = self.create_body(epoch)?;
         let docker = self.docker().await?;
         let c = &self.config;
         if let Some(existing) = self.inspect(docker).await? {
@@ -214,7 +237,6 @@ impl DockerBackend {
             }
             Err(e) => return Err(self.engine_error("inspecting image for", e)),
         }
-        let body = self.create_body(epoch)?;
         let options = CreateContainerOptions {
             name: Some(c.name.clone()),
             ..Default::default()
@@ -324,10 +346,12 @@ impl DockerBackend {
             .collect();
         labels.insert(MANAGED_LABEL.into(), "cluster-backend".into());
         labels.insert(EPOCH_LABEL.into(), epoch.to_string());
+        let extra = ExtraArgs::parse(&c.extra_args)?;
         let mut env = c.env.clone();
+        env.extend(extra.env.iter().cloned());
         env.push(format!("CLUSTER_EPOCH={epoch}"));
         let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for spec in &c.ports {
+        for spec in c.ports.iter().chain(&extra.ports) {
             let (key, binding) = parse_port(spec)?;
             port_bindings
                 .entry(key)
@@ -337,12 +361,14 @@ impl DockerBackend {
         }
         let exposed: Vec<String> = port_bindings.keys().cloned().collect();
         let r = c.resources.clone().unwrap_or_default();
+        let binds: Vec<String> = c.volumes.iter().chain(&extra.volumes).cloned().collect();
         let host_config = HostConfig {
-            binds: (!c.volumes.is_empty()).then(|| c.volumes.clone()),
-            network_mode: c.network.clone(),
+            binds: (!binds.is_empty()).then_some(binds),
+            network_mode: one_of("network", c.network.clone(), extra.network)?,
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            memory: r.memory_bytes,
-            nano_cpus: r.nano_cpus,
+            cap_add: (!extra.cap_add.is_empty()).then_some(extra.cap_add),
+            memory: one_of("memory", r.memory_bytes, extra.memory_bytes)?,
+            nano_cpus: one_of("cpus", r.nano_cpus, extra.nano_cpus)?,
             cpu_shares: r.cpu_shares,
             pids_limit: r.pids_limit,
             ulimits: (!r.ulimits.is_empty()).then(|| {
@@ -368,6 +394,7 @@ impl DockerBackend {
         Ok(ContainerCreateBody {
             image: Some(c.image.clone()),
             cmd: c.cmd.clone(),
+            user: extra.user,
             env: Some(env),
             labels: Some(labels),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
@@ -553,5 +580,78 @@ mod tests {
         assert_eq!((k.as_str(), b.host_ip), ("53/udp", None));
         assert!(parse_port("a:b").is_err());
         assert!(parse_port("1:2:3:4").is_err());
+    }
+
+    fn with_extra(extra: &[&str]) -> DockerConfig {
+        let mut c = DockerConfig::new("img", "c");
+        c.env = vec!["A=1".into()];
+        c.volumes = vec!["/a:/a".into()];
+        c.ports = vec!["8080:80".into()];
+        c.extra_args = extra.iter().map(|s| (*s).to_owned()).collect();
+        c
+    }
+
+    #[test]
+    fn extra_args_map_to_the_container_configuration_not_the_command() {
+        let c = with_extra(&[
+            "-e",
+            "B=2",
+            "-v",
+            "/b:/b:ro",
+            "-p",
+            "127.0.0.1:53:53/udp",
+            "--cap-add",
+            "NET_ADMIN",
+            "--network",
+            "host",
+            "--user",
+            "1000",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+        ]);
+        let body = DockerBackend::new(c).create_body(Epoch(3)).unwrap();
+        assert_eq!(body.cmd, None, "extra_args never reach the command");
+        assert_eq!(body.user.as_deref(), Some("1000"));
+        let env = body.env.unwrap();
+        assert_eq!(env, vec!["A=1", "B=2", "CLUSTER_EPOCH=3"]);
+        let mut exposed = body.exposed_ports.unwrap();
+        exposed.sort();
+        assert_eq!(exposed, vec!["53/udp", "80/tcp"]);
+        let host = body.host_config.unwrap();
+        assert_eq!(host.binds.unwrap(), vec!["/a:/a", "/b:/b:ro"]);
+        assert_eq!(host.cap_add.unwrap(), vec!["NET_ADMIN"]);
+        assert_eq!(host.network_mode.as_deref(), Some("host"));
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        let bindings = host.port_bindings.unwrap();
+        let udp = bindings["53/udp"].as_ref().unwrap();
+        assert_eq!(udp[0].host_ip.as_deref(), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn extra_args_that_are_unsupported_or_contradict_the_configuration_are_refused() {
+        let err = |c: DockerConfig| {
+            DockerBackend::new(c)
+                .create_body(Epoch(1))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(with_extra(&["--privileged"])).contains("--privileged"));
+        assert!(err(with_extra(&["-p", "nope"])).contains("nope"));
+        let mut c = with_extra(&["--network", "host"]);
+        c.network = Some("bridge".into());
+        assert!(err(c).contains("network"));
+        let mut c = with_extra(&["--memory", "1g"]);
+        c.resources = Some(DockerResources {
+            memory_bytes: Some(1 << 20),
+            ..Default::default()
+        });
+        assert!(err(c).contains("memory"));
+        // The same value twice is no contradiction.
+        let mut c = with_extra(&["--network", "host"]);
+        c.network = Some("host".into());
+        assert!(DockerBackend::new(c).create_body(Epoch(1)).is_ok());
     }
 }

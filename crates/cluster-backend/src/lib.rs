@@ -15,6 +15,8 @@
 mod coordinator;
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "docker")]
+mod docker_args;
 mod guard;
 pub mod health;
 pub mod metrics;

@@ -158,6 +158,110 @@ fn ensure_image() {
     });
 }
 
+/// `extra_args` given as `docker run` options reach the engine as container configuration:
+/// the environment, a bind mount, a capability, the network, the user and resource limits;
+/// an unsupported option fails `start` before anything is created.
+#[tokio::test]
+async fn extra_args_become_container_configuration() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut podman = Podman::start("docker-args");
+    let name = podman.name("args");
+    let data = common::scratch("docker-args-data");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(data.join("marker"), "marker-from-volume\n").unwrap();
+    std::fs::set_permissions(data.join("marker"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut config = DockerConfig::new(IMAGE, &name);
+    config.host = Some(podman.socket());
+    config.stop_timeout = Duration::from_secs(1);
+    config.cmd = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "cat /data/marker; env; exec sleep 60".into(),
+    ]);
+    config.extra_args = [
+        "-e",
+        "FROM_ARGS=yes",
+        "-v",
+        &format!("{}:/data:ro", data.display()),
+        "--cap-add",
+        "NET_ADMIN",
+        "--network=host",
+        "--user",
+        "1234:1234",
+        "--memory",
+        "48m",
+        "--cpus",
+        "0.5",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let backend = DockerBackend::new(config.clone());
+    backend.start(Epoch(4)).await.unwrap();
+    let mut logs = Vec::new();
+    for _ in 0..250 {
+        logs = backend.logs_tail(50).await;
+        if logs.iter().any(|l| l.contains("FROM_ARGS=yes")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        logs.iter().any(|l| l.contains("marker-from-volume")),
+        "the bind mount is missing: {logs:?}"
+    );
+    assert!(logs.iter().any(|l| l == "FROM_ARGS=yes"), "{logs:?}");
+    let inspect = podman
+        .client()
+        .await
+        .inspect_container(&name, None)
+        .await
+        .unwrap();
+    let cfg = inspect.config.unwrap();
+    assert_eq!(cfg.user.as_deref(), Some("1234:1234"));
+    assert_eq!(
+        cfg.cmd.unwrap().len(),
+        3,
+        "extra_args must not reach the command"
+    );
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.network_mode.as_deref(), Some("host"));
+    assert_eq!(host.memory, Some(48 << 20));
+    assert_eq!(host.nano_cpus, Some(500_000_000));
+    let caps = host.cap_add.unwrap_or_default();
+    assert!(
+        caps.iter().any(|c| c.ends_with("NET_ADMIN")),
+        "capabilities {caps:?}"
+    );
+    // An unsupported option is refused at start, before the engine is asked anything: the
+    // running container is not adopted, and with none running none is created.
+    config.extra_args = vec!["--privileged".into()];
+    let refused = || async {
+        let err = DockerBackend::new(config.clone())
+            .start(Epoch(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, cluster_core::Error::InvalidArgument(m) if m.contains("--privileged")),
+            "{err}"
+        );
+    };
+    refused().await;
+    let still = podman
+        .client()
+        .await
+        .inspect_container(&name, None)
+        .await
+        .unwrap();
+    let labels = still.config.unwrap().labels.unwrap();
+    assert_eq!(labels.get(EPOCH_LABEL).map(String::as_str), Some("4"));
+    backend.stop(Duration::from_secs(5)).await.unwrap();
+    refused().await;
+    let gone = podman.client().await.inspect_container(&name, None).await;
+    assert!(gone.is_err(), "a container was created despite the refusal");
+    std::fs::remove_dir_all(data).unwrap();
+}
+
 #[tokio::test]
 async fn container_lifecycle_labels_resources_logs_and_removal() {
     let mut podman = Podman::start("docker-life");

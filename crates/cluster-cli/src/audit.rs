@@ -53,14 +53,16 @@ pub(crate) async fn run(settings: &Settings, args: &AuditArgs) -> CliResult {
         ));
     }
     let filter = filter(args, SystemTime::now())?;
-    let conn = cluster::nats::connect(settings.connect_options("cluster-audit"))
-        .await
-        .map_err(|e| {
-            Failure::new(
-                Code::Error,
-                format!("NATS at {}: {e}", settings.nats.servers.join(",")),
-            )
-        })?;
+    let conn = cluster::nats::connect(
+        settings.connect_options("cluster-audit", &settings.operator_role()),
+    )
+    .await
+    .map_err(|e| {
+        Failure::new(
+            Code::Error,
+            format!("NATS at {}: {e}", settings.nats.servers.join(",")),
+        )
+    })?;
     let log = cluster::nats::existing_audit(&conn, settings.platform.as_str()).await;
     let page = match log {
         Ok(log) => cluster::core::audit::AuditSink::query(&log, &filter).await,
@@ -80,7 +82,9 @@ fn print(page: &AuditPage, json: bool) -> CliResult {
             "next_after": page.next_after,
         }));
     }
-    let mut table = Table::new(&["SEQ", "TIME", "EVENT", "APP", "NODE", "DATA"]);
+    // WRITER: the node the sink vouches for (the subject only it may publish to); `-` for
+    // records of older nodes. NODE: what the record says.
+    let mut table = Table::new(&["SEQ", "TIME", "EVENT", "APP", "NODE", "WRITER", "DATA"]);
     for e in &page.entries {
         let r = &e.record;
         table.row(vec![
@@ -92,6 +96,7 @@ fn print(page: &AuditPage, json: bool) -> CliResult {
                 .map(ToString::to_string)
                 .unwrap_or("-".into()),
             r.node.to_string(),
+            crate::output::dash(e.writer.as_ref()),
             r.data.to_string(),
         ]);
     }

@@ -24,6 +24,16 @@ pub(crate) struct Global {
     /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222].
     #[arg(long, global = true, env = "CLUSTER_NATS", value_name = "URLS")]
     pub(crate) nats: Option<String>,
+    /// NATS credentials: a `.creds` file (JWT + nkey seed).
+    #[arg(long, global = true, env = "CLUSTER_NATS_CREDS", value_name = "FILE")]
+    pub(crate) nats_creds: Option<PathBuf>,
+    /// NATS credentials: an nkey user seed file, as written by `cluster auth gen-config`.
+    #[arg(long, global = true, env = "CLUSTER_NATS_NKEY", value_name = "FILE")]
+    pub(crate) nats_nkey: Option<PathBuf>,
+    /// The NATS identity admin commands use (selects its private inbox): admin or viewer
+    /// [default: admin]. The daemon always connects as its node.
+    #[arg(long, global = true, env = "CLUSTER_NATS_ROLE", value_name = "ROLE")]
+    pub(crate) nats_role: Option<OperatorRole>,
     /// Node id [default: the hostname].
     #[arg(
         short = 'n',
@@ -57,6 +67,15 @@ pub(crate) struct Global {
     /// How long admin commands wait for daemons (e.g. 5s) [default: 5s].
     #[arg(long, global = true, env = "CLUSTER_TIMEOUT", value_name = "DURATION")]
     pub(crate) timeout: Option<String>,
+}
+
+/// Which operator identity admin commands connect as (docs/SECURITY.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OperatorRole {
+    /// Read and write admin requests.
+    Admin,
+    /// Read admin requests only.
+    Viewer,
 }
 
 /// The commands.
@@ -109,6 +128,17 @@ pub(crate) enum Command {
     Leaf(LeafCommand),
     /// Query the audit log.
     Audit(AuditArgs),
+    /// Check what this client can reach and say what to fix: server version floor for secure
+    /// mode, JetStream fsync policy, bucket replicas vs cluster size, clock (docs/SECURITY.md).
+    Doctor {
+        /// The server's monitoring URL (http://host:8222), for the fsync, cluster-size and
+        /// clock checks.
+        #[arg(long, value_name = "URL")]
+        monitor: Option<String>,
+    },
+    /// NATS security: accounts, users and credentials (docs/SECURITY.md).
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Validate a configuration file and exit.
     Check,
     /// Print the version.
@@ -117,6 +147,55 @@ pub(crate) enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `auth` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthCommand {
+    /// Write a nats-server `accounts {}` block (one account for the platform, one nkey user per
+    /// identity with its permissions) and one seed file per identity (mode 0600). Existing
+    /// seed files in the directory are kept.
+    GenConfig {
+        /// The platform's nodes, comma-separated (e.g. n1,n2,n3); not with --managed.
+        #[arg(long, value_name = "IDS", default_value = "")]
+        nodes: String,
+        /// The platform's apps, comma-separated (their nodes may use their KV buckets; each
+        /// gets an `app:{A}` identity).
+        #[arg(long, value_name = "NAMES", default_value = "")]
+        apps: String,
+        /// Output directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Identify users by their TLS client certificate's subject (`CN=node-n1`, `CN=admin`,
+        /// `CN=viewer`, `CN=app-db`) instead of nkeys; the server needs
+        /// `tls { verify: true, verify_and_map: true }`. No seed files are written.
+        #[arg(long)]
+        tls: bool,
+        /// Managed mode: write the platform's operator, system-account and account keys and
+        /// the server's operator configuration (`operator.conf`); identities are then minted
+        /// as short-lived JWTs with `cluster auth mint`.
+        #[arg(long, conflicts_with = "tls")]
+        managed: bool,
+    },
+    /// Managed mode: mint a `.creds` file (user JWT + seed, mode 0600) for one identity, signed
+    /// with the platform's account key; re-run before it expires to refresh it in place.
+    Mint {
+        /// The identity: node:<id>, admin, viewer or app:<name>.
+        #[arg(long, value_name = "ID")]
+        identity: String,
+        /// The platform's account seed (`account-{P}.nk` from `gen-config --managed`).
+        #[arg(long, value_name = "FILE")]
+        account_key: PathBuf,
+        /// How long the credentials are valid (e.g. 1h).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        ttl: String,
+        /// Apps whose buckets a node identity may use, comma-separated.
+        #[arg(long, value_name = "NAMES", default_value = "")]
+        apps: String,
+        /// The `.creds` file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 

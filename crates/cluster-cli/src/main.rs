@@ -7,9 +7,11 @@
 
 mod admin;
 mod audit;
+mod auth;
 mod cli;
 mod config;
 mod daemon;
+mod doctor;
 mod exit;
 mod observe;
 mod output;
@@ -164,6 +166,24 @@ async fn dispatch(cli: Cli) -> CliResult {
             "leaf-platform (multi-zone) support",
         )),
         Command::Audit(args) => audit::run(&settings, &args).await,
+        Command::Doctor { monitor } => doctor::run(&settings, monitor.as_deref()).await,
+        Command::Auth(cli::AuthCommand::GenConfig {
+            managed: true, out, ..
+        }) => auth::gen_managed(&settings, &out),
+        Command::Auth(cli::AuthCommand::GenConfig {
+            nodes,
+            apps,
+            out,
+            tls,
+            ..
+        }) => auth::gen_config(&settings, &nodes, &apps, &out, tls),
+        Command::Auth(cli::AuthCommand::Mint {
+            identity,
+            account_key,
+            ttl,
+            apps,
+            out,
+        }) => auth::mint(&settings, &identity, &account_key, &ttl, &apps, &out),
         Command::Kill { node } => dev_control(&settings, "kill", &node).await,
         Command::Restart { node } => dev_control(&settings, "restart", &node).await,
         Command::Version | Command::Completions { .. } => Ok(()),

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cluster::nats::ConnectOptions;
+use cluster::nats::security::{self, Role};
 use cluster::{NodeId, PlatformName};
 
-use crate::cli::Global;
+use crate::cli::{Global, OperatorRole};
 use crate::config::{self, Config, NatsConfig, Problem, Problems};
 use crate::exit::{CliResult, Code, Failure};
 
@@ -66,6 +67,7 @@ impl Settings {
         if nats.servers.is_empty() {
             nats.servers = vec![DEFAULT_NATS.to_owned()];
         }
+        credentials(global, &mut nats, &mut problems);
         let timeout = match &global.timeout {
             Some(t) => match config::parse_duration(t) {
                 Ok(d) if d.is_zero() => {
@@ -118,12 +120,25 @@ impl Settings {
         })
     }
 
-    /// Connection options for NATS.
-    pub(crate) fn connect_options(&self, name: &str) -> ConnectOptions {
+    /// The identity admin commands connect as: `admin` unless `--nats-role viewer`.
+    pub(crate) fn operator_role(&self) -> Role {
+        match self.nats.role {
+            Some(OperatorRole::Viewer) => Role::Viewer,
+            Some(OperatorRole::Admin) | None => Role::Admin,
+        }
+    }
+
+    /// Connection options for NATS as `role` (its credentials and private inbox prefix).
+    pub(crate) fn connect_options(&self, name: &str, role: &Role) -> ConnectOptions {
         let n = &self.nats;
-        let mut o = ConnectOptions::new(n.servers.iter().cloned()).name(name);
+        let mut o = ConnectOptions::new(n.servers.iter().cloned())
+            .name(name)
+            .inbox_prefix(role.inbox_prefix(&self.platform));
         if let Some(c) = &n.creds {
             o = o.creds_file(c.clone());
+        }
+        if let Some(k) = &n.nkey {
+            o = o.nkey_file(k.clone());
         }
         if let (Some(u), Some(p)) = (&n.user, &n.password) {
             o = o.user_password(u.clone(), p.clone());
@@ -150,6 +165,73 @@ impl Settings {
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
         dir.join(format!("cluster-dev-{}.sock", self.platform))
+    }
+}
+
+/// Applies `--nats-creds`/`--nats-nkey`/`--nats-role` over the file's settings (a flag's
+/// credentials replace the file's) and checks that the credentials and TLS files can be read,
+/// so a bad path stops every command before anything starts.
+fn credentials(global: &Global, nats: &mut NatsConfig, problems: &mut Vec<Problem>) {
+    let flag = |key: &str, why: String| Problem {
+        file: "<flags/env>".to_owned(),
+        key: key.to_owned(),
+        why,
+    };
+    if global.nats_creds.is_some() && global.nats_nkey.is_some() {
+        problems.push(flag(
+            "--nats-creds",
+            "give --nats-creds or --nats-nkey, not both".to_owned(),
+        ));
+    }
+    if global.nats_creds.is_some() || global.nats_nkey.is_some() {
+        nats.creds = global.nats_creds.clone();
+        nats.nkey = global.nats_nkey.clone();
+        nats.user = None;
+        nats.password = None;
+        nats.token = None;
+    }
+    if global.nats_role.is_some() {
+        nats.role = global.nats_role;
+    }
+    if let Some(path) = &nats.creds {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let now = std::time::SystemTime::now();
+                if let Err(e) = security::jwt::check_not_expired(path, &text, now) {
+                    problems.push(flag("nats creds", e.to_string()));
+                }
+            }
+            Err(e) => problems.push(flag(
+                "nats creds",
+                format!(
+                    "cannot read the NATS creds file {}: {e}; check the path and that this user \
+                     may read it",
+                    path.display()
+                ),
+            )),
+        }
+    }
+    if let Some(path) = &nats.nkey
+        && let Err(e) = security::read_seed(path)
+    {
+        problems.push(flag("nats nkey", e.to_string()));
+    }
+    let tls_files = nats.tls.iter().flat_map(|t| {
+        [("ca", &t.ca), ("cert", &t.cert), ("key", &t.key)]
+            .into_iter()
+            .filter_map(|(key, path)| path.as_ref().map(|p| (key, p)))
+    });
+    for (key, path) in tls_files {
+        if let Err(e) = std::fs::read(path) {
+            problems.push(flag(
+                &format!("nats.tls.{key}"),
+                format!(
+                    "cannot read the TLS file {}: {e}; check the path and that this user may \
+                     read it",
+                    path.display()
+                ),
+            ));
+        }
     }
 }
 

@@ -278,6 +278,41 @@ durability = "eventually"
     }
 }
 
+/// A docker backend's `extra_args` are `docker run` options checked when the configuration
+/// is loaded: supported ones pass, anything else is a problem naming it.
+#[test]
+fn docker_extra_args_are_checked_at_load() {
+    let dir = Scratch::new("dockerargs");
+    let config = |args: &str| {
+        format!(
+            r#"platform = "p"
+[[apps]]
+name = "web"
+mode = "singleton"
+[apps.backend]
+type = "docker"
+image = "localhost/web:1"
+extra_args = {args}
+"#
+        )
+    };
+    let good = dir.file(
+        "good.toml",
+        &config(r#"["-e", "A=1", "--cap-add", "NET_ADMIN", "--memory=64m", "--cpus", "0.5"]"#),
+    );
+    let r = cli(&["check", "--config", good.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let bad = dir.file("bad.toml", &config(r#"["--privileged", "-e", "A=1"]"#));
+    let r = cli(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 4, "{r:?}");
+    for e in [
+        "bad.toml: apps[0].backend.extra_args: ",
+        "unsupported option \"--privileged\"",
+    ] {
+        assert!(r.stderr.contains(e), "missing {e:?} in:\n{}", r.stderr);
+    }
+}
+
 /// `cluster version | true`, `cluster status | head -1`: an admin command whose output pipe is
 /// closed ends quietly (killed by SIGPIPE, as Unix tools are) instead of panicking (exit 101).
 #[test]

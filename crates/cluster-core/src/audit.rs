@@ -216,6 +216,11 @@ impl AuditFilter {
 pub struct AuditEntry {
     /// Position in the sink (strictly increasing in storage order).
     pub seq: u64,
+    /// The node that wrote the record, as vouched for by the sink (on NATS: the subject only
+    /// that node may publish to, `docs/SECURITY.md`); `None` when the sink cannot tell (records
+    /// of older nodes, in-memory sinks). The record's own `node` field is what the writer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<NodeId>,
     /// The record.
     #[serde(flatten)]
     pub record: AuditRecord,

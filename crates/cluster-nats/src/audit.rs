@@ -1,9 +1,11 @@
 //! [`AuditSink`] on a JetStream stream `{P}_audit` with subjects
-//! `cluster.{P}.audit.{category}.{action}` (see `docs/protocol/audit.md`).
+//! `cluster.{P}.audit._by.{node}.{category}.{action}` (see `docs/protocol/audit.md`): in secure
+//! mode only `node:{node}` may publish there, so the subject vouches for the writer.
 //!
 //! * append: JetStream publish, acknowledged; `Nats-Msg-Id` = the record's id, so reports of
 //!   one fact by several nodes are stored once within the duplicate window (2 min).
-//! * query: an ephemeral pull consumer filtered by category (subject) and started at `after + 1`
+//! * query: an ephemeral pull consumer filtered by category (subjects of both layouts: also
+//!   `cluster.{P}.audit.{category}.{action}` of nodes before the writer token) and started at `after + 1`
 //!   or at `since` (server time), reading exactly the messages pending at creation; the app
 //!   and `since` filters are re-checked on the record; one more match than the limit sets
 //!   `truncated`.
@@ -15,7 +17,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use async_trait::async_trait;
 use cluster_core::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditSink};
 use cluster_core::stream::MSG_ID_HEADER;
-use cluster_core::{PlatformName, Result};
+use cluster_core::{NodeId, PlatformName, Result};
 use futures::StreamExt;
 use tracing::warn;
 
@@ -45,14 +47,26 @@ pub fn audit_stream_name(platform: &PlatformName) -> String {
     format!("{platform}_audit")
 }
 
-/// The subject of one record: `cluster.{P}.audit.{category}.{action}`.
+/// The token after `cluster.{P}.audit` that introduces the writing node.
+const WRITER_TOKEN: &str = "_by";
+
+/// The subject of one record: `cluster.{P}.audit._by.{node}.{category}.{action}`, `node` being
+/// the record's emitter (the only identity allowed to publish there in secure mode).
 pub fn audit_subject(platform: &PlatformName, record: &AuditRecord) -> String {
     format!(
-        "{}.{}.{}",
+        "{}.{WRITER_TOKEN}.{}.{}.{}",
         audit_prefix(platform),
+        record.node,
         record.category,
         record.action
     )
+}
+
+/// The writing node named by a stored record's subject (`None` for the older layout without
+/// it).
+fn writer_of(platform: &PlatformName, subject: &str) -> Option<NodeId> {
+    let rest = subject.strip_prefix(&format!("{}.{WRITER_TOKEN}.", audit_prefix(platform)))?;
+    rest.split('.').next()?.parse().ok()
 }
 
 fn audit_prefix(platform: &PlatformName) -> String {
@@ -195,9 +209,12 @@ impl AuditSink for NatsAuditLog {
     async fn query(&self, filter: &AuditFilter) -> Result<AuditPage> {
         let limit = filter.effective_limit();
         let prefix = audit_prefix(&self.platform);
-        let filter_subject = match &filter.category {
-            Some(c) => format!("{prefix}.{c}.>"),
-            None => format!("{prefix}.>"),
+        let filter_subjects = match &filter.category {
+            Some(c) => vec![
+                format!("{prefix}.{WRITER_TOKEN}.*.{c}.>"),
+                format!("{prefix}.{c}.>"),
+            ],
+            None => vec![format!("{prefix}.>")],
         };
         let deliver_policy = match (filter.after, filter.since) {
             (Some(after), _) => DeliverPolicy::ByStartSequence {
@@ -221,7 +238,7 @@ impl AuditSink for NatsAuditLog {
         let stream = self.stream().await?;
         let consumer = stream
             .create_consumer(pull::Config {
-                filter_subject,
+                filter_subjects,
                 deliver_policy,
                 ack_policy: AckPolicy::None,
                 inactive_threshold: Duration::from_secs(30),
@@ -264,7 +281,12 @@ impl AuditSink for NatsAuditLog {
                     break 'outer;
                 }
                 page.next_after = Some(seq);
-                page.entries.push(AuditEntry { seq, record });
+                let writer = writer_of(&self.platform, m.subject.as_str());
+                page.entries.push(AuditEntry {
+                    seq,
+                    writer,
+                    record,
+                });
             }
             if got == 0 {
                 break;
@@ -272,5 +294,31 @@ impl AuditSink for NatsAuditLog {
         }
         let _ = stream.delete_consumer(&consumer_name).await;
         Ok(page)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_names_the_writer() {
+        let p: PlatformName = "prod".parse().unwrap();
+        let node: NodeId = "n2".parse().unwrap();
+        let record = AuditRecord::new(
+            "operator",
+            "node.cordon",
+            None,
+            &node,
+            serde_json::json!({}),
+        );
+        let subject = audit_subject(&p, &record);
+        assert_eq!(subject, "cluster.prod.audit._by.n2.operator.node.cordon");
+        assert_eq!(writer_of(&p, &subject).unwrap().as_str(), "n2");
+        assert_eq!(
+            writer_of(&p, "cluster.prod.audit.operator.node.cordon"),
+            None
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! One NATS connection shared by the transport and the KV store.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::connection::State;
 use async_nats::{ConnectErrorKind, ServerAddr};
@@ -27,6 +28,15 @@ struct Inner {
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     options: ConnectOptions,
+    violations: Arc<AtomicU64>,
+}
+
+/// Whether a connect error's text is a TLS certificate or handshake refusal.
+fn is_tls_refusal(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    ["certificate", "fatal alert", "handshake"]
+        .iter()
+        .any(|m| t.contains(m))
 }
 
 impl NatsConnection {
@@ -45,11 +55,14 @@ impl NatsConnection {
                     .map_err(|e| Error::InvalidArgument(format!("bad NATS URL {s:?}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let violations = Arc::new(AtomicU64::new(0));
+        let count = violations.clone();
         let client = options
             .to_async_nats()
             .await?
-            .event_callback(|event| async move {
-                tracing::info!(%event, "nats connection event");
+            .event_callback(move |event| {
+                crate::violations::on_event(&event, &count);
+                async {}
             })
             .connect(addrs)
             .await
@@ -60,6 +73,14 @@ impl NatsConnection {
                     describe(&e)
                 );
                 match e.kind() {
+                    // rustls reports certificate and handshake refusals as IO errors: a TLS
+                    // mismatch is a configuration error, not an outage to retry.
+                    ConnectErrorKind::Io if is_tls_refusal(&text) => {
+                        Error::InvalidArgument(format!(
+                            "{text} (TLS mismatch: the server's certificate must be signed by the \
+                         configured CA file, and the client certificate by the server's CA)"
+                        ))
+                    }
                     ConnectErrorKind::TimedOut => Error::Timeout(text),
                     ConnectErrorKind::ServerParse
                     | ConnectErrorKind::Authentication
@@ -89,6 +110,7 @@ impl NatsConnection {
                 client,
                 jetstream,
                 options,
+                violations,
             }),
         })
     }
@@ -106,6 +128,12 @@ impl NatsConnection {
     /// The options this connection was made with.
     pub fn options(&self) -> &ConnectOptions {
         &self.inner.options
+    }
+
+    /// Permission violations the server reported on this connection so far (also counted in
+    /// `gc_nats_permission_violations_total` and logged).
+    pub fn permission_violations(&self) -> u64 {
+        self.inner.violations.load(Ordering::Relaxed)
     }
 
     /// The version of the server currently connected to.
@@ -145,5 +173,19 @@ impl NatsConnection {
             .drain()
             .await
             .map_err(|e| Error::Unavailable(format!("closing NATS connection: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tls_refusals_are_recognised() {
+        assert!(super::is_tls_refusal(
+            "IO error: invalid peer certificate: BadSignature"
+        ));
+        assert!(super::is_tls_refusal(
+            "IO error: received fatal alert: CertificateRequired"
+        ));
+        assert!(!super::is_tls_refusal("IO error: connection refused"));
     }
 }

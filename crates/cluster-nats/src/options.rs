@@ -25,6 +25,8 @@ pub enum Auth {
     None,
     /// A `.creds` file (JWT + NKey seed).
     CredsFile(PathBuf),
+    /// A file holding an nkey user seed (`SU…`), as written by `cluster auth gen-config`.
+    NkeyFile(PathBuf),
     /// User and password.
     UserPassword {
         /// The user.
@@ -64,6 +66,9 @@ pub struct ConnectOptions {
     /// Only use `servers`, ignoring the other cluster members the server advertises (needed to
     /// keep a client behind a fault proxy).
     pub ignore_discovered_servers: bool,
+    /// Prefix of the client's reply inboxes (default `_INBOX`); each identity of a secured
+    /// platform has its own (`security::Role::inbox_prefix`), the only one it may subscribe to.
+    pub inbox_prefix: Option<String>,
 }
 
 impl ConnectOptions {
@@ -84,6 +89,7 @@ impl ConnectOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             ignore_discovered_servers: false,
+            inbox_prefix: None,
         }
     }
 
@@ -96,6 +102,18 @@ impl ConnectOptions {
     /// Authenticates with a `.creds` file.
     pub fn creds_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.auth = Auth::CredsFile(path.into());
+        self
+    }
+
+    /// Authenticates with the nkey user seed in `path`.
+    pub fn nkey_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.auth = Auth::NkeyFile(path.into());
+        self
+    }
+
+    /// Uses `prefix` for reply inboxes instead of `_INBOX`.
+    pub fn inbox_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.inbox_prefix = Some(prefix.into());
         self
     }
 
@@ -189,9 +207,23 @@ impl ConnectOptions {
         let mut opts = async_nats::ConnectOptions::new();
         opts = match &self.auth {
             Auth::None => opts,
-            Auth::CredsFile(path) => opts.credentials_file(path).await.map_err(|e| {
-                Error::InvalidArgument(format!("cannot read creds file {}: {e}", path.display()))
-            })?,
+            Auth::CredsFile(path) => {
+                if let Ok(text) = std::fs::read_to_string(path) {
+                    crate::security::jwt::check_not_expired(
+                        path,
+                        &text,
+                        std::time::SystemTime::now(),
+                    )?;
+                }
+                opts.credentials_file(path).await.map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "cannot read the NATS creds file {}: {e}; check the path and that this user \
+                     may read it",
+                    path.display()
+                ))
+                })?
+            }
+            Auth::NkeyFile(path) => opts.nkey(crate::security::read_seed(path)?),
             Auth::UserPassword { user, password } => {
                 opts.user_and_password(user.clone(), password.clone())
             }
@@ -216,6 +248,9 @@ impl ConnectOptions {
             .reconnect_delay_callback(move |attempts| backoff.reconnect_delay(attempts));
         if self.ignore_discovered_servers {
             opts = opts.ignore_discovered_servers();
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            opts = opts.custom_inbox_prefix(prefix);
         }
         Ok(opts)
     }

@@ -31,7 +31,7 @@ async fn audit_stream_round_trip() {
     let r = record("placement", "migration.started", Some("convex"));
     assert_eq!(
         audit_subject(&platform, &r),
-        "cluster.prod.audit.placement.migration.started"
+        "cluster.prod.audit._by.n1.placement.migration.started"
     );
     log.append(&r).await.unwrap();
     log.append(&record("election", "acquired", Some("api")))
@@ -46,15 +46,36 @@ async fn audit_stream_round_trip() {
             .unwrap();
     }
 
+    // A record of an older node, on the subject without the writer token.
+    let legacy = record("placement", "migration.completed", Some("convex"));
+    conn.jetstream()
+        .publish(
+            "cluster.prod.audit.placement.migration.completed",
+            legacy.encode().unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
     // Another connection reads the same stream (what `cluster audit` does).
     let other = common::connect(&[server.url()]).await;
     let reader = NatsAuditLog::open(&other, &platform, options)
         .await
         .unwrap();
     let all = reader.query(&AuditFilter::default()).await.unwrap();
-    assert_eq!(all.entries.len(), 8, "the duplicate is stored once");
+    assert_eq!(all.entries.len(), 9, "the duplicate is stored once");
     assert!(!all.truncated);
     assert_eq!(all.entries[0].record, r);
+    assert_eq!(
+        all.entries[0].writer.as_ref().map(NodeId::as_str),
+        Some("n1")
+    );
+    assert_eq!(all.entries[8].record, legacy);
+    assert_eq!(
+        all.entries[8].writer, None,
+        "an old subject vouches for nobody"
+    );
 
     let placement = reader
         .query(&AuditFilter {
@@ -63,7 +84,11 @@ async fn audit_stream_round_trip() {
         })
         .await
         .unwrap();
-    assert_eq!(placement.entries.len(), 1);
+    assert_eq!(
+        placement.entries.len(),
+        2,
+        "both subject layouts match a category"
+    );
     let by_app = reader
         .query(&AuditFilter {
             app: Some("api".parse().unwrap()),
@@ -95,7 +120,7 @@ async fn audit_stream_round_trip() {
         }
         assert_eq!(page.entries.len(), 3);
     }
-    assert_eq!((seen, pages), (8, 3));
+    assert_eq!((seen, pages), (9, 3));
 
     let future = reader
         .query(&AuditFilter {

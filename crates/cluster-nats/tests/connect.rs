@@ -3,14 +3,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_core::{BucketConfig, Error, KvStore};
 use cluster_nats::{ConnectOptions, NatsConnection, TlsOptions, parse_version};
-use cluster_testkit::nats_server::{NatsServer, NatsServerOptions};
+use cluster_testkit::nats_server::{NatsServer, NatsServerOptions, make_certs};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::test]
@@ -133,93 +131,11 @@ async fn token_and_user_password_authentication() {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("openssl is needed for the TLS test (apt-get install openssl): {e}")
-        });
-    assert!(
-        status.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl
-/// CLI.
-fn make_certs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test-ca",
-        ],
-    );
-    // Extensions make both certificates X.509 v3, which webpki requires.
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for name in ["server", "client"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        let mut args = vec!["x509", "-req", "-in", &*format!("{name}.csr")]
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
-        args.extend(
-            [
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-out",
-            ]
-            .map(str::to_owned),
-        );
-        args.push(format!("{name}.pem"));
-        args.extend(["-extfile".to_owned(), format!("{name}.ext")]);
-        openssl(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-}
-
 #[tokio::test]
 async fn mutual_tls() {
     let dir = std::env::temp_dir().join(common::unique(&format!("tls-{}", std::process::id())));
     std::fs::create_dir_all(&dir).unwrap();
-    make_certs(&dir);
+    make_certs(&dir, &["client"]);
     let p = |f: &str| dir.join(f).display().to_string();
     let server = NatsServer::start_with(NatsServerOptions {
         extra_config: vec![format!(

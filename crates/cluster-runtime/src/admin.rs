@@ -1,5 +1,7 @@
 //! The admin service: every node answers platform-level admin requests (status, step-down, app
-//! and node views) on `cluster.{P}.admin.{node}` and `cluster.{P}.admin._all`.
+//! and node views) on `cluster.{P}.admin.{read|write}.{node}` and `…._all` (protocol v2: the
+//! class in the subject, a write method on a read subject is refused), and on the v1 subjects
+//! `cluster.{P}.admin.{node}` and `cluster.{P}.admin._all` for older clients.
 //!
 //! Tools such as the `cluster` CLI use [`AdminClient`](super::AdminClient) to talk to running
 //! nodes; they never register as a node themselves. Formats: [`cluster_core::wire::admin`].
@@ -22,8 +24,8 @@ use cluster_core::id::{AppName, NodeId};
 use cluster_core::mode::{Mode, Role};
 use cluster_core::transport::Message;
 use cluster_core::wire::admin::{
-    AdminMethod, AdminReply, AdminRequest, AppInstance, AppList, AppStatusReply, AppView,
-    InstanceHealth, NodeStatus, StatusReply, StepDownReply, SteppedDown,
+    AdminClass, AdminMethod, AdminReply, AdminRequest, AppInstance, AppList, AppStatusReply,
+    AppView, InstanceHealth, NodeStatus, StatusReply, StepDownReply, SteppedDown,
 };
 use cluster_core::wire::member::MemberRecord;
 use cluster_core::wire::placement::drain_key;
@@ -31,20 +33,20 @@ use cluster_core::wire::placement::drain_key;
 /// Subscribes the node's admin subjects and serves requests until aborted.
 pub(crate) async fn serve(shared: &Arc<Shared>) -> Result<Vec<AbortHandle>> {
     let names = &shared.names;
-    let subs = [
-        shared
-            .transport
-            .subscribe(&names.admin_node(&shared.node), None)
-            .await?,
-        shared.transport.subscribe(&names.admin_all(), None).await?,
-    ];
+    let node = &shared.node;
+    let mut subjects = vec![(names.admin_node(node), None), (names.admin_all(), None)];
+    for class in [AdminClass::Read, AdminClass::Write] {
+        subjects.push((names.admin_class_node(class, node), Some(class)));
+        subjects.push((names.admin_class_all(class), Some(class)));
+    }
     let mut handles = Vec::new();
-    for mut sub in subs {
+    for (subject, class) in subjects {
+        let mut sub = shared.transport.subscribe(&subject, None).await?;
         let weak = Arc::downgrade(shared);
         let task = tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 let Some(shared) = weak.upgrade() else { return };
-                tokio::spawn(async move { handle(shared, msg).await });
+                tokio::spawn(async move { handle(shared, msg, class).await });
             }
         });
         handles.push(task.abort_handle());
@@ -52,14 +54,15 @@ pub(crate) async fn serve(shared: &Arc<Shared>) -> Result<Vec<AbortHandle>> {
     Ok(handles)
 }
 
-async fn handle(shared: Arc<Shared>, msg: Message) {
+/// Serves one request received on a subject of `class` (`None`: a v1 subject).
+async fn handle(shared: Arc<Shared>, msg: Message, class: Option<AdminClass>) {
     let Some(reply_to) = msg.reply.clone() else {
         shared.stats.count_malformed("admin");
         debug!(subject = %msg.subject, "dropping admin request without reply subject");
         return;
     };
     let members: Vec<NodeId> = live_nodes(&shared);
-    let reply = match dispatch(&shared, &msg).await {
+    let reply = match dispatch(&shared, &msg, class).await {
         Ok(reply) => reply,
         Err(e) => {
             if matches!(e, Error::Malformed(_)) {
@@ -93,8 +96,20 @@ async fn handle(shared: Arc<Shared>, msg: Message) {
     }
 }
 
-async fn dispatch(shared: &Arc<Shared>, msg: &Message) -> Result<AdminReply> {
+async fn dispatch(
+    shared: &Arc<Shared>,
+    msg: &Message,
+    class: Option<AdminClass>,
+) -> Result<AdminReply> {
     let (method, request) = AdminRequest::decode(&msg.headers, &msg.payload)?;
+    if class == Some(AdminClass::Read) && method.class() == AdminClass::Write {
+        return Err(Error::InvalidArgument(format!(
+            "{method} changes the platform: send it on {}",
+            shared
+                .names
+                .admin_class_node(AdminClass::Write, &shared.node)
+        )));
+    }
     let node = shared.node.clone();
     let members = live_nodes(shared);
     match method {

@@ -19,12 +19,14 @@ use cluster_core::wire::admin::{
 };
 use cluster_core::wire::names::Names;
 
-/// Where an admin request goes.
+/// Where an admin request goes (admin protocol v2: on the subject of the request's class, so
+/// the NATS server can tell a read from a write; nodes older than v2 answer only v1 subjects,
+/// so daemons are upgraded before the CLI).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminTarget {
-    /// One node (`cluster.{P}.admin.{node}`).
+    /// One node (`cluster.{P}.admin.{read|write}.{node}`).
     Node(NodeId),
-    /// Every node (`cluster.{P}.admin._all`), gathering replies.
+    /// Every node (`cluster.{P}.admin.{read|write}._all`), gathering replies.
     All,
 }
 
@@ -91,7 +93,7 @@ impl AdminClient {
 
     async fn send_node(&self, node: &NodeId, request: &AdminRequest) -> Result<AdminReply> {
         let (headers, payload) = request.encode()?;
-        let subject = self.names.admin_node(node);
+        let subject = self.names.admin_class_node(request.class(), node);
         let msg = match self
             .transport
             .request(&subject, headers, payload, self.timeout)
@@ -120,7 +122,12 @@ impl AdminClient {
         let inbox = self.transport.new_inbox();
         let mut sub = self.transport.subscribe(&inbox, None).await?;
         self.transport
-            .publish(&self.names.admin_all(), Some(&inbox), headers, payload)
+            .publish(
+                &self.names.admin_class_all(request.class()),
+                Some(&inbox),
+                headers,
+                payload,
+            )
             .await?;
         let deadline = tokio::time::Instant::now() + self.gather;
         let mut replies: Vec<AdminReply> = Vec::new();

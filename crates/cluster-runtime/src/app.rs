@@ -63,6 +63,8 @@ pub(crate) struct AppInner {
     pub(crate) middleware: RwLock<Vec<Middleware>>,
     pub(crate) platform: OnceLock<Weak<Shared>>,
     pub(crate) role: watch::Sender<RoleState>,
+    /// The leader of a Singleton app as last observed here (read by `App::leader_changes`).
+    pub(crate) observed_leader: watch::Sender<Option<NodeId>>,
     pub(crate) election: Mutex<Option<Arc<dyn Election>>>,
     pub(crate) leadership: Mutex<Option<mpsc::UnboundedSender<LeaderCommand>>>,
     /// The bounded queue to the notification dispatcher (see [`super::notify`]).
@@ -135,6 +137,7 @@ impl App {
                 middleware: RwLock::new(Vec::new()),
                 platform: OnceLock::new(),
                 role,
+                observed_leader: watch::channel(None).0,
                 election: Mutex::new(None),
                 leadership: Mutex::new(None),
                 notify: Mutex::new(None),

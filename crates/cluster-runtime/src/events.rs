@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::app::App;
+use super::event_registry::Registration;
 use super::isolate;
 use super::platform::Shared;
 use cluster_core::error::{Error, Result};
@@ -112,8 +113,9 @@ impl Events {
         })
     }
 
-    /// Subscribes `handler` to `pattern`; it is called for each event, in order. Drop the
-    /// returned handle or call [`EventSubscription::unsubscribe`] to stop.
+    /// Subscribes `handler` to `pattern`; it is called for each event, in order. Stop it with
+    /// [`Events::unsubscribe`] (every handler on that pattern), by calling
+    /// [`EventSubscription::unsubscribe`] or by dropping the returned handle.
     ///
     /// A handler that panics loses that event only: the panic is logged, counted
     /// (`gc_hook_panics_total{hook="event"}`) and audited, and the next event is delivered.
@@ -122,9 +124,22 @@ impl Events {
         F: Fn(Event) + Send + Sync + 'static,
     {
         let mut stream = self.stream(pattern).await?;
+        let shared = self.shared()?;
+        let subject = self.full(&shared, pattern);
+        let Registration { id, stop, done } = shared.event_subs.register(&subject);
         let (weak, app) = (self.shared.clone(), self.source_app.clone());
         let task = tokio::spawn(async move {
-            while let Some(event) = stream.next().await {
+            // Dropped when the task ends (or is aborted): `Events::unsubscribe` waits for it.
+            let _done = done;
+            loop {
+                let event = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    event = stream.next() => match event {
+                        Some(event) => event,
+                        None => return,
+                    },
+                };
                 // A panicking handler loses this event only; the subscription goes on.
                 let call =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(event)));
@@ -139,7 +154,23 @@ impl Events {
                 }
             }
         });
-        Ok(EventSubscription { task })
+        Ok(EventSubscription {
+            task,
+            shared: self.shared.clone(),
+            subject,
+            id,
+        })
+    }
+
+    /// Stops every handler subscription on `pattern` made through this namespace on this node
+    /// (by any handle of it: `app.events()` twice is the same namespace) and returns how many
+    /// were stopped (0 when none was). When it returns, none of their handlers runs any more.
+    /// Streams ([`Events::stream`]) are not affected: drop them to unsubscribe.
+    pub async fn unsubscribe(&self, pattern: &str) -> Result<usize> {
+        validate_subscribe_subject(pattern)?;
+        let shared = self.shared()?;
+        let subject = self.full(&shared, pattern);
+        Ok(shared.event_subs.stop_all(&subject).await)
     }
 }
 
@@ -147,16 +178,22 @@ impl Events {
 #[derive(Debug)]
 pub struct EventSubscription {
     task: JoinHandle<()>,
+    shared: Weak<Shared>,
+    subject: String,
+    id: u64,
 }
 
 impl EventSubscription {
-    /// Stops delivering events.
+    /// Stops delivering events: no new handler call starts (one already running finishes).
     pub fn unsubscribe(self) {}
 }
 
 impl Drop for EventSubscription {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(shared) = self.shared.upgrade() {
+            shared.event_subs.forget(&self.subject, self.id);
+        }
     }
 }
 

@@ -123,7 +123,8 @@ pub(crate) fn spawn(app: &App, election: Arc<dyn Election>) -> tokio::task::Join
     })
 }
 
-/// Starts the observer that turns leader changes into `on_leader_change` notifications.
+/// Starts the observer that turns leader changes into `on_leader_change` notifications and
+/// updates the app's observed leader (for [`App::leader_changes`]).
 pub(crate) fn spawn_leader_observer(
     app: &App,
     election: &Arc<dyn Election>,
@@ -153,6 +154,7 @@ pub(crate) fn spawn_leader_observer(
             }
             if leader != last {
                 last = leader.clone();
+                app.inner.observed_leader.send_replace(leader.clone());
                 app.notify(Notification::LeaderChange(leader));
             }
             tokio::select! {

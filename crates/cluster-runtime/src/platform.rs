@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) load_probe: Option<Arc<dyn super::LoadProbe>>,
     /// Proof that no other process of this node runs on this host (opt-in).
     pub(crate) host_lock: Option<cluster_core::host::HostLock>,
+    /// Handler subscriptions of this node's events, for `Events::unsubscribe`.
+    pub(crate) event_subs: super::event_registry::EventRegistry,
 }
 
 impl std::ops::Deref for Shared {
@@ -440,6 +442,7 @@ impl PlatformBuilder {
                 assignment: watch::channel(None).0,
                 label_overrides: RwLock::new(None),
                 ring_lock: tokio::sync::Mutex::new(()),
+                event_subs: Default::default(),
             }),
         })
     }

@@ -495,9 +495,10 @@ impl Worker {
         Ok(false)
     }
 
-    /// Samples the lag in transactions (the log tail's txid minus the applied txid) and the
-    /// time since the last apply. Best effort: a failing log read skips the sample.
-    fn sample_lag(&self, applied_txid: u64, last_apply: std::time::Instant) {
+    /// Samples the lag in transactions (the log tail's txid minus the applied txid), in log
+    /// entries (the tail's sequence minus the applied one) and the time since the last apply.
+    /// Best effort: a failing log read skips the sample.
+    fn sample_lag(&self, applied: Position, last_apply: std::time::Instant) {
         let db = &self.cfg.metrics_name;
         metrics::set(
             metrics::SINCE_APPLY_SECONDS,
@@ -505,13 +506,18 @@ impl Worker {
             last_apply.elapsed().as_secs_f64(),
         );
         let h = self.handle.clone();
-        let tail_txid = h.block_on(async {
+        let tail = h.block_on(async {
             let last = self.log.last_sequence().await.ok()?;
+            metrics::set(
+                metrics::LAG_SEGMENTS,
+                db,
+                last.saturating_sub(applied.stream_seq) as f64,
+            );
             let e = self.log.get(last).await.ok()??;
             e.headers.get(H_TXID)?.parse::<u64>().ok()
         });
-        if let Some(tail) = tail_txid {
-            let lag = tail.saturating_sub(applied_txid);
+        if let Some(tail) = tail {
+            let lag = tail.saturating_sub(applied.txid);
             metrics::set(metrics::LAG_TRANSACTIONS, db, lag as f64);
             self.progress.send_modify(|p| {
                 p.lag_txns = lag;
@@ -555,7 +561,7 @@ impl Worker {
             };
             let entry = match next {
                 Next::Tick => {
-                    self.sample_lag(standby.position().txid, last_apply);
+                    self.sample_lag(standby.position(), last_apply);
                     continue;
                 }
                 Next::Stop | Next::Entry(None) => return Ok(()),
@@ -645,7 +651,7 @@ impl Worker {
                     lags.extend(std::iter::repeat_n(lag, txns as usize));
                 }
                 metrics::set(metrics::APPLIED_TXID, db, standby.position().txid as f64);
-                metrics::set(metrics::APPLIED_SEQ, db, seq as f64);
+                metrics::set_position(db, "standby", seq);
             }
             if !matches!(applied, Applied::Buffered) {
                 let pos = standby.position();

@@ -656,7 +656,7 @@ async fn publisher(
             p.records_shipped += records;
         });
         metrics::set(metrics::LEADER_ACKED_TXID, &db, txid as f64);
-        metrics::set(metrics::LEADER_ACKED_SEQ, &db, last_seq as f64);
+        metrics::set_position(&db, "leader", last_seq);
         metrics::add(metrics::SHIPPED_BYTES, &db, bytes);
     }
 }

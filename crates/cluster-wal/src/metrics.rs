@@ -9,16 +9,19 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 pub const LEADER_CAPTURED_TXID: &str = "gc_wal_leader_captured_txid";
 /// Last txid acknowledged by the log (gauge).
 pub const LEADER_ACKED_TXID: &str = "gc_wal_leader_acked_txid";
-/// Log sequence of the last acknowledged entry (gauge).
-pub const LEADER_ACKED_SEQ: &str = "gc_wal_leader_acked_seq";
 /// Bytes of records appended to the log (counter).
 pub const SHIPPED_BYTES: &str = "gc_wal_shipped_bytes_total";
 /// Leaders stopped because the log rejected their append (fenced) (counter).
 pub const FENCED: &str = "gc_wal_fenced_total";
 /// Last txid applied on a standby (gauge).
 pub const APPLIED_TXID: &str = "gc_wal_applied_txid";
-/// Log sequence of the last entry applied on a standby (gauge).
-pub const APPLIED_SEQ: &str = "gc_wal_applied_seq";
+/// The node's replication position, a log sequence (gauge, labels `db` and `role`): on the
+/// leader (`role="leader"`) the last entry the log acknowledged, on a standby
+/// (`role="standby"`) the last entry applied. The spec's name.
+pub const POSITION: &str = "gc_wal_position";
+/// Log entries (segments of WAL frames, one or more transactions each) the standby is behind
+/// the log tail (gauge, sampled every second). The spec's name.
+pub const LAG_SEGMENTS: &str = "gc_wal_lag_segments";
 /// Leader commit → standby apply, seconds (histogram; same-host clocks only).
 pub const LAG_SECONDS: &str = "gc_wal_lag_seconds";
 /// Transactions the standby is behind the log tail (gauge, sampled every second).
@@ -50,10 +53,6 @@ pub fn describe() {
         LEADER_ACKED_TXID,
         "last txid acknowledged by the replication log"
     );
-    describe_gauge!(
-        LEADER_ACKED_SEQ,
-        "log sequence of the last acknowledged entry"
-    );
     describe_counter!(
         SHIPPED_BYTES,
         "bytes of records appended to the replication log"
@@ -64,8 +63,12 @@ pub fn describe() {
     );
     describe_gauge!(APPLIED_TXID, "last txid applied on the standby");
     describe_gauge!(
-        APPLIED_SEQ,
-        "log sequence of the last entry applied on the standby"
+        POSITION,
+        "replication position (log sequence): acknowledged on the leader, applied on a standby"
+    );
+    describe_gauge!(
+        LAG_SEGMENTS,
+        "log entries the standby is behind the log tail"
     );
     describe_histogram!(LAG_SECONDS, "leader commit to standby apply, seconds");
     describe_gauge!(
@@ -95,6 +98,11 @@ pub fn describe() {
 
 pub(crate) fn set(name: &'static str, db: &str, v: f64) {
     gauge!(name, "db" => db.to_owned()).set(v);
+}
+
+/// Sets the `gc_wal_position` of `db` as seen in `role` (`leader` or `standby`).
+pub(crate) fn set_position(db: &str, role: &'static str, seq: u64) {
+    gauge!(POSITION, "db" => db.to_owned(), "role" => role).set(seq as f64);
 }
 
 pub(crate) fn add(name: &'static str, db: &str, n: u64) {

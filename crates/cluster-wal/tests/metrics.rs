@@ -108,7 +108,10 @@ async fn replication_position_lag_bytes_and_errors_are_exported() {
     let p = leader.progress();
     assert_eq!(get("gc_wal_leader_acked_txid{leader}").1, txid as f64);
     assert_eq!(get("gc_wal_leader_captured_txid{leader}").1, txid as f64);
-    assert_eq!(get("gc_wal_leader_acked_seq{leader}").1, p.acked_seq as f64);
+    // The spec's position: acknowledged on the leader, applied on the standby.
+    assert!(p.acked_seq > 0);
+    assert_eq!(get("gc_wal_position{leader}").1, p.acked_seq as f64);
+    assert_eq!(get("gc_wal_position{standby}").1, p.acked_seq as f64);
     assert_eq!(get("gc_wal_shipped_bytes_total{leader}").0, p.bytes_shipped);
     assert_eq!(get("gc_wal_applied_txid{standby}").1, txid as f64);
     assert!(
@@ -118,6 +121,13 @@ async fn replication_position_lag_bytes_and_errors_are_exported() {
     // The per-second sample reports no lag in transactions once caught up.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(get("gc_wal_lag_transactions{standby}").1, 0.0);
+    let has = |k: &str| values.0.lock().unwrap().contains_key(k);
+    assert!(
+        has("gc_wal_lag_segments{standby}"),
+        "the lag in segments is sampled"
+    );
+    assert_eq!(get("gc_wal_lag_segments{standby}").1, 0.0);
+    assert!(!has("gc_wal_leader_acked_seq{leader}") && !has("gc_wal_applied_seq{standby}"));
     assert!(get("gc_wal_seconds_since_apply{standby}").1 >= 0.5);
     assert_eq!(get("gc_wal_apply_errors_total{standby}").0, 0);
     // A standby that cannot read the log counts its errors.

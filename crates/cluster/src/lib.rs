@@ -88,6 +88,7 @@ pub mod nats {
 
     pub use cluster_nats::{
         AuditStreamOptions, Auth, ConnectOptions, NatsAuditLog, NatsConnection, TlsOptions,
+        describe_metrics, doctor, security,
     };
 
     /// Opens the existing audit stream of `platform` read-only (for tools such as the CLI).

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use cluster::core::wire::admin::{AdminMethod, AdminRequest};
+use cluster::core::Transport;
+use cluster::core::wire::admin::{AdminClass, AdminMethod, AdminReply, AdminRequest};
 use cluster::runtime::{AdminClient, AdminTarget};
 use cluster::{App, Error, PlatformOptions, dev};
 
@@ -107,6 +108,47 @@ async fn admin_requests_answer_status_and_step_down() {
         .into_result::<cluster::core::wire::admin::StepDownReply>()
         .unwrap_err();
     assert_eq!(err.kind(), "unknown_method");
+
+    // Protocol v2: a write method on the read subject is refused (the NATS server lets a viewer
+    // publish there); v1 subjects, without a class, are still answered.
+    let raw = network.transport("_raw");
+    let names = cluster::core::wire::names::Names::new("adm".parse().unwrap());
+    let stepdown = AdminRequest::new(AdminMethod::StepDown);
+    let ask = |subject: String, request: AdminRequest| {
+        let raw = raw.clone();
+        async move {
+            let (headers, payload) = request.encode().unwrap();
+            let msg = raw
+                .request(&subject, headers, payload, Duration::from_secs(5))
+                .await
+                .unwrap();
+            AdminReply::decode(&msg.headers, &msg.payload)
+                .unwrap()
+                .into_result::<serde_json::Value>()
+        }
+    };
+    let refused = ask(
+        names.admin_class_node(AdminClass::Read, &standby),
+        stepdown.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.kind(), "invalid_argument", "{refused}");
+    assert!(refused.to_string().contains("admin.write"), "{refused}");
+    let v1 = ask(
+        names.admin_node(&standby),
+        AdminRequest::new(AdminMethod::NodeStatus),
+    )
+    .await;
+    assert_eq!(v1.unwrap()["node"], standby.as_str());
+    let read = ask(
+        names.admin_class_node(AdminClass::Read, &standby),
+        AdminRequest::new(AdminMethod::NodeStatus),
+    )
+    .await;
+    assert_eq!(read.unwrap()["node"], standby.as_str());
+    assert_eq!(AdminMethod::StepDown.class(), AdminClass::Write);
+    assert_eq!(AdminClass::of_name("frobnicate"), AdminClass::Write);
 
     // The leader steps down; the other node takes over with a newer epoch.
     let old_epoch = db.epoch;

@@ -78,7 +78,7 @@ impl Channel {
             return Ok(Channel::Dev { socket });
         }
         let servers = settings.nats.servers.join(",");
-        let conn = cluster::nats::connect(settings.connect_options("cluster-cli"))
+        let conn = cluster::nats::connect(settings.connect_options("cluster-cli", &settings.operator_role()))
             .await
             .map_err(|e| {
                 Failure::new(

@@ -336,7 +336,7 @@ impl Reader {
             nt,
             p,
             &[
-                "servers", "creds", "user", "password", "token", "tls", "replicas",
+                "servers", "creds", "nkey", "role", "user", "password", "token", "tls", "replicas",
             ],
         );
         n.servers = self.strings(nt, p, "servers");
@@ -350,16 +350,34 @@ impl Reader {
             }
         }
         n.creds = self.path_buf(nt, p, "creds");
+        n.nkey = self.path_buf(nt, p, "nkey");
+        n.role = match self.string(nt, p, "role").as_deref() {
+            None => None,
+            Some("admin") => Some(crate::cli::OperatorRole::Admin),
+            Some("viewer") => Some(crate::cli::OperatorRole::Viewer),
+            Some(other) => {
+                self.problem("nats.role", format!("{other:?} is not admin or viewer"));
+                None
+            }
+        };
         n.user = self.string(nt, p, "user");
         n.password = self.string(nt, p, "password");
         n.token = self.string(nt, p, "token");
         n.replicas = self.int(nt, p, "replicas", 1, 5).map(|r| r as usize);
-        let methods = [n.creds.is_some(), n.user.is_some(), n.token.is_some()]
-            .iter()
-            .filter(|m| **m)
-            .count();
+        let methods = [
+            n.creds.is_some(),
+            n.nkey.is_some(),
+            n.user.is_some(),
+            n.token.is_some(),
+        ]
+        .iter()
+        .filter(|m| **m)
+        .count();
         if methods > 1 {
-            self.problem("nats", "give at most one of creds, user/password and token");
+            self.problem(
+                "nats",
+                "give at most one of creds, nkey, user/password and token",
+            );
         }
         if n.user.is_some() != n.password.is_some() {
             self.problem("nats.user", "user and password must be given together");
@@ -726,11 +744,16 @@ impl Reader {
                         "network",
                         "stop_timeout",
                         "host",
+                        "extra_args",
                     ],
                 );
                 let image = self.string(bt, p, "image");
                 if image.is_none() {
                     self.problem(path(p, "image"), "a docker backend needs an image");
+                }
+                let extra_args = self.strings(bt, p, "extra_args");
+                if let Err(e) = cluster_backend::docker::ExtraArgs::parse(&extra_args) {
+                    self.problem(path(p, "extra_args"), e.to_string());
                 }
                 BackendConfig::Docker {
                     image: image.unwrap_or_default(),
@@ -741,6 +764,7 @@ impl Reader {
                     network: self.string(bt, p, "network"),
                     stop_timeout: self.duration(bt, p, "stop_timeout"),
                     host: self.string(bt, p, "host"),
+                    extra_args,
                 }
             }
             Some(other) => {

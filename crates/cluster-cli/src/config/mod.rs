@@ -88,6 +88,10 @@ pub(crate) struct TlsConfig {
 pub(crate) struct NatsConfig {
     pub(crate) servers: Vec<String>,
     pub(crate) creds: Option<PathBuf>,
+    /// An nkey user seed file (`cluster auth gen-config`).
+    pub(crate) nkey: Option<PathBuf>,
+    /// The operator identity of admin commands (`admin` or `viewer`).
+    pub(crate) role: Option<crate::cli::OperatorRole>,
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) token: Option<String>,
@@ -126,6 +130,8 @@ pub(crate) enum BackendConfig {
         stop_timeout: Option<Duration>,
         /// The engine's socket (default `$DOCKER_HOST`, then `/var/run/docker.sock`).
         host: Option<String>,
+        /// `docker run` options (checked at load by `ExtraArgs::parse`).
+        extra_args: Vec<String>,
     },
 }
 

@@ -75,6 +75,7 @@ pub(crate) fn attach(app: &App, config: &AppConfig, backend: &BackendConfig) {
             network,
             stop_timeout,
             host,
+            extra_args,
         } => {
             let name = name.clone().unwrap_or_else(|| config.name.to_string());
             let mut c = DockerConfig::new(image.clone(), name);
@@ -83,6 +84,7 @@ pub(crate) fn attach(app: &App, config: &AppConfig, backend: &BackendConfig) {
             c.volumes = volumes.clone();
             c.network = network.clone();
             c.host = host.clone();
+            c.extra_args = extra_args.clone();
             if let Some(t) = stop_timeout {
                 c.stop_timeout = *t;
             }

@@ -116,7 +116,10 @@ pub(crate) async fn run(settings: &Settings, args: &RunArgs) -> CliResult {
     // Before connecting: a second daemon of this node on this host stops here.
     let host_lock = lock::acquire(settings, &node)?;
     let mut signals = signals::Signals::install()?;
-    let options = settings.connect_options(&format!("cluster-{node}"));
+    let options = settings.connect_options(
+        &format!("cluster-{node}"),
+        &cluster::nats::security::Role::Node(node.clone()),
+    );
     let servers = settings.nats.servers.join(",");
     let conn = loop {
         match cluster::nats::connect(options.clone()).await {

@@ -27,6 +27,7 @@ pub(crate) fn install() -> CliResult<PrometheusHandle> {
             )
         })?;
     cluster::runtime::metrics::describe();
+    cluster::nats::describe_metrics();
     Ok(handle)
 }
 

@@ -135,10 +135,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `cluster run --config <config> --node <node>` with output to a log file.
     pub fn start(config: &Path, node: &str, dir: &Path) -> Self {
+        Self::start_with(config, node, dir, &[])
+    }
+
+    /// As [`Daemon::start`], with `extra` arguments after `run`.
+    pub fn start_with(config: &Path, node: &str, dir: &Path, extra: &[&str]) -> Self {
         let log = dir.join(format!("{node}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
             .args(["run", "--config", config.to_str().unwrap(), "--node", node])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(out.try_clone().unwrap())
             .stderr(out)

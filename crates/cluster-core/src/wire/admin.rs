@@ -1,7 +1,9 @@
 //! Platform-level admin requests and replies (JSON, version 1).
 //!
-//! Every node serves admin requests on `cluster.{P}.admin.{node}` and
-//! `cluster.{P}.admin._all` (see [`Names::admin_node`](super::names::Names::admin_node)). The
+//! Every node serves admin requests on `cluster.{P}.admin.{read|write}.{node}` and
+//! `cluster.{P}.admin.{read|write}._all` (protocol v2, [`AdminClass`],
+//! [`Names::admin_class_node`](super::names::Names::admin_class_node)), and on the v1 subjects
+//! `cluster.{P}.admin.{node}` and `cluster.{P}.admin._all` for older clients. The
 //! `cluster` CLI and any other tool talk to running daemons with these messages; they never
 //! register as a node. The format is documented in `docs/protocol/admin.md`.
 //!
@@ -79,7 +81,58 @@ pub enum AdminMethod {
     NodeRemove,
 }
 
+/// Whether an admin method only reads (admin protocol v2: the class is in the subject,
+/// `cluster.{P}.admin.{read|write}.{N}`, so the NATS server can allow a `viewer` reads only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdminClass {
+    /// Changes nothing.
+    Read,
+    /// May change the platform (or runs app-defined code).
+    Write,
+}
+
+impl AdminClass {
+    /// The subject token: `read` or `write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminClass::Read => "read",
+            AdminClass::Write => "write",
+        }
+    }
+
+    /// The class of a method named on the wire; unknown names are `Write`.
+    pub fn of_name(method: &str) -> Self {
+        AdminMethod::parse(method).map_or(AdminClass::Write, AdminMethod::class)
+    }
+}
+
 impl AdminMethod {
+    /// The method's class: `Read` for the status and plan methods, `Write` for the rest
+    /// (`app.ext` included: it runs app-defined code).
+    pub fn class(self) -> AdminClass {
+        match self {
+            AdminMethod::Status
+            | AdminMethod::NodeStatus
+            | AdminMethod::AppList
+            | AdminMethod::AppStatus
+            | AdminMethod::PlacementStatus
+            | AdminMethod::RebalancePlan
+            | AdminMethod::RebalanceStatus
+            | AdminMethod::ConfigGet => AdminClass::Read,
+            AdminMethod::StepDown
+            | AdminMethod::NodeCordon
+            | AdminMethod::NodeUncordon
+            | AdminMethod::NodeDrain
+            | AdminMethod::NodeLabel
+            | AdminMethod::AppMove
+            | AdminMethod::RebalanceCancel
+            | AdminMethod::RebalanceApprove
+            | AdminMethod::ConfigSet
+            | AdminMethod::AppExtension
+            | AdminMethod::NodeRemove => AdminClass::Write,
+        }
+    }
+
     /// Every method, in documentation order.
     pub const ALL: [AdminMethod; 19] = [
         AdminMethod::Status,
@@ -181,6 +234,11 @@ pub struct AdminRequest {
 }
 
 impl AdminRequest {
+    /// The request's class (from its method name; unknown methods are `Write`).
+    pub fn class(&self) -> AdminClass {
+        AdminClass::of_name(&self.method)
+    }
+
     /// A request for `method`.
     pub fn new(method: AdminMethod) -> Self {
         Self {

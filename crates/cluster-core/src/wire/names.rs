@@ -1,6 +1,7 @@
 //! Bucket names, keys and subjects.
 
 use crate::id::{AppName, LockName, NodeId, PlatformName};
+use crate::wire::admin::AdminClass;
 
 /// Root token of every subject the platform uses.
 pub const SUBJECT_ROOT: &str = "cluster";
@@ -124,6 +125,26 @@ impl Names {
         format!("{SUBJECT_ROOT}.{}.admin._all", self.platform)
     }
 
+    /// Admin protocol v2 subject of one node for requests of `class`:
+    /// `cluster.{P}.admin.{read|write}.{node}`.
+    pub fn admin_class_node(&self, class: AdminClass, node: &NodeId) -> String {
+        format!(
+            "{SUBJECT_ROOT}.{}.admin.{}.{node}",
+            self.platform,
+            class.as_str()
+        )
+    }
+
+    /// Admin protocol v2 broadcast subject for requests of `class`:
+    /// `cluster.{P}.admin.{read|write}._all`.
+    pub fn admin_class_all(&self, class: AdminClass) -> String {
+        format!(
+            "{SUBJECT_ROOT}.{}.admin.{}._all",
+            self.platform,
+            class.as_str()
+        )
+    }
+
     /// Strips the app-event prefix, giving the event's own subject.
     pub fn app_event_suffix<'a>(&self, app: &AppName, subject: &'a str) -> Option<&'a str> {
         let prefix = format!("{}.ev.", self.app_prefix(app));
@@ -162,6 +183,14 @@ mod tests {
         assert_eq!(
             n.lock_key(&LockScope::App(app), &"m".parse().unwrap()),
             "app.cache.m"
+        );
+        assert_eq!(
+            n.admin_class_node(AdminClass::Read, &node),
+            "cluster.prod.admin.read.n1"
+        );
+        assert_eq!(
+            n.admin_class_all(AdminClass::Write),
+            "cluster.prod.admin.write._all"
         );
     }
 }

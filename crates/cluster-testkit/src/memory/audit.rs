@@ -79,6 +79,7 @@ impl AuditSink for MemoryAuditLog {
         inner.next_seq += 1;
         let seq = inner.next_seq;
         inner.entries.push_back(AuditEntry {
+            writer: None,
             seq,
             record: record.clone(),
         });
