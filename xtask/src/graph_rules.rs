@@ -1,8 +1,10 @@
 //! Crate-graph rules that keep test code out of production builds (issue 21): part of
 //! `cargo xtask deps-check`.
 //!
-//! * No workspace crate depends on `cluster-testkit` except as a dev-dependency (the in-memory
-//!   implementations that dev mode needs are in `cluster-memory`).
+//! * No publishable workspace crate depends on `cluster-testkit` except as a dev-dependency (the
+//!   in-memory implementations that dev mode needs are in `cluster-memory`). Test-only tools
+//!   marked `publish = false` (the simulator `cluster-sim`) may use it as a normal dependency;
+//!   the daemon tree check below still keeps them out of the binary.
 //! * The `cluster` binary's normal dependency tree has neither `cluster-testkit` nor tokio's
 //!   `test-util` feature (paused time is for tests only).
 
@@ -66,14 +68,17 @@ fn cargo(root: &Path, args: &[&str]) -> Result<String> {
     String::from_utf8(out.stdout).context("cargo output is not UTF-8")
 }
 
-/// Every workspace crate that depends on `cluster-testkit` as a normal or build dependency, in
-/// `cargo metadata --no-deps` output.
+/// Every publishable workspace crate that depends on `cluster-testkit` as a normal or build
+/// dependency, in `cargo metadata --no-deps` output (`publish = false` shows as `"publish": []`).
 fn testkit_not_dev_only(metadata: &Value) -> Vec<String> {
     let packages = metadata["packages"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);
     let mut found = Vec::new();
-    for package in packages {
+    for package in packages
+        .iter()
+        .filter(|p| p["publish"] != serde_json::json!([]))
+    {
         let name = package["name"].as_str().unwrap_or("?");
         let deps = package["dependencies"]
             .as_array()
@@ -121,7 +126,9 @@ mod tests {
                 {"name": "cluster-testkit", "kind": "dev"}
             ]},
             {"name": "cluster-vip", "dependencies": [{"name": "cluster-testkit", "kind": null}]},
-            {"name": "cluster-wal", "dependencies": [{"name": "cluster-testkit", "kind": "build"}]}
+            {"name": "cluster-wal", "dependencies": [{"name": "cluster-testkit", "kind": "build"}]},
+            {"name": "cluster-sim", "publish": [],
+             "dependencies": [{"name": "cluster-testkit", "kind": null}]}
         ]});
         assert_eq!(
             testkit_not_dev_only(&metadata),

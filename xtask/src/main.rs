@@ -16,6 +16,9 @@
 //! * `demo`: nats-server + 3 daemons, show the leader, SIGKILL it, show the failover, clean up.
 //! * `release`: the release archive in `dist/` (binary, systemd unit, example configuration,
 //!   completions, man pages, checksums; see `release.rs`), version from git.
+//! * `sim (--seed N | --seeds N [--start S]) [--minutes M] [--trace]`: the deterministic
+//!   simulator (`crates/cluster-sim`, issue 13 tier 1): one seed with its report, or many
+//!   seeds with a summary; fails when an invariant broke (each failure prints its `--seed`).
 //! * `sqlite-external`: a crate outside the workspace uses `cluster`'s `sqlite` feature without
 //!   `LIBSQLITE3_FLAGS` (see `sqlite_external.rs`; a second dependency build of several minutes,
 //!   so it runs in `e2e`, not in `test`).
@@ -73,6 +76,7 @@ fn main() -> Result<()> {
         Some("demo") => e2e::demo(&root),
         Some("release") => release::release(&root),
         Some("sqlite-external") => sqlite_external::run(&root),
+        Some("sim") => sim(&root, &args[1..]),
         Some("tools") => system::ensure_system().and_then(|()| {
             tools::ensure_nats_server(&root).map(|p| {
                 println!("nats-server: {}", p.display());
@@ -80,7 +84,7 @@ fn main() -> Result<()> {
         }),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|e2e|e2e-image|image|bench|demo|release|sqlite-external|deps-check|tools>"
+                "usage: cargo xtask <test|e2e|e2e-image|image|bench|demo|release|sqlite-external|deps-check|tools|sim>"
             );
             std::process::exit(2);
         }
@@ -134,6 +138,13 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The deterministic simulator: `cargo run -p cluster-sim -- <args>` (see `crates/cluster-sim`).
+fn sim(root: &Path, extra: &[String]) -> Result<()> {
+    let mut args = vec!["run", "-q", "-p", "cluster-sim", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    run(root, "cargo", &args, &[])
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {

@@ -25,6 +25,7 @@ pub(crate) const FOUNDATION: &[&str] = &[
     "bounded",
     "election",
     "isolate",
+    "jitter",
     "kv_lock",
     "lease",
     "lease_view",

@@ -86,6 +86,36 @@ async fn activation_returns_once_healthy_without_waiting_an_interval() {
 }
 
 #[tokio::test]
+async fn an_older_term_is_fenced_and_leaves_the_run_of_the_newer_one() {
+    let backend = sleeper();
+    let resource = BackendResource::new(backend.clone(), fast_options());
+    resource.activate(Epoch(9)).await.unwrap();
+    let pid = backend.pid().unwrap();
+    let err = resource.activate(Epoch(8)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cluster_core::Error::Fenced {
+                presented: Epoch(8),
+                current: Epoch(9)
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(resource.stats().activations, 1, "term 8 started nothing");
+    eventually("the monitor of term 9 runs", Duration::from_secs(5), || {
+        resource.stats().monitors == 1
+    })
+    .await;
+    assert_eq!(backend.pid(), Some(pid), "the run of term 9 is untouched");
+    // A newer term takes over.
+    resource.activate(Epoch(10)).await.unwrap();
+    assert_eq!(resource.stats().activations, 2);
+    resource.deactivate().await.unwrap();
+    assert!(!pid_alive(pid));
+}
+
+#[tokio::test]
 async fn crashes_are_restarted_by_policy_with_one_monitor_then_it_gives_up() {
     let backend = sleeper();
     let (tx, mut failures) = mpsc::unbounded_channel::<BackendFailure>();

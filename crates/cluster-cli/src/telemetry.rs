@@ -262,6 +262,9 @@ impl SpanExporter for OtlpHttpExporter {
 }
 
 #[cfg(test)]
+mod conformance_tests;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::time::Duration;

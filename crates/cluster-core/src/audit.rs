@@ -249,6 +249,9 @@ pub struct AuditPage {
 ///   and sets `truncated` whenever at least one more matching record exists after the page —
 ///   never a silent cut.
 /// * Malformed stored records are skipped and counted, never returned and never a panic.
+/// * A record that fails [`AuditRecord::validate`] is refused with an error and not stored.
+///
+/// Executable form: `cluster_testkit::conformance::audit`.
 #[async_trait]
 pub trait AuditSink: Send + Sync + 'static {
     /// Stores one record.

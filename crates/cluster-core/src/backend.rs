@@ -109,6 +109,8 @@ impl BackendStatus {
 ///   that is missing; an unreachable engine or bus is
 ///   [`Error::Unavailable`](crate::Error::Unavailable).
 /// * All methods may be called concurrently; implementations serialise `start` and `stop`.
+///
+/// Executable form: `cluster_testkit::conformance::backend`.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// A short description for logs and audit (`process:/usr/bin/redis-server`,

@@ -19,6 +19,8 @@ use tokio::time::Instant;
 ///   instant derived from it wakes at that instant). This is what lets unit tests run the whole
 ///   runtime under tokio's paused time.
 /// * [`Clock::wall`] is for display and audit records only.
+///
+/// Executable form: `cluster_testkit::conformance::clock`.
 pub trait Clock: Send + Sync + Debug {
     /// The current monotonic instant.
     fn now(&self) -> Instant;

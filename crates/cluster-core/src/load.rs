@@ -13,7 +13,10 @@ use crate::member::NodeLoad;
 /// * `sample` is cheap and never blocks for long (it runs on the heartbeat path): read a
 ///   cached value or a small file, never a network call.
 /// * Fractions are comparable across nodes: CPU as load per core, memory and disk as the used
-///   share of the total.
+///   share of the total (never more than 1000 ‰).
+/// * `sample` may be called from any thread and from inside the async runtime.
+///
+/// Executable form: `cluster_testkit::conformance::load`.
 /// * `None` means "unknown": such a node is never considered over a load limit.
 pub trait LoadProbe: Send + Sync + 'static {
     /// The current load, if known.

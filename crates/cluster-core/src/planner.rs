@@ -97,8 +97,14 @@ pub struct PlanOutcome {
 ///   nothing, except (without `drain_force`) instances that have no eligible node elsewhere:
 ///   they stay and are listed in `blocked`. With `drain_release`, only the listed apps
 ///   leave the draining node; the others keep their current placement.
-/// * Make-before-break: when an instance moves between two live nodes, the old node stays in
-///   the assignment until the new one reports the instance running.
+/// * Make-before-break: when an instance moves between two live nodes (also by an operator's
+///   move), the old node stays in the assignment until the new one reports the instance
+///   running.
+/// * An app is placed only on nodes that host it ([`PlanNode::hosts`]); the resources an app's
+///   rules ask for are a hard constraint against the node's capacity; an app that fits nowhere
+///   is listed in `pending`, never placed elsewhere.
+///
+/// Executable form: `cluster_testkit::conformance::planner`.
 pub trait Planner: Send + Sync + 'static {
     /// Computes the assignment.
     fn plan(&self, request: &PlanRequest) -> Result<PlanOutcome>;

@@ -23,7 +23,15 @@ use crate::error::Result;
 ///   resource is usable.
 /// * `deactivate` must be idempotent, must succeed when the resource is already inactive, and
 ///   must leave nothing behind (processes, addresses, containers) when it returns `Ok`.
+/// * While active for term `E`, `activate` with an older epoch is refused (preferably with
+///   [`Error::Fenced`](crate::Error::Fenced)) or ignored: the effect stays held for `E`, and
+///   nothing (a monitor, a guard) switches to the older term. After `deactivate`, `activate`
+///   of a newer epoch makes the resource active again.
 /// * Neither may block indefinitely: the runtime bounds them with timeouts.
+/// * A resource that keeps something outside the daemon releases it through its own guard
+///   once the deadline given by `follow_deadline` passes without a renewal.
+///
+/// Executable form: `cluster_testkit::conformance::resource`.
 #[async_trait]
 pub trait ActiveResource: Send + Sync + 'static {
     /// A short name for logs, metrics and audit (`vip`, `backend`, `wal`).

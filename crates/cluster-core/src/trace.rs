@@ -24,6 +24,8 @@ pub const TRACESTATE: &str = "tracestate";
 ///   also when `span` is disabled.
 /// * `extract` makes `span` a child of the context found in `headers`; headers without a valid
 ///   context leave `span` unchanged (a malformed `traceparent` is ignored, never an error).
+///
+/// Executable form: `cluster_testkit::conformance::trace`.
 pub trait TracePropagator: Send + Sync + 'static {
     /// Writes the context of `span` into `headers`.
     fn inject(&self, span: &tracing::Span, headers: &mut Headers);

@@ -180,6 +180,5 @@ async fn pause(shared: &NodeContext, d: Duration) -> Result<()> {
 
 /// `d` plus a random 0–100 % (spreads retries of processes that collided).
 pub(super) fn jittered(d: Duration) -> Duration {
-    let r = uuid::Uuid::new_v4().as_u128() % 1000;
-    d + d.mul_f64(r as f64 / 1000.0)
+    d + d.mul_f64(crate::jitter::fraction())
 }

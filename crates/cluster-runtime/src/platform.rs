@@ -641,6 +641,12 @@ impl Platform {
             handle.abort();
         }
         for app in read(&self.shared.apps).values() {
+            // The app's own tasks (RPC servers, leader observer, leadership machine, candidacy)
+            // hold the election: left running, a "crashed" node would keep campaigning and
+            // renewing its lease once it is reachable again.
+            for handle in locked(&app.inner.instance_tasks).drain(..) {
+                handle.abort();
+            }
             locked(&app.inner.election).take();
             locked(&app.inner.leadership).take();
             locked(&app.inner.notify).take();

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! Before each restart the monitor checks that the term it runs for is still granted
-//! (`App::fencing_token() == epoch`); a deposed leader never restarts its backend.
+//! (`App::fencing_token() == epoch`); a deposed leader never restarts its backend. While a run
+//! is live, `activate` with an older epoch than the run's is refused (`Error::Fenced`) and
+//! leaves the run alone.
 
 mod monitor;
 mod options;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cluster_core::ActiveResource;
 use cluster_core::backend::Backend;
-use cluster_core::{Epoch, Result};
+use cluster_core::{Epoch, Error, Result};
 use cluster_runtime::App;
 use cluster_runtime::WeakApp;
 use futures::future::BoxFuture;
@@ -175,10 +177,19 @@ impl ActiveResource for BackendResource {
     async fn activate(&self, epoch: Epoch) -> Result<()> {
         let mut run = self.run.lock().await;
         if let Some(r) = run.as_ref()
-            && r.epoch == epoch
             && !r.task.is_finished()
         {
-            return Ok(());
+            if r.epoch == epoch {
+                return Ok(());
+            }
+            // An older term never takes over the run of a newer one (its monitor would
+            // restart the service for a deposed term).
+            if r.epoch > epoch {
+                return Err(Error::Fenced {
+                    presented: epoch,
+                    current: r.epoch,
+                });
+            }
         }
         if let Some(old) = run.take() {
             old.stop().await;

@@ -7,6 +7,8 @@
     clippy::panic
 )]
 
+pub mod podman;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -131,7 +131,9 @@ impl Planner for PlacementPlanner {
             &mut pending,
             &mut blocked,
         );
-        make_before_break(&mut assignment, &current, request);
+        // Against the published assignment: an operator's move removed its source from
+        // `current`, and that source must stay placed until the target runs.
+        make_before_break(&mut assignment, original, request);
         // The version counts changes against the published assignment (the steering edits of
         // `current` above are not published).
         assignment.version = if assignment.same_placement(original) {

@@ -36,8 +36,7 @@ impl Backoff {
 
 /// A random duration between `d / 2` and `d`.
 pub(crate) fn jittered(d: Duration) -> Duration {
-    let fraction = f64::from((uuid::Uuid::new_v4().as_u128() & 0xffff) as u16) / 65_536.0;
-    d.mul_f64(0.5 + fraction / 2.0)
+    d.mul_f64(0.5 + crate::jitter::fraction() / 2.0)
 }
 
 #[cfg(test)]

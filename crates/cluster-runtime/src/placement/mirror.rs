@@ -298,9 +298,7 @@ async fn load(inner: &dyn KvBucket) -> Result<BTreeMap<String, KvEntry>> {
 
 /// `base` plus up to 25 % random jitter.
 fn jittered(base: Duration) -> Duration {
-    let spread = (base.as_millis() as u64 / 4).max(1);
-    let extra = (uuid::Uuid::new_v4().as_u128() % u128::from(spread)) as u64;
-    base + Duration::from_millis(extra)
+    base + base.mul_f64(crate::jitter::fraction() / 4.0)
 }
 
 #[cfg(test)]

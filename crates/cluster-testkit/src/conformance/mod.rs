@@ -18,11 +18,18 @@
 // Suites are test code: a failed expectation is reported by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod audit;
+pub mod backend;
+pub mod clock;
 pub mod election;
 pub mod kv;
+pub mod load;
 pub mod lock;
 mod memory_factory;
+pub mod planner;
+pub mod resource;
 pub mod stream;
+pub mod trace;
 pub mod transport;
 
 use std::fmt::Debug;
