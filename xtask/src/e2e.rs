@@ -31,6 +31,22 @@ pub(crate) fn e2e(root: &Path) -> Result<()> {
             "--nocapture",
         ],
         &[("NATS_SERVER_BIN", &nats)],
+    )?;
+    // Ignored in the CI command while the WAL-continuity bug of issue 12 is open.
+    run(
+        root,
+        "cargo",
+        &[
+            "test",
+            "-p",
+            "cluster-cli",
+            "--test",
+            "e2e_wal_failover",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ],
+        &[("NATS_SERVER_BIN", &nats)],
     )
 }
 
