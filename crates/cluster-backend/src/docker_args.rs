@@ -36,7 +36,7 @@ const SUPPORTED: &str = "--env/-e, --volume/-v, --publish/-p, --cap-add, --netwo
                          --user/-u, --memory/-m, --cpus";
 
 impl ExtraArgs {
-    /// Parses `args` (see the [module docs](self)).
+    /// Parses `args` (see [`ExtraArgs`]).
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut out = Self::default();
         let mut it = args.iter();

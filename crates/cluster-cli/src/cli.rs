@@ -181,7 +181,7 @@ pub(crate) enum AuthCommand {
     /// Managed mode: mint a `.creds` file (user JWT + seed, mode 0600) for one identity, signed
     /// with the platform's account key; re-run before it expires to refresh it in place.
     Mint {
-        /// The identity: node:<id>, admin, viewer or app:<name>.
+        /// The identity: node:ID, admin, viewer or app:NAME.
         #[arg(long, value_name = "ID")]
         identity: String,
         /// The platform's account seed (`account-{P}.nk` from `gen-config --managed`).

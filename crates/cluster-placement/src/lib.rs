@@ -7,7 +7,7 @@
 //! - [`rebalance`]: [`plan_rebalance`] with hysteresis, [`plan_drain`] and [`plan_evacuate`].
 //! - [`verify()`]: checks any assignment against the hard constraints, so every node can verify
 //!   what the controller published.
-//! - [`planner`]: the platform's [`PlacementPlanner`] (the core `Planner` trait) and the
+//! - [`planner`](mod@planner): the platform's [`PlacementPlanner`] (the core `Planner` trait) and the
 //!   controller's policy around the scheduler: apps' rules documents ([`PlacementSpec`]),
 //!   registration constraints, operators' moves, drains, make-before-break, rebalance plans.
 //! - [`auto`]: the decisions of auto-rebalance (triggers, pauses, cooldowns, step admission,

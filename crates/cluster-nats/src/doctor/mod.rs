@@ -1,5 +1,5 @@
 //! `cluster doctor`: checks what a client can reach and says what to fix (docs/SECURITY.md,
-//! "Doctor"). The checks are pure functions of what was gathered ([`checks`]); [`run`] gathers
+//! "Doctor"). The checks are pure functions of what was gathered (`checks`); [`run`] gathers
 //! it over a connection and, when given, the server's monitoring endpoint.
 
 mod checks;
