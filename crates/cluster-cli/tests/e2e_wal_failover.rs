@@ -90,12 +90,11 @@ fn warnings(d: &Daemon) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-// Not in the CI command: it trips the open WAL-continuity bug of issue 12 ("WAL salts changed …
-// without a replicator checkpoint" on a restarted-then-promoted leader) often enough to fail
-// CI (failed once in CI, round 1: the writer never wrote again within 30 s). `cargo xtask e2e`
-// runs it (`--ignored`) until that bug is fixed; then remove this attribute.
+// The CI command runs round 0 only (a SIGKILL of the first leader). Later rounds promote a
+// node that was restarted, which trips the open WAL-continuity bug of issue 12 ("WAL salts
+// changed … without a replicator checkpoint": once in CI the writer never wrote again within
+// 30 s in round 1); `cargo xtask e2e` runs all 4 rounds (`CLUSTER_E2E_WAL_ROUNDS=4`).
 #[test]
-#[ignore = "trips the open WAL-continuity bug of issue 12; run by cargo xtask e2e"]
 fn sigkill_of_the_leader_node_under_an_external_writer_rpo() {
     let server = NatsServer::start();
     let dir = Scratch::new("walfailover");
@@ -134,7 +133,12 @@ fn sigkill_of_the_leader_node_under_an_external_writer_rpo() {
     // Rounds 0-2: SIGKILL. Round 3: the daemon is SIGSTOPped 300 ms before the SIGKILL (a
     // hung node): the writer's commits meanwhile cannot have been shipped, so they must all be
     // reported lost (the measurement itself is checked).
-    for round in 0..4 {
+    let rounds: u32 = std::env::var("CLUSTER_E2E_WAL_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    for round in 0..rounds {
         let hung = round == 3;
         let current = leader(cfgs[0].to_str().unwrap());
         let l = nodes.iter().position(|n| *n == current).unwrap();
