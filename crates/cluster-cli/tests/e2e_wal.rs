@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cluster_testkit::nats_server::NatsServer;
-use common::wal::{count, leader, sqlite_app_config, sqlite3};
+use common::wal::{count, leader, sqlite_app_config, sqlite3, wait_for_wal_audit};
 use common::{Daemon, Scratch, cli, wait_for};
 
 fn config(platform: &str, url: &str, db: &Path) -> String {
@@ -125,31 +125,15 @@ fn sqlite_app_with_external_writer_snapshots_and_restore() {
     assert_eq!(r.code, 0, "{r:?}");
 
     // Promotions, the restore and the deletion are on the platform's audit stream.
-    wait_for("wal audit records", Duration::from_secs(20), || {
-        let r = cli(&[
-            "--config",
-            cfg,
-            "--json",
-            "audit",
-            "--category",
-            "wal",
-            "--limit",
-            "1000",
-        ]);
-        let v = (r.code == 0).then(|| r.json())?;
-        let actions: Vec<String> = v["entries"]
-            .as_array()?
-            .iter()
-            .filter(|e| e["app"] == "db")
-            .filter_map(|e| e["action"].as_str().map(str::to_owned))
-            .collect();
-        let has = |a: &str| actions.iter().any(|x| x == a);
-        (has("promoted")
-            && has("restore.started")
-            && has("restore.completed")
-            && has("snapshot.deleted"))
-        .then_some(())
-    });
+    wait_for_wal_audit(
+        cfg,
+        &[
+            "promoted",
+            "restore.started",
+            "restore.completed",
+            "snapshot.deleted",
+        ],
+    );
 
     for d in &daemons {
         d.signal(libc::SIGTERM);

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cluster_testkit::nats_server::NatsServer;
-use common::wal::{count, leader, sqlite_app_config, sqlite3};
+use common::wal::{count, leader, sqlite_app_config, sqlite3, wait_for_wal_audit};
 use common::{Daemon, Scratch, cli, free_port, http_get, wait_for};
 use serde_json::Value;
 
@@ -202,25 +202,7 @@ fn a_diverged_standby_blocks_its_promotion_health_tells_why_and_wal_resync_heals
     });
     assert_eq!(sqlite3(ldb, "PRAGMA integrity_check").unwrap(), "ok");
     assert_eq!(sqlite3(sdb, "PRAGMA integrity_check").unwrap(), "ok");
-    wait_for("wal audit records", Duration::from_secs(20), || {
-        let r = cli(&[
-            "--config",
-            cfg,
-            "--json",
-            "audit",
-            "--category",
-            "wal",
-            "--limit",
-            "1000",
-        ]);
-        let v = (r.code == 0).then(|| r.json())?;
-        let actions: Vec<&str> = v["entries"]
-            .as_array()?
-            .iter()
-            .filter_map(|e| e["action"].as_str())
-            .collect();
-        (actions.contains(&"promotion-blocked") && actions.contains(&"resync")).then_some(())
-    });
+    wait_for_wal_audit(cfg, &["promotion-blocked", "resync"]);
 
     for d in &daemons {
         d.signal(libc::SIGTERM);

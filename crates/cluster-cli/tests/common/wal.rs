@@ -62,3 +62,27 @@ pub fn leader(cfg: &str) -> String {
         (r.code == 0).then(|| r.json()["app"]["leader"].as_str().map(str::to_owned))?
     })
 }
+
+/// Waits (20 s) until the `wal` audit records of app `db` hold every action of `actions`.
+pub fn wait_for_wal_audit(cfg: &str, actions: &[&str]) {
+    wait_for("wal audit records", Duration::from_secs(20), || {
+        let r = cli(&[
+            "--config",
+            cfg,
+            "--json",
+            "audit",
+            "--category",
+            "wal",
+            "--limit",
+            "1000",
+        ]);
+        let v = (r.code == 0).then(|| r.json())?;
+        let seen: Vec<&str> = v["entries"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["app"] == "db")
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        actions.iter().all(|a| seen.contains(a)).then_some(())
+    });
+}
